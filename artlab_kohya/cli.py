@@ -1,0 +1,169 @@
+"""The command line: parse arguments, call the library, print. Heavy imports stay inside commands
+so that `artlab-kohya --help` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from .spec import LoadedSpec
+
+SPEC_ERROR = 2
+
+set_option = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Override a spec value, e.g. --set dataset.batch_size=4 (repeatable; YAML values).",
+)
+
+
+def _fail(lines: list[str], code: int = SPEC_ERROR) -> NoReturn:
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+def _load(spec_path: Path, overrides: tuple[str, ...]) -> LoadedSpec:
+    from .spec import SpecError, load_spec
+
+    try:
+        loaded = load_spec(spec_path, overrides)
+    except SpecError as exc:
+        _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {spec_path}"])
+    for override in loaded.overrides:
+        click.echo(f"override: {override}", err=True)
+    return loaded
+
+
+def _print_issues(issues: list[Any]) -> None:
+    for issue in issues:
+        click.echo(str(issue), err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="artlab-kohya")
+def main() -> None:
+    """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--preset",
+    type=click.Choice(["anime", "person", "object", "style"]),
+    required=True,
+    help="Starting numbers from the guide's beginner table.",
+)
+@click.option("--vram", type=float, default=None, help="GPU memory in GB; picks the batch size.")
+@click.option("--name", default=None, help="Trigger word and output name (default: the folder's name).")
+def init(folder: Path, preset: str, vram: float | None, name: str | None) -> None:
+    """Write FOLDER/spec.yaml and a kohya-style dataset folder (img/N_name)."""
+    from .presets import init_project
+
+    try:
+        spec_path, images = init_project(folder, preset, vram, name)
+    except FileExistsError as exc:
+        _fail([str(exc)], 1)
+    click.echo(f"wrote {spec_path}")
+    click.echo(f"put your images and .txt captions in {images}/")
+    click.echo(f"then: artlab-kohya check {spec_path}")
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def check(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Report every problem of SPEC and its dataset at once, each with its line."""
+    from .plan import PlanError, make_plan
+
+    loaded = _load(spec_path, overrides)
+    try:
+        plan = make_plan(loaded)
+    except PlanError as exc:
+        _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {spec_path}"])
+    issues = loaded.warnings + plan.warnings
+    if as_json:
+        click.echo(json.dumps({"errors": [], "warnings": [str(i) for i in issues]}, indent=2))
+        return
+    _print_issues(issues)
+    click.echo(f"{spec_path}: ok ({len(issues)} warning(s)), {plan.total_steps} steps")
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Show the step math and the files training will save."""
+    from .plan import PlanError, make_plan, plan_json, print_plan
+
+    loaded = _load(spec_path, overrides)
+    try:
+        result = make_plan(loaded)
+    except PlanError as exc:
+        _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {spec_path}"])
+    if as_json:
+        click.echo(json.dumps(plan_json(result), indent=2))
+        return
+    _print_issues(loaded.warnings + result.warnings)
+    print_plan(result)
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+    help="Folder for dataset.toml, config.toml (and prompts.txt).",
+)  # fmt: skip
+@set_option
+def render(spec_path: Path, out_dir: Path, overrides: tuple[str, ...]) -> None:
+    """Write kohya's dataset.toml and config.toml for SPEC and print the launch command."""
+    from .plan import PlanError
+    from .prepare import render_for
+
+    loaded = _load(spec_path, overrides)
+    try:
+        rendered, argv = render_for(loaded, out_dir.resolve())
+    except PlanError as exc:
+        _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {spec_path}"])
+    _print_issues(loaded.warnings)
+    for path in rendered.write(out_dir.resolve()):
+        click.echo(f"wrote {path}", err=True)
+    import shlex
+
+    click.echo(shlex.join(argv))
+
+
+@main.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (for editor completion)."""
+    from .reference import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command()
+@click.argument("field", required=False)
+@click.option("--markdown", is_flag=True, help="The whole reference as a Markdown table (as in the README).")
+def explain(field: str | None, markdown: bool) -> None:
+    """Describe spec fields: all of them, or those under FIELD (e.g. network, training.epochs)."""
+    from .reference import field_docs, reference_markdown
+
+    if markdown:
+        click.echo(reference_markdown(), nl=False)
+        return
+    docs = [d for d in field_docs() if field is None or d.path == field or d.path.startswith(f"{field}.")]
+    docs += [d for d in field_docs() if field and d.path.startswith(f"{field}[]") and d not in docs]
+    if not docs:
+        _fail([f"no spec field '{field}'; `artlab-kohya explain` lists them all"])
+    for doc in docs:
+        default = f" (default: {doc.default})" if doc.default else ""
+        click.echo(f"{doc.path}: {doc.type}{default}\n    {doc.description}")

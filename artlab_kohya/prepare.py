@@ -1,0 +1,114 @@
+"""From a loaded spec to what a launch needs: the model file, its family, repeats, TOML, argv.
+
+`render` and `run` share this path, so what `render` shows is what `run` starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .command import Install, build_command
+from .plan import PlanError, _repeats, make_plan, plan_family
+from .render import ConcreteFamily, Rendered, RenderError, RenderInputs, render, script_for
+from .spec import Issue, LoadedSpec
+from .surface import Surface, bundled_surface
+
+ALIAS_FAMILY: dict[str, ConcreteFamily] = {"sd15": "sd15", "sdxl": "sdxl", "sd2": "sd2-v"}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    path: Path
+    family: ConcreteFamily
+
+
+def model_for_render(loaded: LoadedSpec) -> ModelChoice:
+    """The model path and family without downloading: local files as they are, hub files from the cache."""
+    spec = loaded.spec
+    source = spec.model.source
+    at = ("model", "source")
+    if source.type == "local":
+        path = source.path
+        family = plan_family(spec)
+    else:
+        from .hub import ModelError, resolve_alias, resolve_hub
+
+        try:
+            resolved = (
+                resolve_alias(source.name, offline=True)
+                if source.type == "alias"
+                else resolve_hub(source.repo, source.file, source.revision, offline=True)
+            )
+        except ModelError as exc:
+            raise PlanError([loaded.issue("error", at, f"{exc} (`artlab-kohya fetch SPEC` downloads it)")]) from None
+        path = resolved.path
+        family = spec.model.family if spec.model.family != "auto" else None
+        if family is None and source.type == "alias":
+            family = ALIAS_FAMILY[source.name]
+        family = family or resolved.family
+    if family is None or family == "auto":
+        raise PlanError(
+            [
+                loaded.issue(
+                    "error", ("model", "family"), f"cannot tell the family of {path}; set sd15, sd2, sd2-v or sdxl"
+                )
+            ]
+        )
+    return ModelChoice(path=path, family=family)  # type: ignore[arg-type]
+
+
+def resolved_repeats(loaded: LoadedSpec) -> tuple[tuple[int, ...], tuple[str | None, ...]]:
+    """Repeats and class tokens per subset; only `repeats: auto` needs to look at the images."""
+    repeats, _, tokens, issues = _repeats(loaded)
+    if issues:
+        raise PlanError(issues)
+    if None in repeats:
+        plan = make_plan(loaded)
+        return tuple(s.repeats for s in plan.subsets), tuple(s.class_tokens for s in plan.subsets)
+    return tuple(r for r in repeats if r is not None), tuple(tokens)
+
+
+def render_inputs(
+    loaded: LoadedSpec,
+    model: ModelChoice,
+    config_dir: Path,
+    default_output: Path,
+    tokenizer_cache_dir: Path | None = None,
+) -> RenderInputs:
+    spec = loaded.spec
+    repeats, tokens = resolved_repeats(loaded)
+    output_dir = spec.output.dir or default_output
+    return RenderInputs(
+        model_path=model.path,
+        family=model.family,
+        repeats=repeats,
+        class_tokens=tokens,
+        config_dir=config_dir,
+        output_dir=output_dir,
+        logging_dir=spec.output.logging_dir or output_dir / "logs",
+        tokenizer_cache_dir=tokenizer_cache_dir,
+        spec_name=loaded.path.name,
+    )
+
+
+def render_checked(loaded: LoadedSpec, inputs: RenderInputs, surface: Surface) -> Rendered:
+    try:
+        return render(loaded.spec, inputs, surface)
+    except RenderError as exc:
+        raise PlanError([loaded.issue("error", path, message) for path, message in exc.problems]) from None
+
+
+def render_for(loaded: LoadedSpec, out_dir: Path, install: Install | None = None) -> tuple[Rendered, list[str]]:
+    """What `artlab-kohya render` writes and prints."""
+    from .kohya import find_install
+
+    model = model_for_render(loaded)
+    inputs = render_inputs(loaded, model, out_dir, out_dir)
+    rendered = render_checked(loaded, inputs, bundled_surface(script_for(model.family)))
+    install = install or find_install(loaded.spec)
+    argv, _ = build_command(loaded.spec, install, out_dir / "config.toml", model.family)
+    return rendered, argv
+
+
+__all__ = ["Issue", "ModelChoice", "model_for_render", "render_for", "render_inputs", "resolved_repeats"]

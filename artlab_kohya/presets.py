@@ -1,0 +1,105 @@
+"""`init --preset`: a commented starting spec and a kohya-style dataset folder.
+
+The numbers are the Kohya LoRA guide's beginner table; the template says so next to each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Preset:
+    title: str
+    repeats: int
+    repeats_why: str
+    clip_skip: int
+    clip_skip_why: str
+    shuffle: bool
+    keep_tokens: int
+
+
+PRESETS = {
+    "anime": Preset(
+        "an anime character or subject", 10, "the guide: 7-15 for anime", 2,
+        "2 for anime models (the guide)", True, 1,
+    ),
+    "person": Preset(
+        "a real person", 25, "the guide: 20-30 for people", 1, "1 for realistic models (the guide)", False, 0,
+    ),
+    "object": Preset(
+        "an object", 40, "the guide: 30-100 for objects", 1, "1 for realistic models (the guide)", False, 0,
+    ),
+    "style": Preset(
+        "an art style", 10, "not in the guide's table: our choice, as for anime", 1,
+        "1, as for realistic models; use 2 for an anime base model", True, 0,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    size: int
+    why: str
+    checkpointing: bool
+
+
+def batch_for_vram(vram_gb: float | None) -> BatchChoice:
+    """The guide at 512x512: 12 GB -> 6, 6 GB -> 4. Below 6 GB is our extrapolation."""
+    if vram_gb is None:
+        return BatchChoice(4, "assumed 6-11 GB: the guide gives 4 at 6 GB; pass --vram to choose", False)
+    if vram_gb >= 12:
+        return BatchChoice(6, f"{vram_gb:g} GB: the guide gives 6 at 12 GB, 512 px", False)
+    if vram_gb >= 6:
+        return BatchChoice(4, f"{vram_gb:g} GB: the guide gives 4 at 6 GB, 512 px", False)
+    return BatchChoice(
+        1, f"{vram_gb:g} GB: below the guide's table; batch 1 with gradient checkpointing (our choice)", True
+    )
+
+
+def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
+    preset = PRESETS[preset_name]
+    batch = batch_for_vram(vram_gb)
+    template = resources.files("artlab_kohya").joinpath("templates/spec.yaml.in").read_text(encoding="utf-8")
+    return template.format(
+        title=preset.title,
+        preset=preset_name,
+        vram_flag=f" --vram {vram_gb:g}" if vram_gb is not None else "",
+        clip_skip=preset.clip_skip,
+        clip_skip_why=preset.clip_skip_why,
+        batch_size=batch.size,
+        batch_why=batch.why,
+        repeats=preset.repeats,
+        repeats_why=preset.repeats_why,
+        name=name,
+        shuffle="true" if preset.shuffle else "false",
+        keep_tokens=preset.keep_tokens,
+        gradient_checkpointing="true" if batch.checkpointing else "false",
+    )
+
+
+def init_project(folder: Path, preset_name: str, vram_gb: float | None, name: str | None = None) -> list[Path]:
+    """Write FOLDER/spec.yaml and FOLDER/img/N_name/; never overwrite an existing spec."""
+    name = name or _name_from(folder)
+    spec_path = folder / "spec.yaml"
+    if spec_path.exists():
+        raise FileExistsError(f"{spec_path} exists already; init never overwrites a spec")
+    images = folder / "img" / f"{PRESETS[preset_name].repeats}_{name}"
+    images.mkdir(parents=True, exist_ok=True)
+    readme = images / "PUT_IMAGES_HERE.md"
+    if not readme.exists():
+        readme.write_text(
+            f"Put about 30 images here (at least 10), 512-768 px, one consistent style, each with a\n"
+            f"same-name caption file: photo01.png + photo01.txt. Captions start with the trigger word '{name}'.\n"
+            f"The folder name {images.name} means {PRESETS[preset_name].repeats} repeats per image.\n",
+            encoding="utf-8",
+        )
+    spec_path.write_text(render_preset(preset_name, name, vram_gb), encoding="utf-8")
+    return [spec_path, images]
+
+
+def _name_from(folder: Path) -> str:
+    stem = "".join(c if c.isalnum() else "_" for c in folder.resolve().name).strip("_").lower()
+    return stem or "subject"

@@ -1,0 +1,299 @@
+"""A validated spec -> the files sd-scripts reads: --dataset_config and --config_file TOML.
+
+Rendering is pure: the same spec and inputs give the same bytes. Paths are absolute. Every key
+is checked against the argument surface of the trainer script before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .spec.model import (
+    DyLoraNetwork,
+    LokrNetwork,
+    LoraNetwork,
+    Spec,
+    _LycorisNetwork,
+)
+from .surface import DATASET_KEYS, SUBSET_KEYS, Surface
+from .tomlio import dumps
+
+ConcreteFamily = Literal["sd15", "sd2", "sd2-v", "sdxl"]
+HEADER = "# Rendered by artlab-kohya from {spec}. Do not edit: change the spec and render again.\n"
+
+
+class RenderError(Exception):
+    """Keys the trainer would not accept; `problems` holds (spec path, message) pairs."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(m for _, m in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RenderInputs:
+    """What rendering needs beyond the spec: resolved model, family, repeats, folders."""
+
+    model_path: Path
+    family: ConcreteFamily
+    repeats: tuple[int, ...]
+    class_tokens: tuple[str | None, ...]
+    config_dir: Path
+    output_dir: Path
+    logging_dir: Path | None
+    tokenizer_cache_dir: Path | None = None
+    spec_name: str = "spec.yaml"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    dataset_toml: str
+    config_toml: str
+    prompts_txt: str | None
+    config: dict[str, Any]  # the flat key -> value view sd-scripts ends up with
+
+    def write(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [(DATASET_FILE, self.dataset_toml), (CONFIG_FILE, self.config_toml)]
+        if self.prompts_txt is not None:
+            files.append((PROMPTS_FILE, self.prompts_txt))
+        written = []
+        for name, text in files:
+            path = folder / name
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_text(text, encoding="utf-8", newline="\n")
+            tmp.replace(path)
+            written.append(path)
+        return written
+
+
+DATASET_FILE = "dataset.toml"
+CONFIG_FILE = "config.toml"
+PROMPTS_FILE = "prompts.txt"
+
+
+def script_for(family: ConcreteFamily) -> str:
+    return "sdxl_train_network.py" if family == "sdxl" else "train_network.py"
+
+
+def render(spec: Spec, inputs: RenderInputs, surface: Surface) -> Rendered:
+    dataset = _dataset_doc(spec, inputs)
+    sections = _config_sections(spec, inputs)
+    problems = _check(sections, spec, surface)
+    if problems:
+        raise RenderError(problems)
+    header = HEADER.format(spec=inputs.spec_name)
+    flat = {k: v for table in sections.values() for k, v in table.items()}
+    prompts = "".join(p + "\n" for p in spec.sample.prompts) if spec.sample.prompts else None
+    return Rendered(
+        dataset_toml=header + dumps(dataset),
+        config_toml=header + dumps({k: v for k, v in sections.items() if v}),
+        prompts_txt=prompts,
+        config=flat,
+    )
+
+
+def _dataset_doc(spec: Spec, inputs: RenderInputs) -> dict[str, Any]:
+    ds = spec.dataset
+    resolution: int | list[int] = ds.resolution if isinstance(ds.resolution, int) else list(ds.resolution)
+    dataset: dict[str, Any] = {
+        "resolution": resolution,
+        "batch_size": ds.batch_size,
+        "enable_bucket": ds.buckets.enabled,
+    }
+    if ds.buckets.enabled:
+        dataset |= {
+            "min_bucket_reso": ds.buckets.min_resolution,
+            "max_bucket_reso": ds.buckets.max_resolution,
+            "bucket_reso_steps": ds.buckets.step,
+            "bucket_no_upscale": ds.buckets.no_upscale,
+        }
+    subsets = []
+    for i, sub in enumerate(ds.subsets):
+        entry: dict[str, Any] = {
+            "image_dir": str(sub.path),
+            "num_repeats": inputs.repeats[i],
+            "caption_extension": sub.caption_extension or ds.caption_extension,
+        }
+        if inputs.class_tokens[i]:
+            entry["class_tokens"] = inputs.class_tokens[i]
+        entry |= {
+            "is_reg": sub.regularization,
+            "shuffle_caption": sub.shuffle_caption,
+            "keep_tokens": sub.keep_tokens,
+            "flip_aug": sub.flip_aug,
+            "color_aug": sub.color_aug,
+            "random_crop": sub.random_crop,
+            "caption_dropout_rate": sub.caption_dropout_rate,
+            "caption_tag_dropout_rate": sub.caption_tag_dropout_rate,
+        }
+        if sub.caption_prefix is not None:
+            entry["caption_prefix"] = sub.caption_prefix
+        if sub.caption_suffix is not None:
+            entry["caption_suffix"] = sub.caption_suffix
+        subsets.append(entry)
+    dataset["subsets"] = subsets
+    return {"datasets": [dataset]}
+
+
+def _network(spec: Spec) -> dict[str, Any]:
+    net = spec.network
+    args: dict[str, Any] = {}
+    if isinstance(net, LoraNetwork | DyLoraNetwork):
+        module = "networks.lora" if isinstance(net, LoraNetwork) else "networks.dylora"
+    else:
+        module = "lycoris.kohya"
+        args["algo"] = net.type
+    args["conv_dim"] = net.conv_dim
+    args["conv_alpha"] = net.conv_alpha
+    if isinstance(net, DyLoraNetwork):
+        args["unit"] = net.unit
+    if isinstance(net, LoraNetwork | _LycorisNetwork):
+        args["rank_dropout"] = net.rank_dropout
+        args["module_dropout"] = net.module_dropout
+    if isinstance(net, LoraNetwork):
+        for name in ("block_dims", "block_alphas", "down_lr_weight", "up_lr_weight"):
+            values = getattr(net, name)
+            args[name] = None if values is None else ",".join(_plain(v) for v in values)
+        args["mid_lr_weight"] = net.mid_lr_weight
+    if isinstance(net, _LycorisNetwork):
+        args["use_tucker"] = net.use_tucker or None
+        args["preset"] = net.preset
+    if isinstance(net, LokrNetwork) and net.factor != -1:
+        args["factor"] = net.factor
+    args |= net.args
+    network_args = [f"{k}={_plain(v)}" for k, v in args.items() if v is not None]
+    return {
+        "network_module": module,
+        "network_dim": net.dim,
+        "network_alpha": float(net.alpha),
+        "network_dropout": net.dropout,
+        "network_args": network_args or None,
+        "network_weights": str(net.weights) if net.weights else None,
+        "network_train_unet_only": net.train == "unet",
+        "network_train_text_encoder_only": net.train == "text_encoder",
+    }
+
+
+def _plain(value: Any) -> str:
+    """network_args reach the network module as strings: 'true', '0.1', '8'."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def _literal(value: Any) -> str:
+    """optimizer_args and lr_scheduler_args go through ast.literal_eval in sd-scripts."""
+    if isinstance(value, list):
+        return "(" + ",".join(_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, Any]]:
+    model, training, opt, sched, out = spec.model, spec.training, spec.optimizer, spec.scheduler, spec.output
+    family = inputs.family
+    v_pred = model.v_parameterization or family == "sd2-v"
+    sections: dict[str, dict[str, Any]] = {
+        "model_arguments": {
+            "pretrained_model_name_or_path": str(inputs.model_path),
+            "v2": family in ("sd2", "sd2-v"),
+            "v_parameterization": v_pred,
+            "clip_skip": model.clip_skip,
+            "vae": str(model.vae) if model.vae else None,
+            "tokenizer_cache_dir": str(inputs.tokenizer_cache_dir) if inputs.tokenizer_cache_dir else None,
+        },
+        "dataset_arguments": {
+            "dataset_config": str(inputs.config_dir / DATASET_FILE),
+            "cache_latents": training.cache_latents != "off",
+            "cache_latents_to_disk": training.cache_latents == "disk",
+            "max_token_length": None if training.max_token_length == 75 else training.max_token_length,
+            "max_data_loader_n_workers": training.workers,
+            "persistent_data_loader_workers": training.persistent_workers,
+        },
+        "network_arguments": _network(spec),
+        "optimizer_arguments": {
+            "optimizer_type": opt.type,
+            "learning_rate": opt.learning_rate,
+            "unet_lr": opt.unet_lr,
+            "text_encoder_lr": opt.text_encoder_lr,
+            "max_grad_norm": opt.max_grad_norm,
+            "optimizer_args": [f"{k}={_literal(v)}" for k, v in opt.args.items()] or None,
+            "lr_scheduler": sched.type,
+            "lr_warmup_steps": sched.warmup_ratio if sched.warmup_ratio is not None else sched.warmup_steps,
+            "lr_scheduler_num_cycles": sched.cycles,
+            "lr_scheduler_power": sched.power,
+            "lr_scheduler_args": [f"{k}={_literal(v)}" for k, v in sched.args.items()] or None,
+        },
+        "saving_arguments": {
+            "output_dir": str(inputs.output_dir),
+            "output_name": out.name,
+            "save_model_as": out.format,
+            "save_precision": training.save_precision,
+            "save_every_n_epochs": training.save_every_n_epochs,
+            "save_every_n_steps": training.save_every_n_steps,
+            "save_last_n_epochs": training.save_last_n_epochs,
+            "training_comment": out.comment,
+        },
+        "training_arguments": {
+            "max_train_epochs": training.epochs if training.max_steps is None else None,
+            "max_train_steps": training.max_steps,
+            "mixed_precision": training.mixed_precision,
+            "seed": training.seed,
+            "gradient_checkpointing": training.gradient_checkpointing,
+            "gradient_accumulation_steps": training.gradient_accumulation,
+            "sdpa": training.attention == "sdpa",
+            "xformers": training.attention == "xformers",
+            "mem_eff_attn": training.attention == "mem_eff",
+            "noise_offset": training.noise_offset,
+            "min_snr_gamma": training.min_snr_gamma,
+            "logging_dir": str(inputs.logging_dir) if inputs.logging_dir and out.log_with != "none" else None,
+            "log_with": None if out.log_with == "none" else out.log_with,
+        },
+        "sample_arguments": {
+            "sample_prompts": str(inputs.config_dir / PROMPTS_FILE) if spec.sample.prompts else None,
+            "sample_every_n_epochs": spec.sample.every_n_epochs,
+            "sample_every_n_steps": spec.sample.every_n_steps,
+            "sample_sampler": spec.sample.sampler if spec.sample.prompts else None,
+            "sample_at_first": spec.sample.at_first,
+        },
+        "extra_arguments": dict(spec.kohya.extra_args),
+    }
+    # TOML has no null, and a store_true flag written as false is the default anyway.
+    return {
+        name: {k: v for k, v in table.items() if v is not None and v is not False} for name, table in sections.items()
+    }
+
+
+def _check(sections: dict[str, dict[str, Any]], spec: Spec, surface: Surface) -> list[tuple[Any, str]]:
+    problems: list[tuple[Any, str]] = []
+    rendered = {k for name, table in sections.items() if name != "extra_arguments" for k in table}
+    for key, value in spec.kohya.extra_args.items():
+        where = ("kohya", "extra_args", key)
+        if key in rendered or key in ("config_file", "dataset_config", "output_config"):
+            problems.append((where, f"--{key} is set from the spec already; change the spec field instead"))
+            continue
+        wrong = surface.problem(key, value)
+        if wrong:
+            problems.append((where, wrong))
+    for name, table in sections.items():
+        if name == "extra_arguments":
+            continue
+        for key, value in table.items():
+            wrong = surface.problem(key, value)
+            if wrong:
+                problems.append(((), f"internal: rendered {wrong}"))
+    return problems
+
+
+def check_dataset_keys(doc: dict[str, Any]) -> list[str]:
+    """Keys config_util's schema would reject (a test keeps render honest with this)."""
+    bad = []
+    for dataset in doc.get("datasets", []):
+        bad += [k for k in dataset if k != "subsets" and k not in DATASET_KEYS and k not in SUBSET_KEYS]
+        for subset in dataset.get("subsets", []):
+            bad += [k for k in subset if k not in SUBSET_KEYS]
+    return bad

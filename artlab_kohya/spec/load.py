@@ -1,0 +1,392 @@
+"""Reading a spec: YAML with lines, `--set` overrides, validation, every problem at once.
+
+Problems come out as `spec.yaml:14: network.dim: must be at least 1 (got 0)`; a value that came
+from `--set` is located at that override instead of a line.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from .model import Spec
+from .yamlpos import PathKey, SpecYamlError, format_path, load_with_lines, parse_path, parse_scalar
+
+# Keys people carry over from sd-scripts or the GUI that have no place in a spec.
+KNOWN_KEY_HINTS = {
+    "stop_text_encoder_training": "train_network.py has no such option at the pinned sd-scripts commit; "
+    "set network.train: unet to leave the text encoder alone",
+}
+
+
+@dataclass(frozen=True)
+class Issue:
+    severity: Literal["error", "warning"]
+    path: PathKey
+    message: str
+    where: str = ""
+
+    def __str__(self) -> str:
+        label = "" if self.severity == "error" else "warning: "
+        at = f"{format_path(self.path)}: " if self.path else ""
+        return f"{self.where}: {label}{at}{self.message}"
+
+
+class SpecError(Exception):
+    """The spec cannot be used; `issues` holds every located error."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        super().__init__("\n".join(str(i) for i in issues))
+        self.issues = issues
+
+
+@dataclass(frozen=True)
+class Override:
+    path: PathKey
+    value: Any
+    previous: Any
+    text: str
+
+    def __str__(self) -> str:
+        return f"{format_path(self.path)} = {self.value!r} (was {self.previous!r})"
+
+
+_MISSING = object()
+
+
+@dataclass
+class LoadedSpec:
+    """A validated spec plus what is needed to point at its lines."""
+
+    spec: Spec
+    path: Path
+    text: str
+    data: dict[str, Any]
+    overrides: list[Override] = field(default_factory=list)
+    lines: dict[PathKey, int] = field(default_factory=dict)
+    warnings: list[Issue] = field(default_factory=list)
+
+    def locate(self, path: PathKey) -> str:
+        return _locate(self.path, self.lines, self.overrides, path)
+
+    def issue(self, severity: Literal["error", "warning"], path: PathKey, message: str) -> Issue:
+        return Issue(severity, path, message, self.locate(path))
+
+
+def _locate(spec_path: Path, lines: dict[PathKey, int], overrides: list[Override], path: PathKey) -> str:
+    for override in overrides:
+        if path[: len(override.path)] == override.path:
+            return f"--set {override.text}"
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return f"{spec_path.name}:{lines[path[:end]]}"
+    return spec_path.name
+
+
+def load_spec(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Read, override and validate; raise SpecError with every problem found."""
+    from .rules import check_rules
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([Issue("error", (), f"cannot read the spec: {exc.strerror or exc}", str(path))]) from None
+    try:
+        data, lines = load_with_lines(text)
+    except SpecYamlError as exc:
+        raise SpecError([Issue("error", (), exc.message, f"{path.name}:{exc.line}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError([Issue("error", (), "a spec is a YAML mapping (model:, dataset:, network: ...)", path.name)])
+    data, applied, problems = apply_overrides(data, overrides)
+    context = {"base_dir": path.resolve().parent}
+    try:
+        spec = Spec.model_validate(data, context=context)
+    except ValidationError as exc:
+        issues = [
+            Issue("error", loc, msg, _locate(path, lines, applied, loc)) for loc, msg in describe_errors(exc, data)
+        ]
+        raise SpecError(_dedupe(problems + issues)) from None
+    if problems:
+        raise SpecError(problems)
+    loaded = LoadedSpec(spec=spec, path=path, text=text, data=data, overrides=applied, lines=lines)
+    found = check_rules(spec)
+    errors = [loaded.issue(sev, loc, msg) for sev, loc, msg in found if sev == "error"]
+    if errors:
+        raise SpecError(errors)
+    loaded.warnings = [loaded.issue(sev, loc, msg) for sev, loc, msg in found if sev == "warning"]
+    return loaded
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str] | tuple[str, ...]
+) -> tuple[dict[str, Any], list[Override], list[Issue]]:
+    """`--set a.b[0].c=value`: values are YAML, validated later like the file's own."""
+    data = copy.deepcopy(data)
+    applied: list[Override] = []
+    problems: list[Issue] = []
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        where = f"--set {text}"
+        try:
+            if not sep:
+                raise ValueError("write it as yaml.path=value, e.g. network.dim=32")
+            path = parse_path(key.strip())
+            value = parse_scalar(raw) if raw.strip() else None
+            previous = _assign(data, path, value)
+        except (ValueError, SpecYamlError) as exc:
+            problems.append(Issue("error", (), str(exc), where))
+            continue
+        applied.append(Override(path, value, None if previous is _MISSING else previous, text))
+    return data, applied, problems
+
+
+def _assign(data: Any, path: PathKey, value: Any) -> Any:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise ValueError(f"{format_path(path[: i + 1])} does not exist in the spec")
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise ValueError(f"{format_path(path[:i])} is not a table")
+        node = node.setdefault(part, {})
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ValueError(f"{format_path(path)} does not exist in the spec")
+        previous, node[last] = node[last], value
+        return previous
+    if not isinstance(node, dict):
+        raise ValueError(f"{format_path(path[:-1])} is not a table")
+    previous = node.get(last, _MISSING)
+    node[last] = value
+    return previous
+
+
+# --------------------------------------------------------------------------- error wording
+
+_KIND = {
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a table (key: value lines)",
+    "model_type": "a table (key: value lines)",
+    "model_attributes_type": "a table (key: value lines)",
+    "path_type": "a path",
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    return repr(value)
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> PathKey:
+    """Drop pydantic's union-member labels from `loc`, keeping only keys that exist in the data."""
+    out: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+            out.append(part)
+        elif last and (isinstance(node, dict) and isinstance(part, str) and not _is_label(part)):
+            out.append(part)
+    return tuple(out)
+
+
+def _is_label(part: str) -> bool:
+    """pydantic names union members in `loc` ('constrained-int', 'tuple[int, int]', 'lora'...)."""
+    return any(c in part for c in "[-(") or part in ("int", "float", "str", "bool", "list", "dict", "tuple")
+
+
+def _model_at(path: PathKey, data: Any) -> type[BaseModel] | None:
+    """The pydantic model that validates the table at `path` (for "did you mean")."""
+    from typing import get_args
+
+    model: Any = Spec
+    node = data
+    for part in path:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        node = node.get(part) if isinstance(node, dict) else None
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        model = _pick_model(fields[part].annotation, node, get_args)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _pick_model(annotation: Any, node: Any, get_args: Any) -> Any:
+    candidates = [annotation]
+    found: list[Any] = []
+    while candidates:
+        current = candidates.pop()
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            found.append(current)
+        else:
+            candidates.extend(get_args(current))
+    if len(found) == 1:
+        return found[0]
+    kind = node.get("type") if isinstance(node, dict) else None
+    for model in found:
+        tag = model.model_fields.get("type")
+        if tag is not None and kind in get_args(tag.annotation):
+            return model
+    return found[0] if found else None
+
+
+def _unknown_key(path: PathKey, data: Any) -> str:
+    key = str(path[-1])
+    if key in KNOWN_KEY_HINTS:
+        return f"unknown key '{key}': {KNOWN_KEY_HINTS[key]}"
+    model = _model_at(path[:-1], data)
+    names = list(model.model_fields) if model else []
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key '{key}'; did you mean '{close[0]}'?"
+    elsewhere = _field_paths().get(key) or _field_paths().get(_SD_SCRIPTS_NAMES.get(key, ""))
+    if elsewhere:
+        return f"unknown key '{key}' here; it belongs at {elsewhere}"
+    hint = f" (known here: {', '.join(names)})" if names else ""
+    return f"unknown key '{key}'{hint}"
+
+
+# sd-scripts' names for fields the spec calls otherwise, so a pasted kohya key finds its home.
+_SD_SCRIPTS_NAMES = {
+    "network_dim": "dim",
+    "network_alpha": "alpha",
+    "train_batch_size": "batch_size",
+    "max_train_epochs": "epochs",
+    "max_train_steps": "max_steps",
+    "num_repeats": "repeats",
+    "image_dir": "path",
+    "pretrained_model_name_or_path": "source",
+    "optimizer_type": "optimizer",
+    "lr_scheduler": "scheduler",
+    "lr_warmup_steps": "warmup_steps",
+    "output_name": "name",
+    "save_model_as": "format",
+    "enable_bucket": "buckets",
+}
+
+
+def _field_paths() -> dict[str, str]:
+    """Leaf field name -> its full path, for fields whose name is unique in the schema."""
+    found: dict[str, list[str]] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        from typing import get_args
+
+        for name, info in model.model_fields.items():
+            path = f"{prefix}.{name}" if prefix else name
+            found.setdefault(name, []).append(path)
+            nested = _pick_model(info.annotation, None, get_args)
+            if nested is not None and isinstance(nested, type) and issubclass(nested, BaseModel):
+                walk(nested, f"{path}[0]" if name == "subsets" else path)
+
+    walk(Spec, "")
+    return {name: paths[0] for name, paths in found.items() if len(paths) == 1}
+
+
+def _message(error: dict[str, Any], path: PathKey, data: Any) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return _unknown_key(path, data)
+    if kind in _KIND:
+        return f"must be {_KIND[kind]} (got {_show(value)})"
+    if kind in ("greater_than_equal", "greater_than", "less_than", "less_than_equal"):
+        words = {
+            "greater_than_equal": ("at least", "ge"),
+            "greater_than": ("greater than", "gt"),
+            "less_than": ("less than", "lt"),
+            "less_than_equal": ("at most", "le"),
+        }[kind]
+        return f"must be {words[0]} {ctx[words[1]]} (got {_show(value)})"
+    if kind == "literal_error":
+        choices = str(ctx.get("expected", ""))
+        names = [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")]
+        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close and close[0] != str(value) else ""
+        return f"must be one of {choices} (got {_show(value)}){hint}"
+    if kind == "union_tag_invalid":
+        tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
+        close = difflib.get_close_matches(str(ctx.get("tag")), tags, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"must be one of {', '.join(tags)} (got {_show(ctx.get('tag'))}){hint}"
+    if kind == "union_tag_not_found":
+        return "needs a `type:` to say which kind this is"
+    if kind in ("too_short", "too_long"):
+        if isinstance(value, str):
+            return "must not be empty"
+        bound = ("at least", ctx.get("min_length")) if kind == "too_short" else ("at most", ctx.get("max_length"))
+        return f"must have {bound[0]} {bound[1]} item(s) (got {_show(value)})"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx.get('pattern')} (got {_show(value)})"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{error['msg']} (got {_show(value)})"
+
+
+def describe_errors(exc: ValidationError, data: Any) -> list[tuple[PathKey, str]]:
+    """One message per location; alternatives of a union are joined with "or"."""
+    by_path: dict[PathKey, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        path = _data_path(tuple(error["loc"]), data)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path = (*path, "type")
+        message = _message(error, path, data)
+        bucket = by_path.setdefault(path, [])
+        if message not in bucket:
+            bucket.append(message)
+    return [(path, _join_alternatives(messages)) for path, messages in by_path.items()]
+
+
+def _join_alternatives(messages: list[str]) -> str:
+    """'must be at least 1 (got 0)' + "must be one of 'folder', 'auto' (got 0)" -> one sentence."""
+    if len(messages) == 1:
+        return messages[0]
+    got = re.compile(r" \(got [^()]*\)$")
+    tails = {m.group(0) for m in (got.search(x) for x in messages) if m}
+    if len(tails) != 1 or not all(x.startswith("must be ") for x in messages):
+        return " or ".join(messages)
+    parts = [got.sub("", x).removeprefix("must be ") for x in messages]
+    return "must be " + " or ".join(dict.fromkeys(parts)) + tails.pop()
+
+
+def _dedupe(issues: list[Issue]) -> list[Issue]:
+    seen: set[str] = set()
+    out = []
+    for issue in issues:
+        if str(issue) not in seen:
+            seen.add(str(issue))
+            out.append(issue)
+    return out

