@@ -86,7 +86,7 @@ def _locate(spec_path: Path, lines: dict[PathKey, int], overrides: list[Override
     for end in range(len(path), -1, -1):
         if path[:end] in lines:
             return f"{spec_path.name}:{lines[path[:end]]}"
-    return spec_path.name
+    return f"{spec_path.name}:1"
 
 
 def load_spec(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
@@ -268,6 +268,9 @@ def _unknown_key(path: PathKey, data: Any) -> str:
         return f"unknown key '{key}': {KNOWN_KEY_HINTS[key]}"
     model = _model_at(path[:-1], data)
     names = list(model.model_fields) if model else []
+    owners = [_tag(v) for v in _union_siblings(model) if key in v.model_fields] if model else []
+    if owners:
+        return f"unknown key '{key}' for type {_tag(model)}; only type {', '.join(owners)} has it"
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:
         return f"unknown key '{key}'; did you mean '{close[0]}'?"
@@ -276,6 +279,38 @@ def _unknown_key(path: PathKey, data: Any) -> str:
         return f"unknown key '{key}' here; it belongs at {elsewhere}"
     hint = f" (known here: {', '.join(names)})" if names else ""
     return f"unknown key '{key}'{hint}"
+
+
+def _tag(model: Any) -> str:
+    from typing import get_args
+
+    return str(get_args(model.model_fields["type"].annotation)[0])
+
+
+def _union_siblings(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """The other members of the discriminated union that `model` belongs to, if any."""
+    from typing import get_args
+
+    seen: set[type[BaseModel]] = set()
+    stack: list[type[BaseModel]] = [Spec]
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for info in current.model_fields.values():
+            members: list[type[BaseModel]] = []
+            todo = [info.annotation]
+            while todo:
+                item = todo.pop()
+                if isinstance(item, type) and issubclass(item, BaseModel):
+                    members.append(item)
+                else:
+                    todo.extend(get_args(item))
+            if model in members and len(members) > 1 and all("type" in m.model_fields for m in members):
+                return [m for m in members if m is not model]
+            stack.extend(members)
+    return []
 
 
 # sd-scripts' names for fields the spec calls otherwise, so a pasted kohya key finds its home.
@@ -332,8 +367,8 @@ def _message(error: dict[str, Any], path: PathKey, data: Any) -> str:
         }[kind]
         return f"must be {words[0]} {ctx[words[1]]} (got {_show(value)})"
     if kind == "literal_error":
-        choices = str(ctx.get("expected", ""))
-        names = [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")]
+        names = [c.strip(" '") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
+        choices = ", ".join(f"'{n}'" for n in names)
         close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close and close[0] != str(value) else ""
         return f"must be one of {choices} (got {_show(value)}){hint}"

@@ -164,6 +164,7 @@ class BucketSpec(_Section):
 
 
 Repeats = Annotated[int, Field(ge=1)] | Literal["folder", "auto"]
+Side = Annotated[int, Field(ge=64)]
 
 
 class SubsetSpec(_Section):
@@ -192,8 +193,8 @@ class SubsetSpec(_Section):
 
 
 class DatasetSpec(_Section):
-    resolution: Annotated[int, Field(ge=64)] | tuple[Annotated[int, Field(ge=64)], Annotated[int, Field(ge=64)]] = (
-        Field(512, description="Training resolution: one side (square) or [width, height]. 512-768 for SD1.5.")
+    resolution: Side | Annotated[list[Side], Field(min_length=2, max_length=2)] = Field(
+        512, description="Training resolution: one side (square) or [width, height]. 512-768 for SD1.5."
     )
     batch_size: int = Field(1, ge=1, description="Images per step per GPU; by VRAM (the guide: 512 px, 12 GB -> 6).")
     buckets: BucketSpec = Field(default_factory=BucketSpec, description="Aspect-ratio bucketing.")
