@@ -6,13 +6,20 @@ the "total optimization steps" the trainer prints.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .buckets import BucketConfig, SubsetSizes, batches_per_process, dataset_batches, epochs_for_steps, total_steps
+from .buckets import (
+    BucketConfig,
+    SubsetSizes,
+    batches_per_process,
+    dataset_batches,
+    epochs_for_steps,
+    steps_per_epoch,
+    total_steps,
+)
 from .images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
 from .spec import Issue, LoadedSpec
 from .spec.model import Spec
@@ -193,7 +200,7 @@ def _solve_auto(spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[in
     return [chosen if x is None else x for x in repeats], why
 
 
-def _saves(spec: Spec, epochs: int, steps: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _saves(spec: Spec, epochs: int, steps: int, per_epoch: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Checkpoint files in the order sd-scripts writes them, and those save_last_n_epochs removes."""
     out = spec.output
     ext = out.format
@@ -204,7 +211,6 @@ def _saves(spec: Spec, epochs: int, steps: int) -> tuple[tuple[str, ...], tuple[
     if every_step:
         written += [(s, f"{out.name}-step{s:08d}.{ext}") for s in range(every_step, steps + 1, every_step)]
     if every_epoch:
-        per_epoch = math.ceil(steps / epochs) if epochs else steps
         for epoch in range(1, epochs):
             if epoch % every_epoch == 0:
                 written.append((epoch * per_epoch, f"{out.name}-{epoch:06d}.{ext}"))
@@ -264,7 +270,8 @@ def make_plan(loaded: LoadedSpec) -> Plan:
     else:
         final = [r for r in repeats if r is not None]
     count, steps, epochs = _count(spec, sizes, final)
-    saves, removed = _saves(spec, epochs, steps)
+    per_epoch = steps_per_epoch(count.batches, spec.training.gradient_accumulation, spec.launch.num_processes)
+    saves, removed = _saves(spec, epochs, steps, per_epoch)
     family = plan_family(spec)
     lora_bytes, lora_params = _lora_size(spec, family)
     subsets = tuple(
@@ -281,7 +288,7 @@ def make_plan(loaded: LoadedSpec) -> Plan:
         epochs=epochs,
         gradient_accumulation=spec.training.gradient_accumulation,
         processes=spec.launch.num_processes,
-        steps_per_epoch=math.ceil(steps / epochs) if epochs else steps,
+        steps_per_epoch=per_epoch,
         total_steps=steps,
         saves=saves,
         removed=removed,
