@@ -244,16 +244,16 @@ def _lora_size(spec: Spec, family: str | None) -> tuple[int | None, int | None]:
     from .netsize import predict
 
     net = spec.network
-    lycoris = net.type in ("locon", "loha", "lokr")
     size = predict(
         "sd2" if family == "sd2-v" else family,
         net.type,
         dim=net.dim,
-        conv_dim=net.conv_dim if net.conv_dim is not None or not lycoris else net.dim,
+        conv_dim=net.conv_dim,  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each module)
         train_unet=net.train != "text_encoder",
         train_text_encoder=net.train != "unet",
         save_dtype={"float": "fp32"}.get(spec.training.save_precision, spec.training.save_precision),
         lokr_factor=getattr(net, "factor", -1),
+        use_tucker=getattr(net, "use_tucker", False),
     )
     return size.bytes, size.params
 
@@ -358,6 +358,13 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _short(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
@@ -369,9 +376,10 @@ def print_plan(plan: Plan) -> None:
     console = Console()
     table = Table(title="subsets", title_justify="left")
     for column in ("folder", "images", "repeats", "from", "class tokens", "images x repeats"):
-        table.add_column(column, justify="right" if column in ("images", "repeats", "images x repeats") else "left")
+        numeric = column in ("images", "repeats", "images x repeats")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for s in plan.subsets:
-        label = f"{s.path}" + (" (reg)" if s.regularization else "")
+        label = _short(s.path) + (" (reg)" if s.regularization else "")
         table.add_row(
             label, str(s.images), str(s.repeats), s.repeats_from, s.class_tokens or "", str(s.images * s.repeats)
         )

@@ -65,7 +65,9 @@ def test_gradient_accumulation_and_processes(write_spec, images, tmp_path):
     images(tmp_path / "img/10_sks", [(512, 512)] * 25)
     extra = "launch:\n  num_processes: 2\n  gpu_ids: [0, 1]\n"
     path = spec_for(write_spec, batch=8, epochs=3, extra=extra.replace("launch", "launch"))
-    path.write_text(path.read_text().replace("training:\n  epochs: 3\n", "training:\n  epochs: 3\n  gradient_accumulation: 2\n"))
+    path.write_text(
+        path.read_text().replace("training:\n  epochs: 3\n", "training:\n  epochs: 3\n  gradient_accumulation: 2\n")
+    )
     plan = make_plan(load_spec(path))
     # 250 images x repeats / 8 = 32 batches; 2 processes -> 16 each; accumulation 2 -> 8 steps/epoch
     assert plan.batches_per_epoch == 16
@@ -96,7 +98,10 @@ def test_regularization_images_fill_to_the_train_count(write_spec, images, tmp_p
     images(tmp_path / "img/reg", [(512, 512)] * 5, caption=None)
     extra = "\n"
     path = spec_for(write_spec, batch=2, epochs=1, extra=extra).read_text()
-    path = path.replace("    - path: img/10_sks\n", "    - path: img/10_sks\n    - path: img/reg\n      repeats: 1\n      regularization: true\n")
+    path = path.replace(
+        "    - path: img/10_sks\n",
+        "    - path: img/10_sks\n    - path: img/reg\n      repeats: 1\n      regularization: true\n",
+    )
     plan = make_plan(load_spec(write_spec(path)))
     assert plan.reg_images_x_repeats == 5
     assert plan.batches_per_epoch == 120  # 120 train + 120 placed reg images, batch 2
@@ -122,8 +127,13 @@ def test_save_last_n_epochs_and_step_saves(write_spec, images, tmp_path):
 
 
 def test_dataset_problems_are_located(write_spec, images, tmp_path):
-    path = spec_for(write_spec).read_text().replace(
-        "    - path: img/10_sks\n", "    - path: img/10_sks\n    - path: img/missing\n      repeats: 2\n    - path: img/plain\n"
+    path = (
+        spec_for(write_spec)
+        .read_text()
+        .replace(
+            "    - path: img/10_sks\n",
+            "    - path: img/10_sks\n    - path: img/missing\n      repeats: 2\n    - path: img/plain\n",
+        )
     )
     (tmp_path / "img/10_sks").mkdir(parents=True)
     (tmp_path / "img/10_sks/readme.txt").write_text("no images here")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import toml
+import tomllib
 
 from artlab_kohya.command import Install
 from artlab_kohya.prepare import render_for

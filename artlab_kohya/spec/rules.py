@@ -72,6 +72,8 @@ def _errors(spec: Spec) -> Iterator[Found]:
     net = spec.network
     if isinstance(net, DyLoraNetwork) and net.dim % net.unit:
         yield "error", ("network", "unit"), f"network.dim ({net.dim}) must be a multiple of the unit ({net.unit})"
+    if isinstance(net, DyLoraNetwork) and net.conv_dim is not None and net.conv_dim != net.dim:
+        yield "error", ("network", "conv_dim"), f"DyLoRA needs conv_dim equal to dim ({net.dim}) or unset"
     if isinstance(net, LoraNetwork):
         for name, size in (("block_dims", 25), ("block_alphas", 25), ("down_lr_weight", 12), ("up_lr_weight", 12)):
             values = getattr(net, name)
