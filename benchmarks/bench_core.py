@@ -85,7 +85,8 @@ def main() -> None:
     )
     ratio = plan_median / baseline
     runs = ", ".join(f"{t * 1000:.0f}" for t in plan_all)
-    print(f"plan, {args.images} images   median {plan_median * 1000:7.1f} ms  ({ratio:.1f}x python -c pass)  runs: {runs}")
+    median = f"{plan_median * 1000:7.1f} ms"
+    print(f"plan, {args.images} images   median {median}  ({ratio:.1f}x python -c pass)  runs: {runs}")
 
 
 if __name__ == "__main__":
