@@ -167,3 +167,67 @@ def explain(field: str | None, markdown: bool) -> None:
     for doc in docs:
         default = f" (default: {doc.default})" if doc.default else ""
         click.echo(f"{doc.path}: {doc.type}{default}\n    {doc.description}")
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@set_option
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where run folders go.")
+@click.option("--plain", is_flag=True, help="Plain progress lines, no live view (the default when not a terminal).")
+@click.option("--offline", is_flag=True, default=None, help="Use only the local hub cache (as HF_HUB_OFFLINE=1).")
+def run(spec_path: Path, overrides: tuple[str, ...], runs_dir: Path | None, plain: bool, offline: bool | None) -> None:
+    """Train: check, resolve the model, write the run folder, launch sd-scripts, show progress."""
+    from .runner import RunOptions
+
+    loaded = _load(spec_path, overrides)
+    _print_issues(loaded.warnings)
+    _run(loaded, RunOptions(runs_root=runs_dir, plain=plain or None, offline=offline))
+
+
+def _run(loaded: LoadedSpec, options: Any) -> NoReturn:
+    from .plan import PlanError
+    from .runner import SetupError, run_spec
+
+    try:
+        outcome = run_spec(loaded, options)
+    except PlanError as exc:
+        _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {loaded.path}"])
+    except SetupError as exc:
+        _fail([f"error: {exc}"], 1)
+    sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the new run folder goes.")
+@click.option("--plain", is_flag=True, help="Plain progress lines, no live view.")
+def rerun(run_dir: Path, runs_dir: Path | None, plain: bool) -> None:
+    """Run a finished run's lock again, in a new run folder (same model file, same settings)."""
+    from .rerun import RerunError, load_lock
+
+    try:
+        loaded, options = load_lock(run_dir, runs_root=runs_dir, plain=plain or None)
+    except RerunError as exc:
+        _fail([f"error: {exc}"], 1)
+    _run(loaded, options)
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@set_option
+def fetch(spec_path: Path, overrides: tuple[str, ...]) -> None:
+    """Download (or find in the cache) the base model and tokenizer, and print what they pin to."""
+    from .hub import ModelError, cache_root, prepare_tokenizer_cache
+    from .runner import SetupError, concrete_family, resolve_model, tokenizer_root
+
+    loaded = _load(spec_path, overrides)
+    try:
+        model = resolve_model(loaded.spec, None)
+        family = concrete_family(loaded.spec, model)
+        tokenizer = prepare_tokenizer_cache(family, tokenizer_root(cache_root()))
+    except (SetupError, ModelError) as exc:
+        _fail([f"error: {exc}"], 1)
+    pin = f" @ {model.commit}" if model.commit else ""
+    click.echo(f"model: {model.repo or ''}{'/' + model.filename if model.repo else model.path}{pin}")
+    click.echo(f"  file: {model.path}\n  sha256: {model.sha256}\n  size: {model.size:,} bytes\n  family: {family}")
+    click.echo(f"tokenizer: {tokenizer}")

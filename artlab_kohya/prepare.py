@@ -75,6 +75,7 @@ def render_inputs(
     config_dir: Path,
     default_output: Path,
     tokenizer_cache_dir: Path | None = None,
+    default_logging: Path | None = None,
 ) -> RenderInputs:
     spec = loaded.spec
     repeats, tokens = resolved_repeats(loaded)
@@ -86,7 +87,7 @@ def render_inputs(
         class_tokens=tokens,
         config_dir=config_dir,
         output_dir=output_dir,
-        logging_dir=spec.output.logging_dir or output_dir / "logs",
+        logging_dir=spec.output.logging_dir or default_logging or output_dir / "logs",
         tokenizer_cache_dir=tokenizer_cache_dir,
         spec_name=loaded.path.name,
     )

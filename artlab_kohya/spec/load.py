@@ -91,13 +91,18 @@ def _locate(spec_path: Path, lines: dict[PathKey, int], overrides: list[Override
 
 def load_spec(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Read, override and validate; raise SpecError with every problem found."""
-    from .rules import check_rules
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError([Issue("error", (), f"cannot read the spec: {exc.strerror or exc}", str(path))]) from None
+    return load_spec_text(text, path, overrides)
+
+
+def load_spec_text(text: str, path: Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """As load_spec, for text that came from elsewhere (a run's lock); `path` names it and anchors paths."""
+    from .rules import check_rules
+
     try:
         data, lines = load_with_lines(text)
     except SpecYamlError as exc:

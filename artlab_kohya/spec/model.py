@@ -370,6 +370,7 @@ class TrainingSpec(_Section):
     max_token_length: Literal[75, 150, 225] = Field(75, description="Caption token window: 75, 150 or 225.")
     workers: int = Field(0, ge=0, description="Data-loader worker processes (0 = load in the main process).")
     persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
+    stop_on_nan: bool = Field(True, description="Stop the run when the average loss becomes NaN (artlab-kohya).")
 
 
 class OutputSpec(_Section):

@@ -65,9 +65,7 @@ def _errors(spec: Spec) -> Iterator[Found]:
                     )
     if all(subset.regularization for subset in spec.dataset.subsets):
         yield "error", ("dataset", "subsets"), "every subset is a regularization set; add one with training images"
-    buckets = spec.dataset.buckets
-    if buckets.enabled and buckets.min_resolution > buckets.max_resolution:
-        yield "error", ("dataset", "buckets", "min_resolution"), "must not exceed max_resolution"
+    yield from _bucket_errors(spec)
 
     net = spec.network
     if isinstance(net, DyLoraNetwork) and net.dim % net.unit:
@@ -94,6 +92,34 @@ def _errors(spec: Spec) -> Iterator[Found]:
             "error",
             ("launch", "gpu_ids"),
             (f"lists {len(launch.gpu_ids)} GPU(s) for {launch.num_processes} process(es); give one per process"),
+        )
+
+
+def _bucket_errors(spec: Spec) -> Iterator[Found]:
+    """sd-scripts asserts min <= both resolution sides <= max, after rounding min down and max up to the step."""
+    buckets, res = spec.dataset.buckets, spec.dataset.resolution
+    if not buckets.enabled:
+        return
+    sides = (res, res) if isinstance(res, int) else tuple(res)
+    low = buckets.min_resolution - buckets.min_resolution % buckets.step
+    high = -(-buckets.max_resolution // buckets.step) * buckets.step
+    if min(sides) < low:
+        yield (
+            "error",
+            ("dataset", "buckets", "min_resolution"),
+            (
+                f"{buckets.min_resolution} is above the resolution's shorter side ({min(sides)}); sd-scripts refuses "
+                "that: lower it or turn buckets off"
+            ),
+        )
+    if max(sides) > high:
+        yield (
+            "error",
+            ("dataset", "buckets", "max_resolution"),
+            (
+                f"{buckets.max_resolution} is below the resolution's longer side ({max(sides)}); sd-scripts refuses "
+                "that: raise it or turn buckets off"
+            ),
         )
 
 

@@ -1,0 +1,140 @@
+"""From what the trainer said and how it ended to a verdict and a paragraph a user can act on.
+
+sd-scripts' exit status alone misleads: "No data found" exits 0 with no file written, and
+accelerate turns every failure into status 1. The parsed events carry the real story.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .progress import (
+    LauncherFailed,
+    ModuleNotFound,
+    NanLoss,
+    NoDataFound,
+    OutOfMemory,
+    Traceback,
+    UsageError,
+)
+from .spec.model import Spec
+
+Status = Literal["succeeded", "failed", "interrupted"]
+
+# import name -> what to pip install in the trainer's environment
+PACKAGES = {
+    "bitsandbytes": "bitsandbytes (needed by the 8-bit optimizers such as AdamW8bit)",
+    "lycoris": "lycoris-lora==3.4.0 (4.x fails on SD1.5 at the pinned sd-scripts)",
+    "xformers": "xformers (or set training.attention: sdpa)",
+    "cv2": "opencv-python-headless",
+    "prodigyopt": "prodigyopt (for optimizer Prodigy)",
+    "dadaptation": "dadaptation (for the DAdapt* optimizers)",
+    "schedulefree": "schedulefree",
+    "tensorboard": "tensorboard (or set output.log_with: none)",
+    "wandb": "wandb (or set output.log_with: tensorboard)",
+    "imagesize": "imagesize",
+    "voluptuous": "voluptuous",
+    "toml": "toml",
+    "accelerate": "accelerate==1.6.0",
+    "transformers": "transformers==4.54.1",
+    "diffusers": "diffusers==0.32.1",
+    "safetensors": "safetensors",
+    "einops": "einops",
+    "ftfy": "ftfy",
+    "torch": "torch (see pytorch.org for the build that matches your CUDA)",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    diagnosis: str | None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def diagnose(
+    spec: Spec,
+    exit_code: int,
+    events: list[object],
+    final_checkpoint: Path,
+    *,
+    interrupted: bool,
+    stopped_for_nan: int | None,
+    kohya_commit: str | None,
+) -> Verdict:
+    commit = (kohya_commit or "unknown commit")[:8]
+    first = {type(e): e for e in reversed(events)}
+    if stopped_for_nan is not None:
+        return Verdict(
+            "failed",
+            f"The average loss became NaN at step {stopped_for_nan}, so the run was stopped (set "
+            "training.stop_on_nan: false to let it go on). A NaN usually means the learning rate is too high "
+            "for this optimizer, or fp16 overflowed: try a lower optimizer.learning_rate, "
+            "training.mixed_precision: bf16 on cards that have it, or optimizer.max_grad_norm: 1.0.",
+        )
+    if interrupted:
+        return Verdict("interrupted", "The run was interrupted (Ctrl-C or a signal); finished checkpoints are kept.")
+    if OutOfMemory in first:
+        return Verdict(
+            "failed",
+            f"The GPU ran out of memory. Lower dataset.batch_size (now {spec.dataset.batch_size}), set "
+            "training.gradient_checkpointing: true, lower dataset.resolution or the bucket maximum, keep "
+            "training.cache_latents on, or use a smaller network.dim. Checkpoints finished before this are kept.",
+        )
+    if ModuleNotFound in first:
+        module = first[ModuleNotFound].module  # type: ignore[attr-defined]
+        package = PACKAGES.get(module.split(".")[0], module.split(".")[0])
+        return Verdict(
+            "failed",
+            f"The trainer's Python cannot import '{module}'. Install {package} into the environment that "
+            "runs sd-scripts (kohya.python), then run again; `artlab-kohya doctor` checks that environment.",
+        )
+    if NoDataFound in first:
+        folders = ", ".join(str(s.path) for s in spec.dataset.subsets)
+        return Verdict(
+            "failed",
+            f"sd-scripts found no training images in {folders} (it says 'No data found' and exits 0 without "
+            "writing a file). Each subset path must be a folder that directly holds the images (.png .jpg "
+            ".jpeg .webp .bmp) with same-name .txt captions, e.g. img/10_name/photo1.png + photo1.txt.",
+        )
+    if UsageError in first:
+        usage = first[UsageError]
+        return Verdict(
+            "failed",
+            f"The sd-scripts install (commit {commit}) rejected an argument: {usage.message}. "  # type: ignore[attr-defined]
+            "Your install may be older or newer than the pinned 48d368fa; check kohya.extra_args.",
+        )
+    if exit_code > 128 and exit_code - 128 in (signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGABRT):
+        name = _signal_name(exit_code - 128)
+        hint = (
+            " SIGKILL without a Ctrl-C is most often the kernel's out-of-memory killer (system RAM, not "
+            "VRAM): close other programs, set training.workers: 0 or use training.cache_latents: disk."
+            if name == "SIGKILL"
+            else ""
+        )
+        return Verdict("failed", f"The trainer was killed by {name}.{hint} Finished checkpoints are kept.")
+    launcher = first.get(LauncherFailed)
+    if launcher is not None and launcher.returncode < 0:  # type: ignore[attr-defined]
+        name = _signal_name(-launcher.returncode)  # type: ignore[attr-defined]
+        return Verdict("failed", f"The training process was killed by {name}. Finished checkpoints are kept.")
+    if exit_code != 0:
+        trace = first.get(Traceback)
+        what = f" with {trace.exc_type}: {trace.message}" if trace else ""  # type: ignore[attr-defined]
+        return Verdict("failed", f"The trainer stopped with exit status {exit_code}{what}. See stderr.log.")
+    if not final_checkpoint.exists():
+        return Verdict(
+            "failed",
+            f"The trainer exited 0 but wrote no {final_checkpoint.name}; see stderr.log for what it said last.",
+        )
+    if NanLoss in first:
+        return Verdict("succeeded", "Finished, but the average loss was NaN at some point: check the checkpoints.")
+    return Verdict("succeeded", None)
