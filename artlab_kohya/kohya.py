@@ -1,25 +1,499 @@
-"""Finding the sd-scripts install that runs a spec, and the Python that runs it."""
+"""Finding the sd-scripts install that runs a spec, the Python that runs it, and what that pair is.
+
+The install comes from the spec's `kohya.dir`, else `$ARTLAB_KOHYA_DIR`, else the vendored submodule;
+its Python from `kohya.python`, else this interpreter. Everything we learn from the trainer's own
+environment (its argument surface, its package versions) is asked of that Python through small
+standalone scripts in `engine/`: the trainer environment need not have artlab-kohya installed, and
+artlab-kohya never imports torch.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import re
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from .command import Install
-from .spec.model import Spec
+from .hub import _write_json_atomic, cache_root
+from .render import ConcreteFamily, script_for
+from .surface import PINNED_COMMIT, Surface, surface_from_dump
+
+if TYPE_CHECKING:
+    from .spec.model import Spec
 
 ENV_DIR = "ARTLAB_KOHYA_DIR"
 VENDORED = Path(__file__).resolve().parent.parent / "vendor" / "sd-scripts"
+ENGINE_SCRIPTS = Path(__file__).resolve().parent / "engine"
+TRAIN_SCRIPT = "train_network.py"
 
 
-def find_install(spec: Spec) -> Install:
-    """The spec's kohya.dir, else $ARTLAB_KOHYA_DIR, else the vendored submodule."""
-    if spec.kohya.dir is not None:
-        folder = spec.kohya.dir
+class InstallError(Exception):
+    """The sd-scripts install or its Python cannot be used; the message is one line for the user."""
+
+
+# --------------------------------------------------------------------------- finding the install
+
+
+def find_install(spec: Spec | None = None) -> Install:
+    """The spec's kohya.dir, else $ARTLAB_KOHYA_DIR, else the vendored submodule; never raises.
+
+    `render` shows the command even where no install exists yet; `check_install` says what is wrong.
+    """
+    kohya = spec.kohya if spec is not None else None
+    return locate_install(kohya.dir if kohya else None, kohya.python if kohya else None)
+
+
+def locate_install(
+    folder: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None
+) -> Install:
+    """An Install for an explicit folder and Python, with the same fallbacks as `find_install`.
+
+    A kohya_ss checkout is accepted for its `sd-scripts` submodule folder, and a virtual
+    environment's folder for its Python.
+    """
+    if folder is not None:
+        chosen = Path(folder).expanduser()
     elif os.environ.get(ENV_DIR):
-        folder = Path(os.environ[ENV_DIR]).expanduser()
+        chosen = Path(os.environ[ENV_DIR]).expanduser()
     else:
-        folder = VENDORED
-    python = str(spec.kohya.python) if spec.kohya.python is not None else sys.executable
-    return Install(dir=folder.resolve(), python=python)
+        chosen = VENDORED
+    chosen = _sd_scripts_in(chosen.resolve())
+    return Install(dir=chosen, python=_python_at(python), commit=git_commit(chosen))
+
+
+def require_install(spec: Spec | None = None) -> Install:
+    """`find_install`, checked: what `run` uses before it writes or launches anything."""
+    install = find_install(spec)
+    check_install(install)
+    return install
+
+
+def _sd_scripts_in(folder: Path) -> Path:
+    """kohya_ss keeps sd-scripts as a submodule folder `sd-scripts/`; accept its root as well."""
+    if not (folder / TRAIN_SCRIPT).is_file() and (folder / "sd-scripts").is_dir():
+        return folder / "sd-scripts"
+    return folder
+
+
+def _python_at(python: str | os.PathLike[str] | None) -> str:
+    if python is None:
+        return sys.executable
+    path = Path(python).expanduser()
+    if path.is_dir():  # a virtual environment: its interpreter, not its folder
+        for candidate in (path / "bin" / "python", path / "Scripts" / "python.exe"):
+            if candidate.exists():
+                return str(candidate.absolute())
+    if os.sep not in str(python) and not path.exists():
+        return str(python)  # a command name such as python3.11, looked up on PATH
+    # absolute() but not resolve(): a venv's python is a symlink, and resolving it leaves the venv
+    return str(path.absolute())
+
+
+def check_install(install: Install) -> None:
+    """Raise InstallError, with one line saying what to do, unless the folder and Python can run."""
+    folder = install.dir
+    vendored = folder == VENDORED
+    if not folder.is_dir():
+        if vendored:
+            raise InstallError(
+                "no sd-scripts install: vendor/sd-scripts is missing; run `git submodule update --init "
+                "vendor/sd-scripts` in the artlab-kohya checkout, or set kohya.dir (or ARTLAB_KOHYA_DIR) "
+                "to an sd-scripts checkout"
+            )
+        raise InstallError(f"sd-scripts folder {folder} does not exist (kohya.dir or ARTLAB_KOHYA_DIR)")
+    if not (folder / TRAIN_SCRIPT).is_file():
+        if vendored:
+            raise InstallError(
+                "vendor/sd-scripts has no train_network.py (the git submodule is not checked out): run "
+                "`git submodule update --init vendor/sd-scripts` in the artlab-kohya checkout"
+            )
+        if folder.name == "sd-scripts" and (folder.parent / "kohya_gui.py").exists():
+            raise InstallError(
+                f"{folder} is kohya_ss's sd-scripts submodule, not checked out: run "
+                f"`git submodule update --init --recursive` in {folder.parent}"
+            )
+        raise InstallError(
+            f"no {TRAIN_SCRIPT} in {folder}: kohya.dir (or ARTLAB_KOHYA_DIR) must be an sd-scripts checkout, "
+            "or a kohya_ss folder (its sd-scripts subfolder is used)"
+        )
+    python = Path(install.python)
+    if os.sep in install.python:
+        if not python.exists():
+            raise InstallError(f"the trainer Python {install.python} does not exist (kohya.python)")
+        if python.is_dir() or not os.access(python, os.X_OK):
+            raise InstallError(f"the trainer Python {install.python} is not an executable file (kohya.python)")
+    elif shutil.which(install.python) is None:
+        raise InstallError(f"the trainer Python {install.python!r} is not on PATH (kohya.python)")
+
+
+def script_path(install: Install, family: ConcreteFamily) -> Path:
+    """train_network.py, or sdxl_train_network.py for SDXL, in this install."""
+    path = install.dir / script_for(family)
+    if not path.is_file():
+        raise InstallError(f"no {path.name} in {install.dir}: this sd-scripts cannot train {family} networks")
+    return path
+
+
+# --------------------------------------------------------------------------- commit
+
+_HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out in `folder`, or None when it is not a git checkout (an exported copy).
+
+    Read from the files: .git/HEAD, then the loose ref or packed-refs; a submodule's `.git` file
+    (`gitdir: ...`) and a worktree's `commondir` are followed. Only `folder` itself is looked at: an
+    exported copy inside some other repository must not report that repository's commit. Falls back to
+    `git rev-parse HEAD` (for layouts we do not read, such as reftables) when git is installed.
+    """
+    dot_git = folder / ".git"
+    if not dot_git.exists():
+        return None
+    try:
+        found = _commit_from_files(dot_git)
+    except (OSError, UnicodeDecodeError, ValueError):
+        found = None
+    return found or _commit_from_git(folder)
+
+
+def _git_dir(dot_git: Path) -> Path:
+    if dot_git.is_dir():
+        return dot_git
+    text = dot_git.read_text(encoding="utf-8").strip()
+    if not text.startswith("gitdir:"):
+        raise ValueError(f"{dot_git}: not a gitdir file")
+    target = Path(text[len("gitdir:") :].strip())
+    return target if target.is_absolute() else (dot_git.parent / target)
+
+
+def _commit_from_files(dot_git: Path) -> str | None:
+    git_dir = _git_dir(dot_git)
+    head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    if _HEX.fullmatch(head):
+        return head  # detached HEAD: how a submodule is checked out
+    if not head.startswith("ref:"):
+        return None
+    ref = head[len("ref:") :].strip()
+    common = git_dir
+    if (git_dir / "commondir").is_file():  # a linked worktree keeps its refs in the main .git
+        common = git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    for base in dict.fromkeys((git_dir, common)):
+        loose = base / ref
+        if loose.is_file():
+            value = loose.read_text(encoding="utf-8").strip()
+            return value if _HEX.fullmatch(value) else None
+    packed = common / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == ref and _HEX.fullmatch(parts[0]):
+                return parts[0]
+    return None
+
+
+def _commit_from_git(folder: Path) -> str | None:
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        out = subprocess.run(
+            [git, "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    value = out.stdout.strip()
+    return value if out.returncode == 0 and _HEX.fullmatch(value) else None
+
+
+def describe_commit(commit: str | None) -> str:
+    """How a commit reads in messages: its short hash, or why there is none."""
+    return commit[:8] if commit else "unknown (not a git checkout)"
+
+
+# --------------------------------------------------------------------------- running our engine scripts
+
+
+def run_engine_script(install: Install, name: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
+    """Run engine/NAME with the trainer's Python in the install folder; its JSON result, or InstallError.
+
+    The result goes through a file, not stdout: sd-scripts and its libraries print to stdout on import.
+    """
+    with tempfile.TemporaryDirectory(prefix="artlab-kohya-") as tmp:
+        out = Path(tmp) / "result.json"
+        argv = [install.python, str(ENGINE_SCRIPTS / name), *args, str(out)]
+        env = dict(os.environ, PYTHONIOENCODING="utf-8", HF_HUB_OFFLINE="1")
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=install.dir if install.dir.is_dir() else None,
+                env=env,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise InstallError(f"{what} with {install.python} took longer than {timeout:.0f} s") from None
+        except OSError as exc:
+            raise InstallError(f"cannot run the trainer Python {install.python}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+    if not isinstance(data, dict):
+        tail = _last_line(proc.stderr) or _last_line(proc.stdout) or "no output"
+        if proc.returncode == -signal.SIGKILL:
+            raise InstallError(f"{what} with {install.python} was killed (out of memory?): {tail}")
+        status = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit status {proc.returncode}"
+        raise InstallError(f"{what} with {install.python} failed ({status}): {tail}")
+    return data
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+# --------------------------------------------------------------------------- argument surface
+
+# Modules sd-scripts imports whose pip package has another name.
+PIP_NAMES = {
+    "cv2": "opencv-python",
+    "PIL": "Pillow",
+    "yaml": "PyYAML",
+    "lycoris": "lycoris-lora",
+    "huggingface_hub": "huggingface-hub",
+    "google": "protobuf",
+    "sklearn": "scikit-learn",
+    "open_clip": "open-clip-torch",
+    "lion_pytorch": "lion-pytorch",
+    "skimage": "scikit-image",
+}
+
+
+def pip_name(module: str) -> str:
+    top = module.split(".")[0]
+    return PIP_NAMES.get(top, top.replace("_", "-"))
+
+
+def install_fingerprint(install: Install, script: str) -> str:
+    """SHA-256 over the files the training parser is built from: the script, train_network.py, library/.
+
+    Keys the surface cache together with the commit, so a locally edited checkout, or an exported
+    copy without a commit, is asked again when those files change.
+    """
+    digest = hashlib.sha256()
+    library = install.dir / "library"
+    names = [script, TRAIN_SCRIPT] + sorted(
+        p.relative_to(install.dir).as_posix() for p in library.glob("*.py") if p.is_file()
+    )
+    for name in dict.fromkeys(names):
+        path = install.dir / name
+        digest.update(name.encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"<missing>")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def surface_cache_file(install: Install, script: str, commit: str | None) -> Path:
+    stem = script.removesuffix(".py")
+    key = f"{commit[:12] if commit else 'nogit'}-{install_fingerprint(install, script)[:16]}"
+    return cache_root() / "surfaces" / f"{stem}-{key}.json"
+
+
+def read_surface(install: Install, script: str = TRAIN_SCRIPT, *, timeout: float = 300) -> Surface:
+    """The install's own argument surface for `script`, asked of its parser in its Python; cached.
+
+    sd-scripts silently keeps unknown --config_file keys, so every key we render is checked against
+    this before launch. Importing the script costs seconds (torch, diffusers), hence the cache, keyed by
+    commit and by the parser's source files.
+    """
+    check_install(install)
+    if not (install.dir / script).is_file():
+        raise InstallError(f"no {script} in {install.dir}")
+    commit = install.commit or git_commit(install.dir)
+    cache_file = surface_cache_file(install, script, commit)
+    cached = _read_cached_surface(cache_file, script)
+    if cached is None:
+        data = run_engine_script(
+            install,
+            "dump_surface.py",
+            [str(install.dir), script],
+            timeout=timeout,
+            what=f"reading the arguments of {script}",
+        )
+        if "error" in data:
+            raise InstallError(_dump_error(install, script, data))
+        cached = data["options"]
+        with contextlib.suppress(OSError):  # a read-only cache only costs time
+            _write_json_atomic(cache_file, {"commit": commit, "script": script, "options": cached})
+    return surface_from_dump(commit or "unknown", script, cached)
+
+
+def _read_cached_surface(path: Path, script: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("script") == script and isinstance(data.get("options"), dict):
+        return data["options"]
+    return None
+
+
+def _dump_error(install: Install, script: str, data: dict[str, Any]) -> str:
+    who = f"the trainer Python {install.python}"
+    if data.get("error") == "import" and data.get("module"):
+        module = str(data["module"])
+        if module.split(".")[0] in ("library", "networks", Path(script).stem, "train_network"):
+            return (
+                f"{who} cannot import sd-scripts' own {module} from {install.dir}: "
+                "is it a complete sd-scripts checkout?"
+            )
+        package = pip_name(module)
+        return (
+            f"{who} cannot import {script}: no module named {module!r}; install sd-scripts' requirements there "
+            f"(`{install.python} -m pip install {package}`, pip package {package})"
+        )
+    message = _last_line(str(data.get("message", ""))) or str(data.get("error"))
+    return f"{who} cannot load {script} from {install.dir}: {data.get('error')}: {message}"
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def trainer_versions(install: Install, *, timeout: float = 180) -> dict[str, Any]:
+    """Python, torch/CUDA/GPUs and package versions of the trainer environment, asked of its Python.
+
+    Keys: python, executable, platform, packages {pip name: version or None}, torch {version, cuda,
+    cuda_available, gpus [{name, memory_bytes, capability}], bf16, mps} or torch {error}.
+    """
+    return run_engine_script(install, "probe_versions.py", [], timeout=timeout, what="probing the trainer Python")
+
+
+# What we test against: shared/kohya (the pins in setup-engine.sh, measured on the pinned commit).
+TESTED_COMMIT = PINNED_COMMIT
+TESTED_VERSIONS: dict[str, str] = {
+    "torch": "2.*",
+    "accelerate": "1.6.0",
+    "transformers": "4.54.1",
+    "diffusers": "0.32.1",
+    "huggingface-hub": "0.34.3",
+    "safetensors": "0.4.5",
+    "lycoris-lora": "3.4.0",
+}
+# Newer versions seen training fine at the pinned commit (shared/kohya: pip_freeze_newstack_working.txt).
+SEEN_WORKING: dict[str, tuple[str, ...]] = {
+    "accelerate": ("1.15.0",),
+    "transformers": ("4.57.6",),
+    "diffusers": ("0.39.0",),
+    "huggingface-hub": ("0.36.2",),
+    "safetensors": ("0.8.0",),
+}
+# Only the LyCORIS network types need it.
+OPTIONAL = frozenset({"lycoris-lora"})
+
+
+@dataclass(frozen=True)
+class KnownBroken:
+    package: str
+    applies: Callable[[tuple[int, ...]], bool]
+    why: str
+
+
+KNOWN_BROKEN = (
+    KnownBroken(
+        "lycoris-lora",
+        lambda v: v[:1] == (4,),
+        "lycoris-lora 4.x FAILS on SD1.x with sd-scripts (AssertionError: duplicated lora name: "
+        "lora_unet_time_embedding_linear_1); locon/loha/lokr need lycoris-lora==3.4.0",
+    ),
+    KnownBroken(
+        "transformers",
+        lambda v: v >= (5,),
+        "transformers 5 fails at import in sd-scripts (cannot import name 'CLIPFeatureExtractor'); "
+        "use transformers==4.54.1",
+    ),
+    KnownBroken(
+        "diffusers",
+        lambda v: v >= (0, 42),
+        "diffusers 0.42 fails at import with huggingface-hub<1 (cannot import name 'resolve_revision'), "
+        "and transformers<5 needs huggingface-hub<1; use diffusers==0.32.1",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    package: str
+    found: str | None
+    tested: str
+    status: Literal["ok", "warn", "fail"]
+    note: str
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """The leading numbers of a version: "2.14.1+cu130" -> (2, 14, 1), "1.0rc1" -> (1, 0)."""
+    numbers = []
+    for part in version.split("+")[0].split("."):
+        match = re.match(r"\d+", part)
+        if match is None:
+            break
+        numbers.append(int(match.group()))
+        if match.end() != len(part):
+            break
+    return tuple(numbers)
+
+
+def _matches(found: str, tested: str) -> bool:
+    if tested.endswith(".*"):
+        prefix = version_tuple(tested[:-2])
+        return version_tuple(found)[: len(prefix)] == prefix
+    return version_tuple(found) == version_tuple(tested)
+
+
+def compare_versions(packages: dict[str, str | None]) -> list[VersionCheck]:
+    """Each tested package against what we test with: ok, warn (untested) or fail (known broken/missing)."""
+    checks = []
+    for package, tested in TESTED_VERSIONS.items():
+        found = packages.get(package)
+        if found is None:
+            if package in OPTIONAL:
+                checks.append(
+                    VersionCheck(
+                        package, None, tested, "warn", f"not installed; locon/loha/lokr need {package}=={tested}"
+                    )
+                )
+            else:
+                checks.append(VersionCheck(package, None, tested, "fail", f"not installed; sd-scripts needs {package}"))
+            continue
+        broken = next((b for b in KNOWN_BROKEN if b.package == package and b.applies(version_tuple(found))), None)
+        if broken is not None:
+            checks.append(VersionCheck(package, found, tested, "fail", broken.why))
+        elif _matches(found, tested):
+            note = "the version we test against" if "*" not in tested else f"{tested.replace('*', 'x')}, as we test"
+            checks.append(VersionCheck(package, found, tested, "ok", note))
+        elif any(_matches(found, seen) for seen in SEEN_WORKING.get(package, ())):
+            checks.append(VersionCheck(package, found, tested, "ok", f"seen working; we test against {tested}"))
+        else:
+            checks.append(VersionCheck(package, found, tested, "warn", f"untested; we test against {tested}"))
+    return checks
