@@ -1,0 +1,147 @@
+"""From a flat folder of images and captions to kohya's `N_name/` layout, without touching the source.
+
+sd-scripts reads repeats and class tokens from the folder name (`10_sks`), so a dataset is usually
+re-arranged by hand before its first run. Images are hard-linked where the filesystem allows it (no
+space used, the source stays as it is), else copied; caption files are always copied, because
+captioning and `caption edit` later write to them and a hard link would carry those edits back into
+the source.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .images import list_images
+
+__all__ = ["OrganizeError", "Organized", "auto_repeats", "organize"]
+
+Mode = Literal["link", "copy", "symlink"]
+_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+class OrganizeError(Exception):
+    """The layout cannot be built; the message is one line for the user."""
+
+
+@dataclass
+class Organized:
+    folder: Path
+    repeats: int
+    images: int = 0
+    captions: int = 0
+    linked: int = 0
+    copied: int = 0
+    symlinked: int = 0
+    skipped: list[str] = field(default_factory=list)  # image-like files sd-scripts would not use
+
+
+def auto_repeats(
+    src: Path,
+    *,
+    target_steps: int = 1500,
+    epochs: int = 10,
+    batch_size: int = 1,
+    resolution: int = 512,
+    buckets: bool = True,
+) -> tuple[int, str]:
+    """The smallest repeats whose total reaches target_steps, derived exactly as `plan` derives
+    `repeats: auto` (same bucket math), and the sentence that explains it."""
+    from .images import ImageHeaderError, read_sizes
+    from .plan import _solve_auto
+    from .spec.model import Spec
+
+    sizes = [r for r in read_sizes(list_images(src)) if not isinstance(r, ImageHeaderError)]
+    if not sizes:
+        raise OrganizeError(f"no readable images in {src}: nothing to derive repeats from")
+    spec = Spec.model_validate(
+        {
+            "model": {"source": "sd15"},
+            "network": {"type": "lora"},
+            "dataset": {
+                "resolution": resolution,
+                "batch_size": batch_size,
+                "target_steps": target_steps,
+                "buckets": {"enabled": buckets},
+                "subsets": [{"path": str(src), "repeats": "auto"}],
+            },
+            "training": {"epochs": epochs},
+        },
+        context={"base_dir": src.parent},
+    )
+    repeats, why = _solve_auto(spec, [sizes], [None])
+    return repeats[0], why
+
+
+def organize(
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    name: str,
+    repeats: int,
+    *,
+    mode: Mode = "link",
+    caption_extension: str = ".txt",
+) -> Organized:
+    """Build OUT/<repeats>_<name>/ from the images sd-scripts would pick up in SRC, captions paired.
+
+    Refuses to write into an existing non-empty folder or into SRC itself; never moves or changes a
+    file of SRC.
+    """
+    src_path, out_path = Path(src), Path(out)
+    if not src_path.is_dir():
+        raise OrganizeError(f"{src_path} is not a folder")
+    if repeats < 1:
+        raise OrganizeError(f"repeats must be at least 1 (got {repeats})")
+    if not _NAME.match(name) or name in (".", ".."):
+        raise OrganizeError(f"--name {name!r} cannot be a folder name")
+    target = out_path / f"{repeats}_{name}"
+    if _inside(target, src_path):
+        raise OrganizeError(f"{target} is inside {src_path}: the source folder is never written to")
+    if target.exists() and any(target.iterdir()):
+        raise OrganizeError(f"{target} already exists and is not empty; choose another --out or --name")
+    images = list_images(src_path)
+    if not images:
+        raise OrganizeError(f"no images in {src_path} that sd-scripts would use")
+    result = Organized(folder=target, repeats=repeats)
+    result.skipped = _skipped(src_path, {p.name for p in images}, caption_extension)
+    target.mkdir(parents=True, exist_ok=True)
+    for image in images:
+        how = _place(image, target / image.name, mode)
+        setattr(result, how, getattr(result, how) + 1)
+        result.images += 1
+        caption = image.with_suffix(caption_extension)
+        if caption.is_file():
+            shutil.copy2(caption, target / caption.name)
+            result.captions += 1
+    return result
+
+
+def _place(src: Path, dst: Path, mode: Mode) -> str:
+    """Put src at dst; the counter name of what was done."""
+    if mode == "link":
+        try:
+            os.link(src, dst)
+            return "linked"
+        except OSError:  # another filesystem, or one without hard links: copy instead
+            pass
+    if mode == "symlink":
+        dst.symlink_to(src.resolve())
+        return "symlinked"
+    shutil.copy2(src, dst)
+    return "copied"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def _skipped(src: Path, images: set[str], caption_extension: str) -> list[str]:
+    image_like = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".heic")
+    with os.scandir(src) as entries:
+        names = [e.name for e in entries if e.is_file() and e.name not in images and not e.name.startswith(".")]
+    return sorted(n for n in names if n.lower().endswith(image_like) and not n.endswith(caption_extension))
