@@ -73,4 +73,4 @@ def doctor(
     click.echo(f"smoke: training {spec_file}", err=True)
     from .runner import run_smoke
 
-    sys.exit(run_smoke(install, model, tokenizers, spec_file, plain=plain))
+    sys.exit(run_smoke(install, model, tokenizers, spec_file, plain=True if plain else None))  # None: by TTY
