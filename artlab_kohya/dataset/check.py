@@ -10,6 +10,7 @@ returns a typed report. By default only file headers and caption files are read.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from ..buckets import BucketConfig, SubsetSizes, assign_bucket, dataset_batches
 from ..images import list_images
-from ..spec.load import Issue
 from .report import (
     EXTREME_ASPECT,
     KINDS,
@@ -25,6 +25,7 @@ from .report import (
     SHOWN,
     BucketRow,
     DatasetReport,
+    FolderIssue,
     Locate,
     Size,
     SubsetInput,
@@ -32,9 +33,12 @@ from .report import (
 )
 from .scan import find_duplicates, list_subset, read_subset
 
+_FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
+
 if TYPE_CHECKING:
     from ..cliptok import ClipCounter
     from ..spec import LoadedSpec
+    from ..spec.load import Issue
 
 
 # --------------------------------------------------------------------------- entry points
@@ -110,8 +114,6 @@ def check_folder(
     tokenizer_dir: str | os.PathLike[str] | None = None,
 ) -> DatasetReport:
     """Check a bare folder: one `N_name` image folder, or a folder of them (kohya's img/ layout)."""
-    from ..plan import folder_repeats
-
     root = Path(folder)
     subfolders = []
     if root.is_dir() and folder_repeats(root) is None and not list_images(root):
@@ -135,7 +137,7 @@ def check_folder(
 
     def locator(i: int | None) -> Locate:
         where = str(inputs[i].path) if i is not None else str(root)
-        return lambda severity, message: Issue(severity, (), message, where)
+        return lambda severity, message: FolderIssue(severity, (), message, where)
 
     cfg = BucketConfig(resolution=resolution, enable=bucketing)
     return _check(
@@ -149,6 +151,12 @@ def check_folder(
         solve_repeats=lambda reports: [s.repeats or 1 for s in inputs],
         resolution=resolution,
     )
+
+
+def folder_repeats(folder: Path) -> tuple[int, str] | None:
+    """plan.folder_repeats (kohya's `N_name`), here again because plan imports the spec, and with it pydantic."""
+    match = _FOLDER_NAME.match(folder.name)
+    return (int(match.group(1)), match.group(2)) if match else None
 
 
 def _resolution(value: int | Sequence[int]) -> Size:
@@ -172,7 +180,7 @@ def _check(
 ) -> DatasetReport:
     counter, how = _token_counter(tokenizer_dir)
     reports = [SubsetReport(i, sub) for i, sub in enumerate(inputs)]
-    issues: list[Issue] = []
+    issues: list[Issue | FolderIssue] = []
     paths_by_subset: list[list[Path]] = []
     for report in reports:
         paths, problems = list_subset(report)
@@ -287,7 +295,7 @@ def _size_findings(reports: list[SubsetReport], cfg: BucketConfig) -> None:
                 report.add(kind, f"{name}: {size[0]}x{size[1]}")
 
 
-def _issues_for(report: SubsetReport, at: Locate, max_tokens: int, how: str) -> list[Issue]:
+def _issues_for(report: SubsetReport, at: Locate, max_tokens: int, how: str) -> list[Issue | FolderIssue]:
     out = []
     sub = report.input
     for kind, (severity, text) in KINDS.items():
