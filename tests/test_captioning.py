@@ -24,7 +24,7 @@ from artlab_kohya.command import Install
 from artlab_kohya.progress import LogRecord, Progress
 
 TESTS = Path(__file__).parent
-TRANSCRIPTS = TESTS / "data/transcripts"
+TRANSCRIPTS = TESTS / "data/captioning"  # not data/transcripts: those are the training parser's, each with expectations
 FAKE_SCRIPT = """\
 import argparse, json, os, subprocess, sys
 parser = argparse.ArgumentParser()
@@ -154,14 +154,14 @@ def _python_with(engine: dict[str, str], *modules: str) -> str:
 def test_real_wd14_script(engine, tmp_path, images):
     """sd-scripts' tag_images_by_wd14_tagger.py itself. With ARTLAB_WD14_MODEL_DIR (a --model_dir holding
     SmilingWolf_wd-v1-4-convnext-tagger-v2/) it runs the real tagger; else a tiny stand-in ONNX model with
-    the same shapes and a 13-tag list (tests/data/wd14/make_fake_tagger.py), since weights cannot be
+    the same shapes and a 13-tag list (tests/data/captioning/make_fake_tagger.py), since weights cannot be
     downloaded here."""
     python = _python_with(engine, "onnx", "onnxruntime")
     model_dir = os.environ.get("ARTLAB_WD14_MODEL_DIR")
     if not model_dir:
         model_dir = str(tmp_path / "models")
         target = Path(model_dir) / "SmilingWolf_wd-v1-4-convnext-tagger-v2"
-        subprocess.run([python, str(TESTS / "data/wd14/make_fake_tagger.py"), str(target)], check=True)
+        subprocess.run([python, str(TESTS / "data/captioning/make_fake_tagger.py"), str(target)], check=True)
     folder = tmp_path / "10_sks"
     images(folder, [(512, 512)] * 5, caption=None)
     install = Install(Path(engine["ARTLAB_KOHYA_DIR"]), python)
