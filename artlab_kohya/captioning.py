@@ -25,6 +25,8 @@ from .progress import Event, LogRecord, ModuleNotFound, Parser, Progress, Traceb
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 __all__ = ["CaptionOptions", "CaptionResult", "CaptioningError", "ConsoleProgress", "build_command", "caption_folder"]
 
@@ -190,8 +192,8 @@ class ConsoleProgress:
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
-        self._bar = None
-        self._task = None
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
         self._shown = -1
 
     def __call__(self, event: Event) -> None:
@@ -209,12 +211,12 @@ class ConsoleProgress:
                 self._shown = tenth
                 self.console.print(f"captioning {event.n}/{total or '?'}", highlight=False)
             return
-        if self._bar is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+        if self._bar is None or self._task is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
 
-            self._bar = Progress(
-                "captioning", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=self.console
-            )
+            columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            self._bar = Bar("captioning", *columns, console=self.console)
             self._bar.start()
             self._task = self._bar.add_task("captioning", total=total or None)
         self._bar.update(self._task, completed=event.n, total=total or None)

@@ -89,8 +89,10 @@ def _edit_line(line: str, edit: Edit) -> str:
             gone = {t.strip().casefold() for t in edit.remove_tags}
             tags = [t for t in tags if t.casefold() not in gone]
         if edit.dedupe_tags:
-            seen: set[str] = set()
-            tags = [t for t in tags if not (t.casefold() in seen or seen.add(t.casefold()))]
+            first: dict[str, str] = {}
+            for tag in tags:
+                first.setdefault(tag.casefold(), tag)
+            tags = list(first.values())
         if edit.trigger:
             tags = [edit.trigger] + [t for t in tags if t.casefold() != edit.trigger.casefold()]
         line = sep.join(tags)

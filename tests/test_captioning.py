@@ -191,3 +191,24 @@ def test_real_blip_script(engine, tmp_path, images):
     result = caption_folder(folder, install, CaptionOptions("blip", weights=weights), prefix="sks")
     assert result.written == 2
     assert textwrap.shorten((folder / "img000.txt").read_text(), 200).startswith("sks, ")
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_console_progress(terminal):
+    import io
+
+    from rich.console import Console
+
+    from artlab_kohya.captioning import ConsoleProgress
+    from artlab_kohya.progress import parse_transcript
+
+    out = io.StringIO()
+    display = ConsoleProgress(Console(file=out, force_terminal=terminal, width=100))
+    stdout, stderr = ((TRANSCRIPTS / f"caption_wd14_fake_model.{s}").read_text() for s in ("stdout", "stderr"))
+    for event in parse_transcript(stdout, stderr):
+        display(event)
+    display.close()
+    text = out.getvalue()
+    assert "INFO: found 40 images." in text and "40/40" in text
+    if not terminal:
+        assert text.count("captioning ") == 7  # frames 0, 2, 7, 14, 21, 28, 35, 40: a line when the tenth changes

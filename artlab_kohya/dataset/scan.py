@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -224,7 +225,7 @@ def find_duplicates(paths_by_subset: list[list[Path]]) -> list[tuple[int, str]]:
         todo = [(size, group) for size, group in groups if limit is not None or size > _HEAD_HASH]
         done = [(size, group) for size, group in groups if limit is None and size <= _HEAD_HASH]
         flat = [item for _, group in todo for item in group]
-        digests = iter(_map_adaptive(lambda item, n=limit: _digest(item[1], n), flat))
+        digests = iter(_map_adaptive(partial(_digest_item, limit=limit), flat))
         split: dict[tuple[int, str], list[tuple[int, Path]]] = {}
         for group_id, (_, group) in enumerate(todo):
             for item in group:
@@ -237,6 +238,10 @@ def find_duplicates(paths_by_subset: list[list[Path]]) -> list[tuple[int, str]]:
         for subset, path in group[1:]:
             out.append((subset, f"{path.name} = {first.name if first_subset == subset else first}"))
     return out
+
+
+def _digest_item(item: tuple[int, Path], limit: int | None) -> str:
+    return _digest(item[1], limit)
 
 
 def _digest(path: Path, limit: int | None) -> str:
