@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from .cli_doctor import doctor
+
 if TYPE_CHECKING:
     from .spec import LoadedSpec
 
@@ -51,6 +53,9 @@ def _print_issues(issues: list[Any]) -> None:
 @click.version_option(package_name="artlab-kohya")
 def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
+
+
+main.add_command(doctor)
 
 
 @main.command()

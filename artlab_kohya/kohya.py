@@ -390,6 +390,39 @@ def trainer_versions(install: Install, *, timeout: float = 180) -> dict[str, Any
     return run_engine_script(install, "probe_versions.py", [], timeout=timeout, what="probing the trainer Python")
 
 
+def environment_key(python: str) -> str | None:
+    """A key that changes when packages are installed into or removed from `python`'s environment.
+
+    pip adds and removes `*.dist-info` folders on every change, which moves the mtime of
+    site-packages. None where no site-packages sits beside the interpreter (then nothing is cached).
+    """
+    exe = Path(shutil.which(python) or python)
+    prefix = exe.parent.parent
+    folders = sorted([*prefix.glob("lib/python3*/site-packages"), *prefix.glob("Lib/site-packages")])
+    if not folders:
+        return None
+    digest = hashlib.sha256(str(exe.resolve()).encode())
+    for folder in folders:
+        digest.update(f"{folder}:{folder.stat().st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def recorded_versions(install: Install) -> dict[str, Any]:
+    """trainer_versions, cached per environment: probing imports torch, which takes seconds per run."""
+    key = environment_key(install.python)
+    cache = cache_root() / "versions" / f"{key}.json" if key else None
+    if cache is not None and cache.is_file():
+        try:
+            return dict(json.loads(cache.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass
+    versions = trainer_versions(install)
+    if cache is not None and "error" not in versions:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(cache, versions)
+    return versions
+
+
 # What we test against: shared/kohya (the pins in setup-engine.sh, measured on the pinned commit).
 TESTED_COMMIT = PINNED_COMMIT
 TESTED_VERSIONS: dict[str, str] = {

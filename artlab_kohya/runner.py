@@ -100,36 +100,32 @@ def resolve_model(spec: Spec, offline: bool | None) -> ResolvedModel:
 
 
 def _install(spec: Spec, options: RunOptions) -> Install:
-    from . import kohya
+    from .kohya import InstallError, check_install, require_install
 
     try:
-        return options.install or kohya.find_install(spec)
-    except Exception as exc:  # kohya.InstallError: one line for the user
+        if options.install is not None:
+            check_install(options.install)
+            return options.install
+        return require_install(spec)
+    except InstallError as exc:
         raise SetupError(str(exc)) from None
 
 
 def _surface(install: Install, script: str) -> Any:
-    from . import kohya
+    """The install's own argument surface (asked of its parser, cached per commit)."""
+    from .kohya import InstallError, read_surface
 
-    reader = getattr(kohya, "read_surface", None)
-    if reader is None:
-        from .surface import bundled_surface
-
-        return bundled_surface(script)
     try:
-        return reader(install, script)
-    except Exception as exc:  # kohya.InstallError
+        return read_surface(install, script)
+    except InstallError as exc:
         raise SetupError(str(exc)) from None
 
 
 def _versions(install: Install) -> dict[str, Any]:
-    from . import kohya
+    from .kohya import recorded_versions
 
-    probe = getattr(kohya, "trainer_versions", None)
-    if probe is None:
-        return {}
     try:
-        return dict(probe(install))
+        return dict(recorded_versions(install))
     except Exception as exc:  # noqa: BLE001 - versions are for the record; the run itself will tell
         return {"error": str(exc)}
 
@@ -348,3 +344,31 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
         console.print(verdict.diagnosis, highlight=False, soft_wrap=True)
     code = exit_code if verdict.status != "failed" or exit_code != 0 else 1
     return RunOutcome(verdict.status, 130 if interrupted else code, folder.path, verdict.diagnosis)
+
+
+def run_smoke(install: Install, model_path: Path, tokenizer_dir: Path, spec_path: Path, *, plain: bool | None) -> int:
+    """`doctor --smoke`: the smoke spec through the normal run path, offline; returns the exit status."""
+    from .plan import PlanError
+    from .spec import SpecError, load_spec
+
+    console = Console(stderr=True)
+    try:
+        loaded = load_spec(spec_path)  # its guide warnings (few images, few steps) are expected: not shown
+        outcome = run_spec(
+            loaded,
+            RunOptions(
+                runs_root=spec_path.parent / "runs",
+                plain=plain,
+                offline=True,
+                tokenizer_dir=tokenizer_dir,
+                install=install,
+            ),
+            console,
+        )
+    except (SpecError, PlanError) as exc:
+        console.print("\n".join(str(i) for i in exc.issues), highlight=False)
+        return 2
+    except SetupError as exc:
+        console.print(f"error: {exc}", highlight=False)
+        return 1
+    return outcome.exit_code
