@@ -288,3 +288,65 @@ def test_folder_names_read_as_plan_reads_them():
 
     for name in ("10_sks", "10_", "sks", "1_a_b", "007_x", "x_10", "10sks", "10_sks woman"):
         assert ours(Path(name)) == folder_repeats(Path(name))
+
+
+# --------------------------------------------------------------------------- against the real sd-scripts
+
+PROBE = Path(__file__).parent / "engine" / "probe_dataset.py"
+
+
+def sd_scripts_dataset(engine: dict[str, str], folder: Path, tmp_path: Path, batch: int = 2) -> dict:
+    import subprocess
+
+    toml = tmp_path / "dataset.toml"
+    toml.write_text(
+        f"[general]\nenable_bucket = true\nresolution = 512\nbatch_size = {batch}\n[[datasets]]\n"
+        f'[[datasets.subsets]]\nimage_dir = "{folder}"\nnum_repeats = 10\nclass_tokens = "sks"\n'
+        'caption_extension = ".txt"\n'
+    )
+    result = subprocess.run(
+        [engine["ENGINE_PYTHON"], str(PROBE), engine["ARTLAB_KOHYA_DIR"], str(toml)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.engine
+def test_sd_scripts_reads_the_folder_as_the_check_says(engine, tmp_path, images):
+    folder = tmp_path / "10_sks"
+    paths = images(folder, [(512, 512)] * 9 + [(512, 768)] * 4 + [(1024, 512)] * 2, caption="sks, a photo")
+    paths[0].with_suffix(".txt").unlink()  # -> class tokens
+    paths[1].with_suffix(".txt").write_text("sks one\nsks two\n")  # -> first line
+    paths[2].with_suffix(".txt").write_text("\nsks second")  # -> empty caption
+    shutil.copy(paths[3], folder / "skipped.Png")
+    Image.new("RGB", (64, 64)).save(folder / "anim.gif")
+    (folder / "face_1_2_3_4.png").write_bytes(paths[4].read_bytes() + b"\0")
+    (folder / "face.txt").write_text("sks, face")
+    report = check_folder(folder, batch_size=2)
+    found = kinds(report)
+    assert found["caption_missing"] == ["img000.png"] and found["caption_multiline"] == ["img001.txt"]
+    assert found["caption_blank"] == ["img002.txt"] and found["skipped_files"] == ["anim.gif", "skipped.Png"]
+    (seen,) = sd_scripts_dataset(engine, folder, tmp_path)["datasets"]
+    assert seen["images"] == report.subsets[0].images == 16
+    assert seen["captions"]["img000.png"] == "sks"
+    assert seen["captions"]["img001.png"] == "sks one"
+    assert seen["captions"]["img002.png"] == ""
+    assert seen["captions"]["face_1_2_3_4.png"] == "sks, face"
+    assert seen["buckets"] == {f"{b.resolution[0]}x{b.resolution[1]}": b.images_x_repeats for b in report.buckets}
+
+
+@pytest.mark.engine
+@pytest.mark.parametrize(
+    ("content", "kind", "error"),
+    [
+        (b"", "caption_empty_file", "AssertionError"),
+        ("sks, café".encode("latin-1"), "caption_not_utf8", "UnicodeDecodeError"),
+    ],
+)
+def test_sd_scripts_stops_where_the_check_says_error(engine, tmp_path, images, content, kind, error):
+    folder = tmp_path / "10_sks"
+    paths = images(folder, [(512, 512)] * 15, caption="sks")
+    paths[5].with_suffix(".txt").write_bytes(content)
+    report = check_folder(folder)
+    assert report.errors and list(kinds(report)) == [kind]
+    assert sd_scripts_dataset(engine, folder, tmp_path)["error"]["type"] == error
