@@ -37,6 +37,7 @@ SCRIPTS: dict[str, str] = {
 }
 # What each model needs in the trainer's environment beyond sd-scripts' own requirements.
 NEEDS = {"blip": "timm and fairscale", "wd14": "onnx and onnxruntime (or tensorflow with --no-onnx)"}
+_EXTRAS = {"blip": ("timm", "fairscale"), "wd14": ("onnx", "onnxruntime", "tensorflow")}
 
 
 class CaptioningError(Exception):
@@ -156,7 +157,7 @@ def caption_folder(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if result.returncode != 0:
-        raise CaptioningError(_failure(options.model, result.returncode, seen))
+        raise CaptioningError(_failure(options.model, result.returncode, seen, install.python))
     return result
 
 
@@ -167,12 +168,17 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _failure(model: str, rc: int, events: list[Event]) -> str:
+def _failure(model: str, rc: int, events: list[Event], python: str) -> str:
     missing = next((e for e in events if isinstance(e, ModuleNotFound)), None)
-    if missing is not None:
+    if missing is not None and missing.module.split(".")[0] in _EXTRAS[model]:
         return (
             f"the trainer's Python has no module '{missing.module}': {model} captioning needs {NEEDS[model]} "
             "there (pip install them into the sd-scripts environment, or pass --python)"
+        )
+    if missing is not None:
+        return (
+            f"{python} has no module '{missing.module}': it is not sd-scripts' environment; pass --python "
+            "the Python of the sd-scripts (kohya_ss) venv"
         )
     tb = next((e for e in reversed(events) if isinstance(e, Traceback)), None)
     detail = f": {tb.exc_type}: {tb.message}".rstrip(": ") if tb else ""

@@ -212,3 +212,17 @@ def test_console_progress(terminal):
     assert "INFO: found 40 images." in text and "40/40" in text
     if not terminal:
         assert text.count("captioning ") == 7  # frames 0, 2, 7, 14, 21, 28, 35, 40: a line when the tenth changes
+
+
+def test_not_the_trainers_python(tmp_path, images):
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("this Python has torch; the test needs one without it, as artlab-kohya's own venv is")
+    install = fake_sd_scripts(tmp_path / "sd", "wd14", "caption_wd14_fake_model")
+    (install.dir / "finetune/tag_images_by_wd14_tagger.py").write_text("import torch\n")  # as the real one starts
+    images(tmp_path / "imgs", [(512, 512)], caption=None)
+    with pytest.raises(
+        CaptioningError, match="has no module 'torch': it is not sd-scripts' environment; pass --python"
+    ):
+        caption_folder(tmp_path / "imgs", install, CaptionOptions("wd14"))
