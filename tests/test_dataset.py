@@ -241,7 +241,7 @@ def test_spec_auto_repeats_and_buckets_match_plan(tmp_path, images, write_spec):
     spec = load_spec(write_spec(SPEC.format(batch=3, path="img/sks", extra=extra)))
     report = check_spec_dataset(spec)
     plan = make_plan(spec)
-    assert report.subsets[0].input.repeats is None  # auto: solved for the bucket table only
+    assert report.subsets[0].input.repeats is None and report.subsets[0].repeats == plan.subsets[0].repeats
     assert {b.resolution: b.images_x_repeats for b in report.buckets} == plan.buckets
     assert [b.images for b in report.buckets] == [7, 10, 3]
     assert report.issues == []

@@ -193,6 +193,8 @@ def _check(
         for index, entry in duplicates.result():
             reports[index].add("duplicate", entry)
     repeats = solve_repeats(reports)
+    for report, used in zip(reports, repeats, strict=True):
+        report.repeats = used
     rows: list[BucketRow] = []
     if cfg is not None:
         rows = _buckets(reports, cfg, repeats, batch_size)

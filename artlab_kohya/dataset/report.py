@@ -71,6 +71,7 @@ class SubsetReport:
     input: SubsetInput
     images: int = 0
     captioned: int = 0
+    repeats: int | None = None  # as used for the bucket table: `auto` solved, a broken `folder` as 1
     findings: dict[str, list[str]] = field(default_factory=dict)
     sizes: list[Size] = field(default_factory=list)  # readable images, in sd-scripts' order
     names: list[str] = field(default_factory=list)  # their file names
@@ -152,7 +153,7 @@ def report_json(report: DatasetReport) -> dict[str, Any]:
             {
                 "path": str(s.path),
                 "images": s.images,
-                "repeats": s.input.repeats,
+                "repeats": s.repeats,
                 "repeats_from": s.input.repeats_from,
                 "class_tokens": s.input.class_tokens,
                 "regularization": s.input.regularization,
@@ -214,7 +215,7 @@ def print_report(report: DatasetReport, console: Console | None = None) -> None:
             if s.findings.get(k)
         )
         label = str(s.path) + (" (reg)" if s.input.regularization else "")
-        repeats = f"{s.input.repeats} ({s.input.repeats_from})" if s.input.repeats is not None else s.input.repeats_from
+        repeats = f"{s.repeats} ({s.input.repeats_from})" if s.repeats is not None else s.input.repeats_from
         table.add_row(label, str(s.images), repeats, f"{s.captioned}/{s.images}", findings or "[green]ok[/]")
     console.print(table)
     if report.buckets:
