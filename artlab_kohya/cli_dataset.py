@@ -146,7 +146,11 @@ def check_command(
         deep=deep,
         tokenizer_dir=tokenizer,
     )
-    sys.exit(emit_report(report, as_json))
+    code = emit_report(report, as_json)
+    if not as_json:
+        errors, warnings = len(report.errors), len(report.warnings)
+        click.echo(f"{folder}: {f'{errors} error(s)' if errors else 'ok'}, {warnings} warning(s)", err=bool(errors))
+    sys.exit(code)
 
 
 @dataset.command()

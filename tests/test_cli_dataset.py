@@ -53,10 +53,13 @@ def test_dataset_check_exit_codes_and_json(tmp_path, images):
     paths = images(tmp_path / "10_sks", [(512, 512)] * 15, caption="sks")
     code, out, err = run(dataset, "check", tmp_path / "10_sks", "--batch-size", "2")
     assert code == 0 and "10_sks" in out and "512x512" in out and err == ""
+    assert out.strip().endswith("10_sks: ok, 0 warning(s)")
     paths[0].with_suffix(".txt").write_bytes(b"")
     code, out, err = run(dataset, "check", tmp_path / "10_sks", "--json")
     data = json.loads(out)
     assert code == 1 and data["ok"] is False and "caption file(s) are empty" in data["errors"][0]
+    code, _, err = run(dataset, "check", tmp_path / "10_sks")
+    assert code == 1 and err.strip().endswith("10_sks: 1 error(s), 0 warning(s)")
     code, _, err = run(dataset, "check", paths[0])
     assert code == 2 and "for a spec use `artlab-kohya check" in err
     code, _, err = run(dataset, "check", tmp_path / "10_sks", "--resolution", "abc")
