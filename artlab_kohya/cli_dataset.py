@@ -279,9 +279,9 @@ def caption() -> None:
               help="Caption only images without a caption file, or all (old captions are backed up).")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--caption-extension", default=".txt", show_default=True)
-@click.option("--kohya-dir", type=click.Path(file_okay=False, path_type=Path), help="sd-scripts folder "
-              "(default: $ARTLAB_KOHYA_DIR).")  # fmt: skip
-@click.option("--python", "python_exe", help="The trainer's Python (default: this one).")
+@click.option("--kohya-dir", type=click.Path(file_okay=False, path_type=Path), help="sd-scripts (or kohya_ss) folder "
+              "(default: $ARTLAB_KOHYA_DIR, else vendor/sd-scripts).")  # fmt: skip
+@click.option("--python", "python_exe", help="The trainer's Python or venv folder (default: this Python).")
 @click.option("--onnx/--no-onnx", default=True, show_default=True, help="wd14: onnxruntime (or tensorflow).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), help="wd14: where the tagger is kept.")
 @click.option("--repo-id", help="wd14: the tagger's hub repository (sd-scripts' default otherwise).")
@@ -304,15 +304,11 @@ def generate(
     weights: str | None,
 ) -> None:
     """Caption the images of FOLDER in the trainer's environment, with live progress."""
-    import os
-
     from .captioning import CaptioningError, CaptionOptions, ConsoleProgress, caption_folder
-    from .command import Install
     from .hub import cache_root
-    from .kohya import ENV_DIR, VENDORED
+    from .kohya import locate_install
 
-    folder_dir = kohya_dir or (Path(os.environ[ENV_DIR]).expanduser() if os.environ.get(ENV_DIR) else VENDORED)
-    install = Install(dir=folder_dir.resolve(), python=python_exe or sys.executable)
+    install = locate_install(kohya_dir, python_exe)  # as `run` finds it: kohya_ss roots and venv folders too
     options = CaptionOptions(
         model=model,  # type: ignore[arg-type]
         caption_extension=caption_extension,

@@ -181,12 +181,15 @@ def find_tokenizer(*candidates: str | os.PathLike[str] | None) -> Path | None:
     """The first CLIP tokenizer folder found, without any network access.
 
     Each candidate may be a tokenizer folder itself or an sd-scripts --tokenizer_cache_dir holding one;
-    after them come artlab-kohya's cache (<cache>/tokenizers) and the Hugging Face hub cache.
+    after them come the folder `run` uses ($ARTLAB_KOHYA_TOKENIZERS, else <cache>/tokenizers) and the
+    Hugging Face hub cache.
     """
     from .hub import cache_root
 
     roots: list[Path] = [Path(c).expanduser() for c in candidates if c]
-    roots.append(cache_root() / "tokenizers")
+    # where `run` keeps them (runner.tokenizer_root; not imported: it would load the spec and pydantic)
+    roots.append(Path(os.environ["ARTLAB_KOHYA_TOKENIZERS"]).expanduser() if os.environ.get("ARTLAB_KOHYA_TOKENIZERS")
+                 else cache_root() / "tokenizers")  # fmt: skip
     for root in roots:
         for folder in (root, *(root / name for name in TOKENIZER_FOLDERS)):
             if (folder / "merges.txt").is_file():

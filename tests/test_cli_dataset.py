@@ -33,6 +33,7 @@ network:
 def no_tokenizer(tmp_path, monkeypatch):
     monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("ARTLAB_KOHYA_TOKENIZERS", raising=False)
 
 
 def run(group, *args: str) -> tuple[int, str, str]:

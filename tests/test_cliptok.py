@@ -63,6 +63,7 @@ def test_estimate_is_close_for_common_tags():
 def test_find_tokenizer_in_cache_layouts(tmp_path, monkeypatch):
     monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("ARTLAB_KOHYA_TOKENIZERS", raising=False)
     assert find_tokenizer(None) is None
     hub = write_merges(tmp_path / "hub/models--openai--clip-vit-large-patch14/snapshots/abc123", ["a b"])
     assert find_tokenizer(None) == hub
@@ -71,6 +72,8 @@ def test_find_tokenizer_in_cache_layouts(tmp_path, monkeypatch):
     sd2 = write_merges(tmp_path / "given/stabilityai_stable-diffusion-2", ["a b"])
     assert find_tokenizer(tmp_path / "given") == sd2  # an sd-scripts --tokenizer_cache_dir
     assert find_tokenizer(sd2) == sd2  # or the folder itself
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tmp_path / "given"))  # run's tokenizer folder
+    assert find_tokenizer(None) == sd2
 
 
 @pytest.mark.engine

@@ -32,6 +32,7 @@ def no_tokenizer(tmp_path, monkeypatch):
     """Token counts are estimates unless a test gives a tokenizer: no cache of this machine leaks in."""
     monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("ARTLAB_KOHYA_TOKENIZERS", raising=False)
 
 
 def kinds(report, index: int = 0) -> dict[str, list[str]]:
