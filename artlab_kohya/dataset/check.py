@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -186,12 +185,10 @@ def _check(
         paths, problems = list_subset(report)
         issues += [locator(report.index)(sev, msg) for sev, msg in problems]
         paths_by_subset.append(paths)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="duplicates") as pool:
-        duplicates = pool.submit(find_duplicates, paths_by_subset)  # its reads overlap the caption work
-        for report, paths in zip(reports, paths_by_subset, strict=True):
-            read_subset(report, paths, counter, max_tokens, deep)
-        for index, entry in duplicates.result():
-            reports[index].add("duplicate", entry)
+    for report, paths in zip(reports, paths_by_subset, strict=True):
+        read_subset(report, paths, counter, max_tokens, deep)
+    for index, entry in find_duplicates(paths_by_subset):
+        reports[index].add("duplicate", entry)
     repeats = solve_repeats(reports)
     for report, used in zip(reports, repeats, strict=True):
         report.repeats = used
