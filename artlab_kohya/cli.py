@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from .cli_dataset import caption, dataset
 from .cli_doctor import doctor
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ def main() -> None:
 
 
 main.add_command(doctor)
+main.add_command(dataset)
+main.add_command(caption)
 
 
 @main.command()
@@ -85,21 +88,13 @@ def init(folder: Path, preset: str, vram: float | None, name: str | None) -> Non
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @set_option
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-def check(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+@click.option("--deep", is_flag=True, help="Also decode every image in full (slower).")
+def check(spec_path: Path, overrides: tuple[str, ...], as_json: bool, deep: bool) -> None:
     """Report every problem of SPEC and its dataset at once, each with its line."""
-    from .plan import PlanError, make_plan
+    from .cli_dataset import check_spec
 
     loaded = _load(spec_path, overrides)
-    try:
-        plan = make_plan(loaded)
-    except PlanError as exc:
-        _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {spec_path}"])
-    issues = loaded.warnings + plan.warnings
-    if as_json:
-        click.echo(json.dumps({"errors": [], "warnings": [str(i) for i in issues]}, indent=2))
-        return
-    _print_issues(issues)
-    click.echo(f"{spec_path}: ok ({len(issues)} warning(s)), {plan.total_steps} steps")
+    sys.exit(check_spec(loaded, spec_path, as_json=as_json, deep=deep))
 
 
 @main.command()
@@ -180,12 +175,23 @@ def explain(field: str | None, markdown: bool) -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where run folders go.")
 @click.option("--plain", is_flag=True, help="Plain progress lines, no live view (the default when not a terminal).")
 @click.option("--offline", is_flag=True, default=None, help="Use only the local hub cache (as HF_HUB_OFFLINE=1).")
-def run(spec_path: Path, overrides: tuple[str, ...], runs_dir: Path | None, plain: bool, offline: bool | None) -> None:
+@click.option("--ignore-dataset-errors", is_flag=True, help="Launch even if the dataset check finds errors.")
+def run(
+    spec_path: Path,
+    overrides: tuple[str, ...],
+    runs_dir: Path | None,
+    plain: bool,
+    offline: bool | None,
+    ignore_dataset_errors: bool,
+) -> None:
     """Train: check, resolve the model, write the run folder, launch sd-scripts, show progress."""
+    from .cli_dataset import preflight
     from .runner import RunOptions
 
     loaded = _load(spec_path, overrides)
     _print_issues(loaded.warnings)
+    if not preflight(loaded, force=ignore_dataset_errors):
+        sys.exit(SPEC_ERROR)
     _run(loaded, RunOptions(runs_root=runs_dir, plain=plain or None, offline=offline))
 
 

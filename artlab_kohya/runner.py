@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -185,12 +186,21 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
     spec = loaded.spec
     plan = make_plan(loaded)
     install = _install(spec, options)
-    model = resolve_model(spec, options.offline)
-    if options.expect_sha256 and model.sha256 != options.expect_sha256:
-        raise SetupError(f"{model.path} has sha256 {model.sha256}, not the {options.expect_sha256} of the run")
-    family = concrete_family(spec, model)
-    script = script_for(family)
-    surface = _surface(install, script)
+    # Three waits that do not depend on each other, each once per model/environment/commit and cached
+    # after: hashing the model, probing the trainer's versions, asking its parser for its arguments.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        versions_job = pool.submit(_versions, install)
+        surface_jobs = {
+            family: pool.submit(_surface, install, script_for(family))
+            for family in ([spec.model.family] if spec.model.family != "auto" else [])
+        }
+        model = resolve_model(spec, options.offline)
+        if options.expect_sha256 and model.sha256 != options.expect_sha256:
+            raise SetupError(f"{model.path} has sha256 {model.sha256}, not the {options.expect_sha256} of the run")
+        family = concrete_family(spec, model)
+        script = script_for(family)
+        surface = surface_jobs[family].result() if family in surface_jobs else _surface(install, script)
+        versions = versions_job.result()
     try:
         tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
             family, tokenizer_root(cache_root()), offline=options.offline
@@ -241,7 +251,7 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
             "family": family,
         },
         "kohya": {"dir": str(install.dir), "commit": install.commit, "script": script, "python": install.python},
-        "trainer": _versions(install),
+        "trainer": versions,
         "tokenizer_cache_dir": str(tokenizer_dir),
         "argv": argv,
         "env": redact(env_add),
@@ -275,7 +285,8 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
         if isinstance(event, TrainingSummary):
             summary.append(event)
         if isinstance(event, Step):
-            if (event.step, event.avr_loss) != last_step[0] and event.step > 0:
+            # each step shows two frames: the first with the previous loss (or none), then its own
+            if event.avr_loss is not None and (event.step, event.avr_loss) != last_step[0] and event.step > 0:
                 last_step[0] = (event.step, event.avr_loss)
                 per_epoch = summary[-1].steps_per_epoch if summary else None
                 epoch = -(-event.step // per_epoch) if per_epoch else None
@@ -305,6 +316,8 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
 
     nan_step: int | None = None
     t0 = time.monotonic()
+    result["launched_at_unix"] = time.time()  # what the wrapper adds before the trainer starts is measurable
+    folder.write_json(RESULT_FILE, result)
     try:
         exit_code = spawn(argv, {**os.environ, **env_add}, install.dir, on_output)
         for event in parser.close():

@@ -9,8 +9,9 @@ cached latents, LoRA dim 32. Raw is the argv a user would type (the same acceler
 output read from pipes by this script; `run` is the whole CLI, spec to result.json. Measured:
 - time to the first step: from starting the command to the first training step being seen
   (raw: the tqdm frame for step 1 on the pipe; run: its "step 1/" progress line);
-- steady it/s: steps per second from 20% of the steps to the last (raw: frame arrival times on
-  the pipe; run: the times in its events.jsonl).
+- steady it/s: steps per second over the second half of the steps (raw: frame arrival times on
+  the pipe; run: the times in its events.jsonl);
+- for run, also the time from starting the command to starting the trainer (its result.json).
 Rounds alternate raw, run, raw, run ... after one short untimed warm-up run.
 """
 
@@ -96,7 +97,7 @@ def setup(work: Path, sd: Path) -> tuple[Path, Path]:
 
 def watch(argv: list[str], env: dict[str, str], cwd: Path, first: re.Pattern[str]) -> dict:
     """Run argv; the time the `first` pattern shows up, and (time, step) of every tqdm step frame."""
-    start = time.monotonic()
+    start, started_unix = time.monotonic(), time.time()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sel = selectors.DefaultSelector()
     for f in (proc.stdout, proc.stderr):
@@ -121,15 +122,15 @@ def watch(argv: list[str], env: dict[str, str], cwd: Path, first: re.Pattern[str
     rc = proc.wait()
     output = "".join(text)
     return {"rc": rc, "first_step_s": first_at, "frames": frames, "wall_s": time.monotonic() - start,
-            "output": output}  # fmt: skip
+            "output": output, "started_unix": started_unix}  # fmt: skip
 
 
 def steady(points: list[tuple[float, int]], total: int) -> float | None:
-    """Steps per second between the first point at or past 20% of the steps and the last point."""
+    """Steps per second over the second half of the run (the first steps are slower while the GPU warms up)."""
     by_step: dict[int, float] = {}
     for t, step in points:
         by_step.setdefault(step, t)  # first time each step was seen
-    start = next((s for s in sorted(by_step) if s >= max(1, total // 5)), None)
+    start = next((s for s in sorted(by_step) if s >= max(1, total // 2)), None)
     end = max(by_step) if by_step else None
     if start is None or end is None or end <= start:
         return None
@@ -175,7 +176,9 @@ def wrapped_run(spec_path: Path, work: Path, tokenizers: Path) -> dict:
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     points = [(e["t"], e["step"]) for e in events if e["type"] == "Step"]
     result["steady_it_s"] = steady(points, total)
-    result["status"] = json.loads((folder / "result.json").read_text())["status"]
+    record = json.loads((folder / "result.json").read_text())
+    result["status"] = record["status"]
+    result["prelaunch_s"] = record["launched_at_unix"] - result["started_unix"]  # before the trainer starts
     return result
 
 
@@ -187,6 +190,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[8])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--run-first", action="store_true", help="each round starts with run instead of raw")
     parser.add_argument("--warmup", action="store_true", help="one short untimed run first (fills the caches)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--resolution", type=int, default=512, help="512 for the benchmark; small to try it on a CPU")
@@ -219,7 +223,10 @@ def main() -> None:
         spec = args.work / f"spec-b{batch}.yaml"
         spec.write_text(spec_text(model, images, sd, batch, args.steps))
         for round_no in range(args.rounds):
-            for name, fn in (("raw", raw_run), ("run", wrapped_run)):
+            order = (
+                (("run", wrapped_run), ("raw", raw_run)) if args.run_first else (("raw", raw_run), ("run", wrapped_run))
+            )
+            for name, fn in order:
                 r = fn(spec, args.work, tokenizers)
                 r.update(batch=batch, round=round_no, kind=name)
                 print(f"b{batch} {name}: rc {r['rc']}, first step {r['first_step_s']}, steady {r['steady_it_s']}",

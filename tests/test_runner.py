@@ -42,7 +42,7 @@ def tokenizer(folder: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path, images, monkeypatch):
-    images(tmp_path / "img/10_sks", [(512, 512)] * 6)
+    images(tmp_path / "img/10_sks", [(512, 512)] * 12)  # run checks the dataset first: at least 10
     fake_model(tmp_path / "base.safetensors")
     monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tokenizer(tmp_path / "tok")))
@@ -83,7 +83,7 @@ def test_successful_run_leaves_a_folder_that_reproduces_it(project, monkeypatch,
     assert lock["argv"][:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert lock["argv"][-2:] == ["--config_file", str(folder / "config.toml")]
     assert lock["env"]["PYTHONUNBUFFERED"] == "1"
-    assert lock["seed"] == 42 and lock["plan"]["total_steps"] == 120
+    assert lock["seed"] == 42 and lock["plan"]["total_steps"] == 240
     result = json.loads((folder / "result.json").read_text())
     assert result["status"] == "succeeded" and result["exit_code"] == 0
     files = [Path(c["file"]).name for c in result["checkpoints"]]
@@ -198,3 +198,16 @@ def test_ctrl_c_interrupts_and_leaves_no_process(project):
         time.sleep(0.2)
         pids = subprocess.run(["pgrep", "-f", "fake_kohya"], capture_output=True, text=True).stdout.split()
     assert pids == []
+
+
+def test_run_refuses_a_dataset_with_errors_unless_told(project):
+    for extra in sorted((project / "img/10_sks").glob("img00[3-9]*")) + sorted((project / "img/10_sks").glob("img01*")):
+        extra.unlink()
+    env = {**os.environ, "FAKE_TRANSCRIPT": "lora"}
+    argv = [sys.executable, "-m", "artlab_kohya", "run", str(project / "spec.yaml"), "--plain"]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "dataset.subsets[0].path" in result.stderr and "3 image" in result.stderr
+    assert not (project / "runs").exists()
+    result = subprocess.run([*argv, "--ignore-dataset-errors"], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
