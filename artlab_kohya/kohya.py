@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .spec.model import Spec
 
 ENV_DIR = "ARTLAB_KOHYA_DIR"
+ENV_PYTHON = "ARTLAB_KOHYA_PYTHON"
 VENDORED = Path(__file__).resolve().parent.parent / "vendor" / "sd-scripts"
 ENGINE_SCRIPTS = Path(__file__).resolve().parent / "engine"
 TRAIN_SCRIPT = "train_network.py"
@@ -87,6 +88,9 @@ def _sd_scripts_in(folder: Path) -> Path:
 
 
 def _python_at(python: str | os.PathLike[str] | None) -> str:
+    """The given Python, else $ARTLAB_KOHYA_PYTHON (e.g. a kohya_ss venv), else this interpreter."""
+    if python is None and os.environ.get(ENV_PYTHON):
+        python = os.environ[ENV_PYTHON]
     if python is None:
         return sys.executable
     path = Path(python).expanduser()

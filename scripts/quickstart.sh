@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# From a fresh clone to the main job: installs artlab-kohya in .venv, writes a demo project with placeholder
-# images, then checks it and shows its plan (steps, saves, LoRA size) and the kohya files it renders.
+# From a fresh clone to a trained LoRA file, downloading packages but no model:
+#  1. .venv with artlab-kohya and the trainer's packages (the [trainer] extra: the versions we test against),
+#  2. the vendored sd-scripts (git submodule, pinned), unless ARTLAB_KOHYA_DIR points at an install
+#     (then ARTLAB_KOHYA_PYTHON names its Python, e.g. a kohya_ss venv, and the extra is skipped),
+#  3. `artlab-kohya doctor --smoke`: checks the install and trains an 8-step LoRA at 64 px on a
+#     random-initialised SD1.5 checkpoint it builds once (about a minute, 9 GB of memory),
+#  4. a demo project with placeholder images, checked and planned. `artlab-kohya run demo/spec.yaml`
+#     then trains it for real on SD 1.5 from the hub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+extras=test
+[ -n "${ARTLAB_KOHYA_PYTHON:-}" ] || extras=test,trainer
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+if [ -z "${ARTLAB_KOHYA_DIR:-}" ] && [ ! -f vendor/sd-scripts/train_network.py ]; then
+  git submodule update --init vendor/sd-scripts
+fi
 K=.venv/bin/artlab-kohya
+$K doctor --smoke --plain
 [ -f demo/spec.yaml ] || $K init --preset anime --name demo demo
 [ -n "$(ls demo/img/10_demo/*.png 2>/dev/null)" ] || .venv/bin/python scripts/demo_dataset.py demo/img/10_demo --count 30
 $K check demo/spec.yaml
 $K plan demo/spec.yaml
+echo "next: .venv/bin/artlab-kohya run demo/spec.yaml   (downloads SD 1.5 from the hub, then trains)"

@@ -433,7 +433,9 @@ class KohyaSpec(_Section):
     dir: SpecPath | None = Field(
         None, description="sd-scripts folder (or a kohya_ss install's sd-scripts); else ARTLAB_KOHYA_DIR, vendor/."
     )
-    python: SpecPath | None = Field(None, description="The trainer's Python (e.g. a kohya_ss venv); else this one.")
+    python: SpecPath | None = Field(
+        None, description="The trainer's Python or venv (e.g. kohya_ss's); else $ARTLAB_KOHYA_PYTHON, else this one."
+    )
     extra_args: dict[str, ArgValue] = Field(
         default_factory=dict,
         description="More train_network.py arguments, checked against its argument surface. Escape hatch.",
