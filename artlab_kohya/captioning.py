@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from .captions import Backup, Edit, apply_edit, write_captions
-from .command import CHILD_ENV, Install
 from .images import list_images
+from .launch import CHILD_ENV, Install
 from .progress import Event, LogRecord, ModuleNotFound, Parser, Progress, Traceback
 
 if TYPE_CHECKING:

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .command import Install
 from .hub import ModelError, cache_root, read_safetensors_header
 from .kohya import (
     TESTED_COMMIT,
@@ -36,6 +35,7 @@ from .kohya import (
     trainer_versions,
     version_tuple,
 )
+from .launch import Install
 
 Status = Literal["ok", "warn", "fail"]
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .command import Install
 from .hub import _write_json_atomic, cache_root
+from .launch import Install
 from .render import ConcreteFamily, script_for
 from .surface import PINNED_COMMIT, Surface, surface_from_dump
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .command import Install, build_command
+from .launch import Install, build_command
 from .plan import PlanError, _repeats, make_plan, plan_family
 from .render import ConcreteFamily, Rendered, RenderError, RenderInputs, render, script_for
 from .spec import Issue, LoadedSpec

@@ -18,10 +18,9 @@ from typing import Any
 from rich.console import Console
 
 from . import __version__
-from .command import Install, build_command
 from .display import Display, EpochRecord
 from .hub import ResolvedModel
-from .launch import spawn
+from .launch import Install, build_command, spawn
 from .plan import Plan, make_plan
 from .prepare import ALIAS_FAMILY, ModelChoice, render_checked, render_inputs, resolved_repeats
 from .progress import LogRecord, NanLoss, Parser, Progress, Step, TrainingSummary

@@ -20,7 +20,7 @@ from artlab_kohya.captioning import (
     caption_folder,
 )
 from artlab_kohya.captions import list_backups, restore
-from artlab_kohya.command import Install
+from artlab_kohya.launch import Install
 from artlab_kohya.progress import LogRecord, Progress
 
 TESTS = Path(__file__).parent

@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from kohya_fakes import OTHER_COMMIT, PINNED, TESTED_PACKAGES, fake_sd_scripts, fake_trainer
 
 from artlab_kohya.cli_doctor import doctor
-from artlab_kohya.command import Install
 from artlab_kohya.doctor import (
     CLIP_L_FOLDER,
     Check,
@@ -33,6 +32,7 @@ from artlab_kohya.doctor import (
 )
 from artlab_kohya.hub import detect_family
 from artlab_kohya.kohya import InstallError, locate_install
+from artlab_kohya.launch import Install
 
 HERE = Path(__file__).parent
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.command import Install, build_command
+from artlab_kohya.launch import Install, build_command
 from artlab_kohya.plan import make_plan
 from artlab_kohya.prepare import ModelChoice, render_checked, render_for, render_inputs
 from artlab_kohya.render import script_for

@@ -18,7 +18,6 @@ import pytest
 from kohya_fakes import PINNED, bundled_options, fake_git, fake_sd_scripts, fake_trainer
 
 from artlab_kohya import kohya
-from artlab_kohya.command import Install
 from artlab_kohya.kohya import (
     InstallError,
     check_install,
@@ -34,6 +33,7 @@ from artlab_kohya.kohya import (
     trainer_versions,
     version_tuple,
 )
+from artlab_kohya.launch import Install
 from artlab_kohya.spec import load_spec
 from artlab_kohya.surface import bundled_surface
 

@@ -16,7 +16,7 @@ import pytest
 import toml
 import tomllib
 
-from artlab_kohya.command import Install
+from artlab_kohya.launch import Install
 from artlab_kohya.prepare import render_for
 from artlab_kohya.render import RenderError, RenderInputs, check_dataset_keys, render
 from artlab_kohya.spec import SpecError, load_spec
