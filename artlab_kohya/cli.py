@@ -239,6 +239,7 @@ def fetch(spec_path: Path, overrides: tuple[str, ...]) -> None:
     except (SetupError, ModelError) as exc:
         _fail([f"error: {exc}"], 1)
     pin = f" @ {model.commit}" if model.commit else ""
-    click.echo(f"model: {model.repo or ''}{'/' + model.filename if model.repo else model.path}{pin}")
+    where = f"{model.repo}/{model.filename}" if model.repo else str(model.path)
+    click.echo(f"model: {where}{pin}")
     click.echo(f"  file: {model.path}\n  sha256: {model.sha256}\n  size: {model.size:,} bytes\n  family: {family}")
     click.echo(f"tokenizer: {tokenizer}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .buckets import (
     BucketConfig,
@@ -241,17 +241,18 @@ def plan_family(spec: Spec) -> str | None:
 def _lora_size(spec: Spec, family: str | None) -> tuple[int | None, int | None]:
     if family is None:
         return None, None
-    from .netsize import predict
+    from .netsize import Family as NetFamily
+    from .netsize import SaveDtype, predict
 
     net = spec.network
     size = predict(
-        "sd2" if family == "sd2-v" else family,
+        cast(NetFamily, "sd2" if family == "sd2-v" else family),
         net.type,
         dim=net.dim,
         conv_dim=net.conv_dim,  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each module)
         train_unet=net.train != "text_encoder",
         train_text_encoder=net.train != "unet",
-        save_dtype={"float": "fp32"}.get(spec.training.save_precision, spec.training.save_precision),
+        save_dtype=cast(SaveDtype, {"float": "fp32"}.get(spec.training.save_precision, spec.training.save_precision)),
         lokr_factor=getattr(net, "factor", -1),
         use_tucker=getattr(net, "use_tucker", False),
     )

@@ -355,7 +355,7 @@ def _field_paths() -> dict[str, str]:
     return {name: paths[0] for name, paths in found.items() if len(paths) == 1}
 
 
-def _message(error: dict[str, Any], path: PathKey, data: Any) -> str:
+def _message(error: Any, path: PathKey, data: Any) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if kind == "missing":
         return "is required"

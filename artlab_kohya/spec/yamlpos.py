@@ -88,8 +88,9 @@ def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey,
                 raise SpecYamlError(line, f"keys must be text, got {key!r}")
             if key in out:
                 raise SpecYamlError(line, f"key '{key}' appears twice in the same table")
-            out[key] = _build(loader, value_node, (*path, key), lines)
-            lines[(*path, key)] = line
+            child = path + (key,)
+            out[key] = _build(loader, value_node, child, lines)
+            lines[child] = line
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
