@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tomllib
 from click.testing import CliRunner
 
 from artlab_kohya.cli import main
+from artlab_kohya.tomlio import tomllib
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -32,7 +32,10 @@ def setup_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
 
     sys.path.insert(0, str(TESTS))
     from replay import load
