@@ -21,7 +21,7 @@ from .buckets import (
     total_steps,
 )
 from .images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
-from .spec import Issue, LoadedSpec
+from .spec import Issue, LoadedSpec, SpecError
 from .spec.model import Spec
 
 GUIDE_MIN_STEPS = 1500
@@ -30,10 +30,8 @@ FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
 MAX_AUTO_REPEATS = 10_000
 
 
-class PlanError(Exception):
-    def __init__(self, issues: list[Issue]) -> None:
-        super().__init__("\n".join(str(i) for i in issues))
-        self.issues = issues
+class PlanError(SpecError):
+    """Located problems found by looking at the dataset (missing folders, no images, names)."""
 
 
 @dataclass(frozen=True)

@@ -360,7 +360,6 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
 
 def run_smoke(install: Install, model_path: Path, tokenizer_dir: Path, spec_path: Path, *, plain: bool | None) -> int:
     """`doctor --smoke`: the smoke spec through the normal run path, offline; returns the exit status."""
-    from .plan import PlanError
     from .spec import SpecError, load_spec
 
     console = Console(stderr=True)
@@ -377,7 +376,7 @@ def run_smoke(install: Install, model_path: Path, tokenizer_dir: Path, spec_path
             ),
             console,
         )
-    except (SpecError, PlanError) as exc:
+    except SpecError as exc:  # PlanError too
         console.print("\n".join(str(i) for i in exc.issues), highlight=False)
         return 2
     except SetupError as exc:

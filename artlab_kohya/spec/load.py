@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from .model import Spec
+from .schema import field_paths, model_at, tag_of, union_siblings
 from .yamlpos import PathKey, SpecYamlError, format_path, load_with_lines, parse_path, parse_scalar
 
 # Keys people carry over from sd-scripts or the GUI that have no place in a spec.
@@ -230,92 +231,23 @@ def _is_label(part: str) -> bool:
     return any(c in part for c in "[-(") or part in ("int", "float", "str", "bool", "list", "dict", "tuple")
 
 
-def _model_at(path: PathKey, data: Any) -> type[BaseModel] | None:
-    """The pydantic model that validates the table at `path` (for "did you mean")."""
-    from typing import get_args
-
-    model: Any = Spec
-    node = data
-    for part in path:
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            continue
-        node = node.get(part) if isinstance(node, dict) else None
-        fields = getattr(model, "model_fields", {})
-        if part not in fields:
-            return None
-        model = _pick_model(fields[part].annotation, node, get_args)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _pick_model(annotation: Any, node: Any, get_args: Any) -> Any:
-    candidates = [annotation]
-    found: list[Any] = []
-    while candidates:
-        current = candidates.pop()
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            found.append(current)
-        else:
-            candidates.extend(get_args(current))
-    if len(found) == 1:
-        return found[0]
-    kind = node.get("type") if isinstance(node, dict) else None
-    for model in found:
-        tag = model.model_fields.get("type")
-        if tag is not None and kind in get_args(tag.annotation):
-            return model
-    return found[0] if found else None
-
-
 def _unknown_key(path: PathKey, data: Any) -> str:
     key = str(path[-1])
     if key in KNOWN_KEY_HINTS:
         return f"unknown key '{key}': {KNOWN_KEY_HINTS[key]}"
-    model = _model_at(path[:-1], data)
+    model = model_at(path[:-1], data)
     names = list(model.model_fields) if model else []
-    owners = [_tag(v) for v in _union_siblings(model) if key in v.model_fields] if model else []
-    if owners:
-        return f"unknown key '{key}' for type {_tag(model)}; only type {', '.join(owners)} has it"
+    owners = [str(tag_of(v)) for v in union_siblings(model) if key in v.model_fields] if model else []
+    if model is not None and owners:
+        return f"unknown key '{key}' for type {tag_of(model)}; only type {', '.join(owners)} has it"
     close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:
         return f"unknown key '{key}'; did you mean '{close[0]}'?"
-    elsewhere = _field_paths().get(key) or _field_paths().get(_SD_SCRIPTS_NAMES.get(key, ""))
+    elsewhere = field_paths().get(key) or field_paths().get(_SD_SCRIPTS_NAMES.get(key, ""))
     if elsewhere:
         return f"unknown key '{key}' here; it belongs at {elsewhere}"
     hint = f" (known here: {', '.join(names)})" if names else ""
     return f"unknown key '{key}'{hint}"
-
-
-def _tag(model: Any) -> str:
-    from typing import get_args
-
-    return str(get_args(model.model_fields["type"].annotation)[0])
-
-
-def _union_siblings(model: type[BaseModel]) -> list[type[BaseModel]]:
-    """The other members of the discriminated union that `model` belongs to, if any."""
-    from typing import get_args
-
-    seen: set[type[BaseModel]] = set()
-    stack: list[type[BaseModel]] = [Spec]
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for info in current.model_fields.values():
-            members: list[type[BaseModel]] = []
-            todo = [info.annotation]
-            while todo:
-                item = todo.pop()
-                if isinstance(item, type) and issubclass(item, BaseModel):
-                    members.append(item)
-                else:
-                    todo.extend(get_args(item))
-            if model in members and len(members) > 1 and all("type" in m.model_fields for m in members):
-                return [m for m in members if m is not model]
-            stack.extend(members)
-    return []
 
 
 # sd-scripts' names for fields the spec calls otherwise, so a pasted kohya key finds its home.
@@ -335,24 +267,6 @@ _SD_SCRIPTS_NAMES = {
     "save_model_as": "format",
     "enable_bucket": "buckets",
 }
-
-
-def _field_paths() -> dict[str, str]:
-    """Leaf field name -> its full path, for fields whose name is unique in the schema."""
-    found: dict[str, list[str]] = {}
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        from typing import get_args
-
-        for name, info in model.model_fields.items():
-            path = f"{prefix}.{name}" if prefix else name
-            found.setdefault(name, []).append(path)
-            nested = _pick_model(info.annotation, None, get_args)
-            if nested is not None and isinstance(nested, type) and issubclass(nested, BaseModel):
-                walk(nested, f"{path}[0]" if name == "subsets" else path)
-
-    walk(Spec, "")
-    return {name: paths[0] for name, paths in found.items() if len(paths) == 1}
 
 
 def _message(error: Any, path: PathKey, data: Any) -> str:

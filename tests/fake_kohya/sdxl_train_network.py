@@ -1,75 +1,13 @@
-"""Fake sd-scripts train_network.py for tests (see README.md beside it)."""
+"""Fake sdxl_train_network.py: the fake train_network.py with the SDXL script's argument surface."""
 
 import argparse
-import json
-import os
-import re
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent
-SURFACE = TESTS.parent / "artlab_kohya" / "data" / "surface-48d368fa.json"
-TYPES = {"int": int, "float": float, "str": str, "Path": Path}
+import train_network
 
 
 def setup_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    options = json.loads(SURFACE.read_text())["scripts"][Path(__file__).name]
-    for dest, o in options.items():
-        if o["type"] == "flag":
-            parser.add_argument(f"--{dest}", action="store_true")
-        else:
-            kwargs = {"type": TYPES.get(o["type"], str), "default": o["default"]}
-            if o["nargs"]:
-                kwargs["nargs"] = o["nargs"]
-            if o["choices"]:
-                kwargs["choices"] = o["choices"]
-            parser.add_argument(f"--{dest}", **kwargs)
-    return parser
-
-
-def main() -> None:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-
-    sys.path.insert(0, str(TESTS))
-    from replay import load
-
-    args = setup_parser().parse_args()
-    config = {k: v for table in tomllib.loads(Path(args.config_file).read_text()).values() for k, v in table.items()}
-    out, name = Path(config["output_dir"]), config.get("output_name", "last")
-    source = TESTS / "data" / "transcripts" / os.environ.get("FAKE_TRANSCRIPT", "lora")
-    duration = float(os.environ.get("FAKE_DURATION", "0.6"))
-    transcript = Path(tempfile.mkdtemp(prefix="fake-kohya-")) / source.name  # paths rewritten to this run's
-    out.mkdir(parents=True, exist_ok=True)
-    for suffix in (".stdout", ".stderr", ".meta"):
-        data = source.with_suffix(suffix).read_bytes()
-        transcript.with_suffix(suffix).write_bytes(
-            data.replace(b"/home/artist/lora/runs/lora/tiny_lora", str(out / name).encode())
-        )
-    pieces, rc = load(transcript, duration, seed=0)
-    start = time.monotonic()
-    pending = {1: b"", 2: b""}
-    for at, fd, data in pieces:
-        time.sleep(max(0.0, at - (time.monotonic() - start)))
-        os.write(fd, data)
-        pending[fd] += data
-        for match in re.finditer(rb"saving checkpoint: (\S+)\n", pending[fd]):
-            path = Path(match.group(1).decode())
-            if path.suffix == ".safetensors" and not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(b"fake lora weights for " + path.name.encode())
-        pending[fd] = pending[fd][-4000:]
-    if "SAVE_FINAL" in os.environ:
-        (out / f"{name}.safetensors").write_bytes(b"fake final")
-    time.sleep(float(os.environ.get("FAKE_HOLD", "0")))
-    sys.exit(rc if rc >= 0 else 1)
+    return train_network.setup_parser("sdxl_train_network.py")
 
 
 if __name__ == "__main__":
-    main()
+    train_network.main(setup_parser())

@@ -15,9 +15,9 @@ SURFACE = TESTS.parent / "artlab_kohya" / "data" / "surface-48d368fa.json"
 TYPES = {"int": int, "float": float, "str": str, "Path": Path}
 
 
-def setup_parser() -> argparse.ArgumentParser:
+def setup_parser(script: str = "train_network.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
-    options = json.loads(SURFACE.read_text())["scripts"][Path(__file__).name]
+    options = json.loads(SURFACE.read_text())["scripts"][script]
     for dest, o in options.items():
         if o["type"] == "flag":
             parser.add_argument(f"--{dest}", action="store_true")
@@ -31,7 +31,7 @@ def setup_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main() -> None:
+def main(parser: argparse.ArgumentParser | None = None) -> None:
     try:
         import tomllib
     except ImportError:  # Python 3.10
@@ -40,7 +40,7 @@ def main() -> None:
     sys.path.insert(0, str(TESTS))
     from replay import load
 
-    args = setup_parser().parse_args()
+    args = (parser or setup_parser()).parse_args()
     config = {k: v for table in tomllib.loads(Path(args.config_file).read_text()).values() for k, v in table.items()}
     out, name = Path(config["output_dir"]), config.get("output_name", "last")
     source = TESTS / "data" / "transcripts" / os.environ.get("FAKE_TRANSCRIPT", "lora")
