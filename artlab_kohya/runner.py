@@ -23,7 +23,7 @@ from .hub import ResolvedModel
 from .launch import Install, build_command, spawn
 from .plan import Plan, make_plan
 from .prepare import ALIAS_FAMILY, ModelChoice, render_checked, render_inputs, resolved_repeats
-from .progress import LogRecord, NanLoss, Parser, Progress, Step, TrainingSummary
+from .progress import Line, LogRecord, NanLoss, Parser, Progress, Step, TrainingSummary
 from .render import ConcreteFamily, script_for
 from .runs import LOCK_FILE, RESULT_FILE, RunFolder, default_runs_root, redact
 from .spec import LoadedSpec
@@ -176,12 +176,23 @@ def _checkpoint_records(output_dir: Path, plan: Plan, epochs: list[EpochRecord])
     return out
 
 
-def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = None) -> RunOutcome:
-    """The whole run; raises SetupError (before any folder exists) or returns how it ended."""
-    from .diagnose import diagnose
+@dataclass(frozen=True)
+class _Resolved:
+    """Everything a launch needs that can fail without a GPU, found before any folder is written."""
+
+    plan: Plan
+    install: Install
+    model: ResolvedModel
+    family: ConcreteFamily
+    script: str
+    surface: Any
+    versions: dict[str, Any]
+    tokenizer_dir: Path
+
+
+def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
     from .hub import cache_root, prepare_tokenizer_cache
 
-    console = console or Console(stderr=True)
     spec = loaded.spec
     plan = make_plan(loaded)
     install = _install(spec, options)
@@ -206,38 +217,28 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
         )
     except Exception as exc:  # hub.ModelError
         raise SetupError(str(exc)) from None
-    output_dir = spec.output.dir
-    if output_dir is not None:
-        clash = [name for name in plan.saves if (output_dir / name).exists()]
+    if spec.output.dir is not None:
+        clash = [name for name in plan.saves if (spec.output.dir / name).exists()]
         if clash:
             raise SetupError(
-                f"{output_dir} already holds {', '.join(clash)}; a run never overwrites checkpoints "
+                f"{spec.output.dir} already holds {', '.join(clash)}; a run never overwrites checkpoints "
                 "(choose another output.name or output.dir, or leave output.dir unset for a fresh run folder)"
             )
+    return _Resolved(plan, install, model, family, script, surface, versions, tokenizer_dir)
 
-    runs_root = options.runs_root or default_runs_root(loaded.path)
-    folder = RunFolder.create(runs_root, spec.output.name)
-    output_dir = output_dir or folder.path / "checkpoints"
-    inputs = render_inputs(
-        loaded,
-        ModelChoice(model.path, family),
-        folder.path,
-        output_dir,
-        tokenizer_dir,
-        default_logging=folder.path / "logs",
-    )
-    rendered = render_checked(loaded, inputs, surface)
-    rendered.write(folder.path)
-    argv, env_add = build_command(spec, install, folder.path / "config.toml", family, offline=True)
+
+def _lock(
+    loaded: LoadedSpec, options: RunOptions, r: _Resolved, argv: list[str], env_add: dict[str, str]
+) -> dict[str, Any]:
+    model, spec = r.model, loaded.spec
     repeats, tokens = resolved_repeats(loaded)
-    folder.write_text("spec.yaml", loaded.text)
-    lock = {
+    return {
         "artlab_kohya": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec_file": str(loaded.path.resolve()),
         "overrides": [o.text for o in loaded.overrides],
         "rerun_of": str(options.rerun_of) if options.rerun_of else None,
-        "spec": locked_spec(spec, model, family, repeats, tokens, install),
+        "spec": locked_spec(spec, model, r.family, repeats, tokens, r.install),
         "model": {
             "path": str(model.path),
             "source": model.source,
@@ -247,91 +248,130 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
             "commit": model.commit,
             "sha256": model.sha256,
             "size": model.size,
-            "family": family,
+            "family": r.family,
         },
-        "kohya": {"dir": str(install.dir), "commit": install.commit, "script": script, "python": install.python},
-        "trainer": versions,
-        "tokenizer_cache_dir": str(tokenizer_dir),
+        "kohya": {
+            "dir": str(r.install.dir),
+            "commit": r.install.commit,
+            "script": r.script,
+            "python": r.install.python,
+        },
+        "trainer": r.versions,
+        "tokenizer_cache_dir": str(r.tokenizer_dir),
         "argv": argv,
         "env": redact(env_add),
         "seed": spec.training.seed,
-        "plan": _plan_record(plan),
+        "plan": _plan_record(r.plan),
     }
-    folder.write_yaml(LOCK_FILE, lock, LOCK_HEADER)
+
+
+class _Recorder:
+    """The trainer's output, as it arrives: raw logs, parsed events to the display and events.jsonl."""
+
+    RECORDED_LEVELS = ("WARNING", "ERROR", "CRITICAL")
+
+    def __init__(self, folder: RunFolder, display: Display, stop_on_nan: bool) -> None:
+        self.folder, self.display, self.stop_on_nan = folder, display, stop_on_nan
+        self.parser = Parser()
+        self.events: list[object] = []
+        self._summary: TrainingSummary | None = None
+        self._last: tuple[int, float | None] = (-1, None)
+
+    def output(self, stream: str, text: str) -> None:
+        self.folder.log(stream, text)
+        for event in self.parser.feed(stream, text):  # type: ignore[arg-type]
+            self.event(event)
+
+    def close(self) -> None:
+        for event in self.parser.close():
+            self.event(event)
+
+    def event(self, event: object) -> None:
+        self.events.append(event)
+        self.display.handle(event)  # type: ignore[arg-type]
+        if isinstance(event, TrainingSummary):
+            self._summary = event
+        if isinstance(event, Step):
+            self._step(event)
+        elif self._recorded(event):
+            self.folder.event(event)
+        if isinstance(event, NanLoss) and self.stop_on_nan:
+            raise _StopForNan(event.step)
+
+    def _recorded(self, event: object) -> bool:
+        """events.jsonl keeps what tells the run's story: not every log line or unnamed progress bar."""
+        if isinstance(event, LogRecord):
+            return event.level in self.RECORDED_LEVELS
+        return not isinstance(event, Progress | Line)
+
+    def _step(self, step: Step) -> None:
+        # each step shows two frames: the first with the previous loss (or none), then its own
+        if step.avr_loss is None or step.step <= 0 or (step.step, step.avr_loss) == self._last:
+            return
+        self._last = (step.step, step.avr_loss)
+        per_epoch = self._summary.steps_per_epoch if self._summary else None
+        epoch = -(-step.step // per_epoch) if per_epoch else None
+        record = {"type": "Step", "epoch": epoch, "step": step.step, "total": step.total}
+        self.folder.event(record | {"loss": step.avr_loss, "it_s": step.rate})
+
+
+def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = None) -> RunOutcome:
+    """The whole run; raises SetupError (before any folder exists) or returns how it ended."""
+    from .diagnose import diagnose
+
+    console = console or Console(stderr=True)
+    spec = loaded.spec
+    r = _resolve(loaded, options)
+
+    folder = RunFolder.create(options.runs_root or default_runs_root(loaded.path), spec.output.name)
+    output_dir = spec.output.dir or folder.path / "checkpoints"
+    inputs = render_inputs(
+        loaded,
+        ModelChoice(r.model.path, r.family),
+        folder.path,
+        output_dir,
+        r.tokenizer_dir,
+        default_logging=folder.path / "logs",
+    )
+    render_checked(loaded, inputs, r.surface).write(folder.path)
+    argv, env_add = build_command(spec, r.install, folder.path / "config.toml", r.family, offline=True)
+    folder.write_text("spec.yaml", loaded.text)
+    folder.write_yaml(LOCK_FILE, _lock(loaded, options, r, argv, env_add), LOCK_HEADER)
     started = datetime.now(timezone.utc)
     result: dict[str, Any] = {"status": "running", "started": started.isoformat(timespec="seconds")}
     folder.write_json(RESULT_FILE, result)
 
+    model, install = r.model, r.install
     pin = f"@{model.commit[:12]}" if model.commit else ""
     commit = install.commit[:8] if install.commit else "commit unknown"
     for line in (
         f"run folder: {folder.path}",
-        f"model: {model.repo or model.path}{pin} sha256 {model.sha256[:12]} ({family})",
-        f"sd-scripts: {install.dir} ({commit}), {script}",
-        f"plan: {plan.total_steps} steps, {plan.epochs} epochs",
+        f"model: {model.repo or model.path}{pin} sha256 {model.sha256[:12]} ({r.family})",
+        f"sd-scripts: {install.dir} ({commit}), {r.script}",
+        f"plan: {r.plan.total_steps} steps, {r.plan.epochs} epochs",
     ):
         console.print(line, highlight=False, soft_wrap=True)
 
     display = Display(console, options.plain)
-    parser = Parser()
-    events: list[object] = []
-    summary: list[TrainingSummary] = []
-    last_step: list[tuple[int, float | None]] = [(-1, None)]
-
-    def on_event(event: object) -> None:
-        events.append(event)
-        display.handle(event)  # type: ignore[arg-type]
-        if isinstance(event, TrainingSummary):
-            summary.append(event)
-        if isinstance(event, Step):
-            # each step shows two frames: the first with the previous loss (or none), then its own
-            if event.avr_loss is not None and (event.step, event.avr_loss) != last_step[0] and event.step > 0:
-                last_step[0] = (event.step, event.avr_loss)
-                per_epoch = summary[-1].steps_per_epoch if summary else None
-                epoch = -(-event.step // per_epoch) if per_epoch else None
-                folder.event(
-                    {
-                        "type": "Step",
-                        "epoch": epoch,
-                        "step": event.step,
-                        "total": event.total,
-                        "loss": event.avr_loss,
-                        "it_s": event.rate,
-                    }
-                )
-        elif (
-            not isinstance(event, Progress)
-            and not (isinstance(event, LogRecord) and event.level not in ("WARNING", "ERROR", "CRITICAL"))
-            and type(event).__name__ != "Line"
-        ):
-            folder.event(event)
-        if isinstance(event, NanLoss) and spec.training.stop_on_nan:
-            raise _StopForNan(event.step)
-
-    def on_output(stream: str, text: str) -> None:
-        folder.log(stream, text)
-        for event in parser.feed(stream, text):  # type: ignore[arg-type]
-            on_event(event)
-
+    recorder = _Recorder(folder, display, spec.training.stop_on_nan)
     nan_step: int | None = None
     t0 = time.monotonic()
     result["launched_at_unix"] = time.time()  # what the wrapper adds before the trainer starts is measurable
     folder.write_json(RESULT_FILE, result)
     try:
-        exit_code = spawn(argv, {**os.environ, **env_add}, install.dir, on_output)
-        for event in parser.close():
-            on_event(event)
+        exit_code = spawn(argv, {**os.environ, **env_add}, install.dir, recorder.output)
+        recorder.close()
     except _StopForNan as stop:
         nan_step, exit_code = stop.step, 1
     finally:
         records = display.finish()
         folder.close()
     interrupted = exit_code in (130, 143) and nan_step is None
-    final = output_dir / plan.saves[-1]
+    final = output_dir / r.plan.saves[-1]
     verdict = diagnose(
         spec,
         exit_code,
-        events,
+        recorder.events,
         final,
         interrupted=interrupted,
         stopped_for_nan=nan_step,
@@ -344,8 +384,8 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": round(time.monotonic() - t0, 1),
             "diagnosis": verdict.diagnosis,
-            "problems": [e for e in display.problems],
-            "checkpoints": _checkpoint_records(output_dir, plan, records),
+            "problems": list(display.problems),
+            "checkpoints": _checkpoint_records(output_dir, r.plan, records),
             "final": str(final) if final.exists() else None,
         }
     )
