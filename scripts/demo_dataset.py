@@ -32,13 +32,14 @@ def main() -> None:
         shape, (colour, rgb) = rng.choice(shapes), rng.choice(list(colours.items()))
         image = Image.new("RGB", (w, h), (235, 235, 225))
         draw = ImageDraw.Draw(image)
-        box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
+        shift = i * 3  # every picture different, so none is a duplicate of another
+        box = (w // 4 + shift, h // 4, 3 * w // 4 + shift, 3 * h // 4)
         if shape == "circle":
             draw.ellipse(box, fill=rgb)
         elif shape == "square":
             draw.rectangle(box, fill=rgb)
         else:
-            draw.polygon([(w // 2, h // 4), (w // 4, 3 * h // 4), (3 * w // 4, 3 * h // 4)], fill=rgb)
+            draw.polygon([(w // 2 + shift, h // 4), (w // 4 + shift, 3 * h // 4), (3 * w // 4 + shift, 3 * h // 4)], fill=rgb)
         name = args.folder / f"{trigger}_{i:03d}"
         image.save(name.with_suffix(".png"))
         name.with_suffix(".txt").write_text(f"{trigger}, a {colour} {shape}, flat colours\n", encoding="utf-8")
