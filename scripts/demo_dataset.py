@@ -39,7 +39,9 @@ def main() -> None:
         elif shape == "square":
             draw.rectangle(box, fill=rgb)
         else:
-            draw.polygon([(w // 2 + shift, h // 4), (w // 4 + shift, 3 * h // 4), (3 * w // 4 + shift, 3 * h // 4)], fill=rgb)
+            draw.polygon(
+                [(w // 2 + shift, h // 4), (w // 4 + shift, 3 * h // 4), (3 * w // 4 + shift, 3 * h // 4)], fill=rgb
+            )
         name = args.folder / f"{trigger}_{i:03d}"
         image.save(name.with_suffix(".png"))
         name.with_suffix(".txt").write_text(f"{trigger}, a {colour} {shape}, flat colours\n", encoding="utf-8")
