@@ -13,11 +13,12 @@ import difflib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .files import write_atomic
 
 __all__ = [
     "BACKUP_DIR",
@@ -150,7 +151,7 @@ def write_captions(folder: str | os.PathLike[str], texts: Mapping[Path, str], co
         return None
     backup = _new_backup(root, command, todo)
     for path, text in todo.items():
-        _atomic_write(path, text)
+        write_atomic(path, text)
     return backup
 
 
@@ -175,7 +176,7 @@ def _new_backup(root: Path, command: str, paths: Iterable[Path]) -> Backup:
         else:
             created.append(path.name)
     manifest = {"command": command, "changed": sorted(changed), "created": sorted(created)}
-    _atomic_write(folder / _MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_atomic(folder / _MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return Backup(stamp, folder, command, tuple(sorted(changed)), tuple(sorted(created)))
 
 
@@ -209,26 +210,10 @@ def restore(folder: str | os.PathLike[str], backup_id: str | None = None) -> tup
     affected = [root / n for n in chosen.changed + chosen.created]
     undo = _new_backup(root, f"restore {chosen.id}", affected) if affected else None
     for name in chosen.changed:
-        _atomic_write(root / name, (chosen.folder / name).read_bytes())
+        write_atomic(root / name, (chosen.folder / name).read_bytes())
     for name in chosen.created:
         (root / name).unlink(missing_ok=True)
     return chosen, undo
-
-
-def _atomic_write(path: Path, content: str | bytes) -> None:
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _fsync(path: Path) -> None:

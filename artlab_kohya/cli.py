@@ -228,14 +228,14 @@ def rerun(run_dir: Path, runs_dir: Path | None, plain: bool) -> None:
 @set_option
 def fetch(spec_path: Path, overrides: tuple[str, ...]) -> None:
     """Download (or find in the cache) the base model and tokenizer, and print what they pin to."""
-    from .hub import ModelError, cache_root, prepare_tokenizer_cache
-    from .runner import SetupError, concrete_family, resolve_model, tokenizer_root
+    from .hub import ModelError, prepare_tokenizer_cache, tokenizer_root
+    from .runner import SetupError, concrete_family, resolve_model
 
     loaded = _load(spec_path, overrides)
     try:
         model = resolve_model(loaded.spec, None)
         family = concrete_family(loaded.spec, model)
-        tokenizer = prepare_tokenizer_cache(family, tokenizer_root(cache_root()))
+        tokenizer = prepare_tokenizer_cache(family, tokenizer_root())
     except (SetupError, ModelError) as exc:
         _fail([f"error: {exc}"], 1)
     pin = f" @ {model.commit}" if model.commit else ""

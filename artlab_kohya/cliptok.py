@@ -184,12 +184,10 @@ def find_tokenizer(*candidates: str | os.PathLike[str] | None) -> Path | None:
     after them come the folder `run` uses ($ARTLAB_KOHYA_TOKENIZERS, else <cache>/tokenizers) and the
     Hugging Face hub cache.
     """
-    from .hub import cache_root
+    from .hub import tokenizer_root
 
     roots: list[Path] = [Path(c).expanduser() for c in candidates if c]
-    # where `run` keeps them (runner.tokenizer_root; not imported: it would load the spec and pydantic)
-    roots.append(Path(os.environ["ARTLAB_KOHYA_TOKENIZERS"]).expanduser() if os.environ.get("ARTLAB_KOHYA_TOKENIZERS")
-                 else cache_root() / "tokenizers")  # fmt: skip
+    roots.append(tokenizer_root())  # where `run` keeps them
     for root in roots:
         for folder in (root, *(root / name for name in TOKENIZER_FOLDERS)):
             if (folder / "merges.txt").is_file():

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .files import write_json_atomic
+
 Family = Literal["sd15", "sd2", "sdxl"]
 
 
@@ -257,26 +259,19 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "artlab-kohya"
 
 
+def tokenizer_root() -> Path:
+    """Where CLIP tokenizers for `--tokenizer_cache_dir` live: $ARTLAB_KOHYA_TOKENIZERS (e.g. an offline
+    kohya setup's folder), else the cache's `tokenizers/`."""
+    env = os.environ.get("ARTLAB_KOHYA_TOKENIZERS")
+    return Path(env).expanduser() if env else cache_root() / "tokenizers"
+
+
 def _load_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def sha256_file(
@@ -331,7 +326,7 @@ def sha256_file(
     files = {k: v for k, v in files.items() if os.path.exists(k)}  # forget deleted files
     files[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
     with contextlib.suppress(OSError):  # a read-only cache only costs speed
-        _write_json_atomic(cache_file, {"version": 1, "files": files})
+        write_json_atomic(cache_file, {"version": 1, "files": files})
     return sha
 
 

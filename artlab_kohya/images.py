@@ -12,6 +12,7 @@ the bytes, not at the extension, so neither does this module.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -20,10 +21,12 @@ from pathlib import Path
 from types import MappingProxyType
 
 __all__ = [
+    "FOLDER_NAME",
     "IMAGE_EXTENSIONS",
     "OPTIONAL_EXTENSIONS",
     "ImageHeaderError",
     "extensions_for",
+    "folder_repeats",
     "list_images",
     "read_size",
     "read_sizes",
@@ -54,6 +57,17 @@ _PROBE, _SLOW_FILE_S, _THREADS = 256, 25e-6, 8  # read_sizes: files timed serial
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 _EXT_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP", ".bmp": "BMP",
                ".avif": "AVIF", ".jxl": "JPEG XL"}  # fmt: skip
+
+
+# kohya's folder convention `N_name`: N repeats, the rest class tokens (sd-scripts reads it this way
+# when no dataset config is given).
+FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
+
+
+def folder_repeats(folder: Path) -> tuple[int, str] | None:
+    """(N, name) of an `N_name` folder, else None."""
+    match = FOLDER_NAME.match(folder.name)
+    return (int(match.group(1)), match.group(2)) if match else None
 
 
 class ImageHeaderError(ValueError):

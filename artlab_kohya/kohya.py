@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .hub import _write_json_atomic, cache_root
+from .files import write_json_atomic
+from .hub import cache_root
 from .launch import Install
 from .render import ConcreteFamily, script_for
 from .surface import PINNED_COMMIT, Surface, surface_from_dump
@@ -350,7 +351,7 @@ def read_surface(install: Install, script: str = TRAIN_SCRIPT, *, timeout: float
             raise InstallError(_dump_error(install, script, data))
         cached = data["options"]
         with contextlib.suppress(OSError):  # a read-only cache only costs time
-            _write_json_atomic(cache_file, {"commit": commit, "script": script, "options": cached})
+            write_json_atomic(cache_file, {"commit": commit, "script": script, "options": cached})
     return surface_from_dump(commit or "unknown", script, cached)
 
 
@@ -423,7 +424,7 @@ def recorded_versions(install: Install) -> dict[str, Any]:
     versions = trainer_versions(install)
     if cache is not None and "error" not in versions:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(cache, versions)
+        write_json_atomic(cache, versions)
     return versions
 
 

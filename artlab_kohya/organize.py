@@ -52,7 +52,7 @@ def auto_repeats(
     """The smallest repeats whose total reaches target_steps, derived exactly as `plan` derives
     `repeats: auto` (same bucket math), and the sentence that explains it."""
     from .images import ImageHeaderError, read_sizes
-    from .plan import _solve_auto
+    from .plan import solve_auto_repeats
     from .spec.model import Spec
 
     sizes = [r for r in read_sizes(list_images(src)) if not isinstance(r, ImageHeaderError)]
@@ -73,7 +73,7 @@ def auto_repeats(
         },
         context={"base_dir": src.parent},
     )
-    repeats, why = _solve_auto(spec, [sizes], [None])
+    repeats, why = solve_auto_repeats(spec, [sizes], [None])
     return repeats[0], why
 
 

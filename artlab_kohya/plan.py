@@ -6,7 +6,6 @@ the "total optimization steps" the trainer prints.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -20,13 +19,12 @@ from .buckets import (
     steps_per_epoch,
     total_steps,
 )
-from .images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
+from .images import IMAGE_EXTENSIONS, ImageHeaderError, folder_repeats, list_images, read_sizes
 from .spec import Issue, LoadedSpec, SpecError
 from .spec.model import Spec
 
 GUIDE_MIN_STEPS = 1500
 GUIDE_MIN_IMAGES = 15
-FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
 MAX_AUTO_REPEATS = 10_000
 
 
@@ -67,13 +65,7 @@ class Plan:
     warnings: list[Issue] = field(default_factory=list)
 
 
-def folder_repeats(folder: Path) -> tuple[int, str] | None:
-    """kohya's `N_name` convention: (N, name), as sd-scripts reads it without a dataset_config."""
-    match = FOLDER_NAME.match(folder.name)
-    return (int(match.group(1)), match.group(2)) if match else None
-
-
-def _bucket_config(spec: Spec) -> BucketConfig:
+def bucket_config(spec: Spec) -> BucketConfig:
     ds = spec.dataset
     res = ds.resolution
     return BucketConfig(
@@ -117,7 +109,7 @@ def _scan(loaded: LoadedSpec) -> tuple[list[list[tuple[int, int]]], list[Issue]]
     return sizes, issues
 
 
-def _repeats(loaded: LoadedSpec) -> tuple[list[int | None], list[str], list[str | None], list[Issue]]:
+def subset_repeats(loaded: LoadedSpec) -> tuple[list[int | None], list[str], list[str | None], list[Issue]]:
     repeats: list[int | None] = []
     sources: list[str] = []
     tokens: list[str | None] = []
@@ -160,7 +152,7 @@ def _count(spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[int]) -
         SubsetSizes(sizes=tuple(s), num_repeats=r, is_reg=sub.regularization, image_dir=str(sub.path))
         for s, r, sub in zip(sizes, repeats, spec.dataset.subsets, strict=True)
     ]
-    count = dataset_batches(_bucket_config(spec), subsets, spec.dataset.batch_size)
+    count = dataset_batches(bucket_config(spec), subsets, spec.dataset.batch_size)
     training, processes = spec.training, spec.launch.num_processes
     if training.max_steps is not None:
         epochs = epochs_for_steps(count.batches, training.max_steps, training.gradient_accumulation, processes)
@@ -169,7 +161,9 @@ def _count(spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[int]) -
     return count, total_steps(count.batches, epochs, training.gradient_accumulation, processes), epochs
 
 
-def _solve_auto(spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[int | None]) -> tuple[list[int], str]:
+def solve_auto_repeats(
+    spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[int | None]
+) -> tuple[list[int], str]:
     """The smallest repeats for `auto` subsets whose total reaches dataset.target_steps."""
     target = spec.dataset.target_steps
 
@@ -260,12 +254,12 @@ def _lora_size(spec: Spec, family: str | None) -> tuple[int | None, int | None]:
 def make_plan(loaded: LoadedSpec) -> Plan:
     spec = loaded.spec
     sizes, scan_issues = _scan(loaded)
-    repeats, sources, tokens, repeat_issues = _repeats(loaded)
+    repeats, sources, tokens, repeat_issues = subset_repeats(loaded)
     if scan_issues or repeat_issues:
         raise PlanError(scan_issues + repeat_issues)
     why = None
     if None in repeats:
-        final, why = _solve_auto(spec, sizes, repeats)
+        final, why = solve_auto_repeats(spec, sizes, repeats)
     else:
         final = [r for r in repeats if r is not None]
     count, steps, epochs = _count(spec, sizes, final)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .launch import Install, build_command
-from .plan import PlanError, _repeats, make_plan, plan_family
+from .plan import PlanError, make_plan, plan_family, subset_repeats
 from .render import ConcreteFamily, Rendered, RenderError, RenderInputs, render, script_for
-from .spec import Issue, LoadedSpec
+from .spec import LoadedSpec
 from .surface import Surface, bundled_surface
 
 ALIAS_FAMILY: dict[str, ConcreteFamily] = {"sd15": "sd15", "sdxl": "sdxl", "sd2": "sd2-v"}
@@ -60,7 +60,7 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
 
 def resolved_repeats(loaded: LoadedSpec) -> tuple[tuple[int, ...], tuple[str | None, ...]]:
     """Repeats and class tokens per subset; only `repeats: auto` needs to look at the images."""
-    repeats, _, tokens, issues = _repeats(loaded)
+    repeats, _, tokens, issues = subset_repeats(loaded)
     if issues:
         raise PlanError(issues)
     if None in repeats:
@@ -110,6 +110,3 @@ def render_for(loaded: LoadedSpec, out_dir: Path, install: Install | None = None
     install = install or find_install(loaded.spec)
     argv, _ = build_command(loaded.spec, install, out_dir / "config.toml", model.family)
     return rendered, argv
-
-
-__all__ = ["Issue", "ModelChoice", "model_for_render", "render_for", "render_inputs", "resolved_repeats"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .files import write_atomic
 from .spec.model import (
     DyLoraNetwork,
     LokrNetwork,
@@ -61,11 +62,8 @@ class Rendered:
             files.append((PROMPTS_FILE, self.prompts_txt))
         written = []
         for name, text in files:
-            path = folder / name
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(text, encoding="utf-8", newline="\n")
-            tmp.replace(path)
-            written.append(path)
+            write_atomic(folder / name, text)
+            written.append(folder / name)
         return written
 
 

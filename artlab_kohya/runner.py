@@ -64,12 +64,6 @@ class _StopForNan(Exception):
         self.step = step
 
 
-def tokenizer_root(cache: Path) -> Path:
-    """$ARTLAB_KOHYA_TOKENIZERS (e.g. an offline kohya setup's folder), else the cache's."""
-    env = os.environ.get("ARTLAB_KOHYA_TOKENIZERS")
-    return Path(env).expanduser() if env else cache / "tokenizers"
-
-
 def concrete_family(spec: Spec, model: ResolvedModel) -> ConcreteFamily:
     if spec.model.family != "auto":
         return spec.model.family
@@ -191,7 +185,7 @@ class _Resolved:
 
 
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
-    from .hub import cache_root, prepare_tokenizer_cache
+    from .hub import prepare_tokenizer_cache, tokenizer_root
 
     spec = loaded.spec
     plan = make_plan(loaded)
@@ -213,7 +207,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
         versions = versions_job.result()
     try:
         tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
-            family, tokenizer_root(cache_root()), offline=options.offline
+            family, tokenizer_root(), offline=options.offline
         )
     except Exception as exc:  # hub.ModelError
         raise SetupError(str(exc)) from None

@@ -25,6 +25,8 @@ from typing import IO, Any
 
 import yaml
 
+from .files import write_atomic
+
 RUNS_ENV = "ARTLAB_KOHYA_RUNS"
 LOCK_FILE = "spec.lock.yaml"
 RESULT_FILE = "result.json"
@@ -41,12 +43,6 @@ def default_runs_root(spec_path: Path) -> Path:
 def redact(env: dict[str, str]) -> dict[str, str]:
     """Environment for the record: anything that looks like a credential is never written."""
     return {k: ("<redacted>" if SECRET.search(k) else v) for k, v in env.items()}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _jsonable(value: Any) -> Any:

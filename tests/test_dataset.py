@@ -283,14 +283,6 @@ def test_many_files_take_the_threaded_path(tmp_path, images, monkeypatch):
     assert isinstance(Path(report.subsets[0].path), Path)
 
 
-def test_folder_names_read_as_plan_reads_them():
-    from artlab_kohya.dataset.check import folder_repeats as ours
-    from artlab_kohya.plan import folder_repeats
-
-    for name in ("10_sks", "10_", "sks", "1_a_b", "007_x", "x_10", "10sks", "10_sks woman"):
-        assert ours(Path(name)) == folder_repeats(Path(name))
-
-
 # --------------------------------------------------------------------------- against the real sd-scripts
 
 PROBE = Path(__file__).parent / "engine" / "probe_dataset.py"

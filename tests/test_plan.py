@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.plan import PlanError, folder_repeats, make_plan, plan_json
+from artlab_kohya.images import folder_repeats
+from artlab_kohya.plan import PlanError, make_plan, plan_json
 from artlab_kohya.spec import load_spec
 
 SPEC = """\
@@ -35,6 +36,8 @@ def test_folder_name_gives_repeats_and_class_tokens():
     assert folder_repeats(Path("/x/10_sks woman")) == (10, "sks woman")
     assert folder_repeats(Path("/x/3_a_b")) == (3, "a_b")
     assert folder_repeats(Path("/x/sks")) is None
+    assert folder_repeats(Path("/x/007_x")) == (7, "x") and folder_repeats(Path("/x/10_")) == (10, "")
+    assert folder_repeats(Path("/x/x_10")) is None and folder_repeats(Path("/x/10sks")) is None
 
 
 def test_guide_formula_without_buckets(write_spec, images, tmp_path):

@@ -10,13 +10,12 @@ returns a typed report. By default only file headers and caption files are read.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..buckets import BucketConfig, SubsetSizes, assign_bucket, dataset_batches
-from ..images import list_images
+from ..images import folder_repeats, list_images
 from .report import (
     EXTREME_ASPECT,
     KINDS,
@@ -32,8 +31,6 @@ from .report import (
 )
 from .scan import find_duplicates, list_subset, read_subset
 
-_FOLDER_NAME = re.compile(r"^(\d+)_(.*)$")
-
 if TYPE_CHECKING:
     from ..cliptok import ClipCounter
     from ..spec import LoadedSpec
@@ -47,10 +44,10 @@ def check_spec_dataset(
     loaded: LoadedSpec, *, deep: bool = False, tokenizer_dir: str | os.PathLike[str] | None = None
 ) -> DatasetReport:
     """Check every subset of a loaded spec; issues point at the subset's line in the spec."""
-    from ..plan import _bucket_config, _repeats, _solve_auto
+    from ..plan import bucket_config, solve_auto_repeats, subset_repeats
 
     spec = loaded.spec
-    repeats, sources, tokens, repeat_issues = _repeats(loaded)
+    repeats, sources, tokens, repeat_issues = subset_repeats(loaded)
     inputs = []
     for i, sub in enumerate(spec.dataset.subsets):
         inputs.append(
@@ -72,7 +69,7 @@ def check_spec_dataset(
         return lambda severity, message: loaded.issue(severity, at, message)
 
     try:
-        cfg: BucketConfig | None = _bucket_config(spec)
+        cfg: BucketConfig | None = bucket_config(spec)
     except ValueError as exc:
         cfg = None
         repeat_issues.append(loaded.issue("error", ("dataset", "buckets"), str(exc)))
@@ -80,7 +77,7 @@ def check_spec_dataset(
     def solve(reports: list[SubsetReport]) -> list[int]:
         if None in repeats and "auto" in sources and not any(i.severity == "error" for i in repeat_issues):
             try:
-                return _solve_auto(spec, [r.sizes for r in reports], repeats)[0]
+                return solve_auto_repeats(spec, [r.sizes for r in reports], repeats)[0]
             except ValueError:
                 pass
         return [r or 1 for r in repeats]
@@ -150,12 +147,6 @@ def check_folder(
         solve_repeats=lambda reports: [s.repeats or 1 for s in inputs],
         resolution=resolution,
     )
-
-
-def folder_repeats(folder: Path) -> tuple[int, str] | None:
-    """plan.folder_repeats (kohya's `N_name`), here again because plan imports the spec, and with it pydantic."""
-    match = _FOLDER_NAME.match(folder.name)
-    return (int(match.group(1)), match.group(2)) if match else None
 
 
 def _resolution(value: int | Sequence[int]) -> Size:
