@@ -82,7 +82,7 @@ def main() -> None:
         folder = make_dataset(root, args.images, args.distinct_sizes)
         os.sync()  # the 20,000 new files' writeback would otherwise land inside the timed runs
         code = (
-            "import sys; from artlab_kohya.cli_dataset import dataset; "
+            "import sys; from artlab_kohya.cli.dataset import dataset; "
             "dataset.main(sys.argv[1:], prog_name='dataset', standalone_mode=True)"
         )
         check = [sys.executable, "-c", code, "check", str(folder), "--batch-size", "4", "--json"]

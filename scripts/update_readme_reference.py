@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from artlab_kohya.reference import README_BEGIN, README_END, reference_markdown
+from artlab_kohya.spec.reference import README_BEGIN, README_END, reference_markdown
 
 readme = Path(__file__).resolve().parent.parent / "README.md"
 text = readme.read_text(encoding="utf-8")

@@ -18,7 +18,7 @@ from typing import Any
 
 PINNED = "48d368fa557731ad0488c07304dfeba8c07910eb"
 OTHER_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-SURFACE_JSON = Path(__file__).resolve().parent.parent / "artlab_kohya" / "data" / "surface-48d368fa.json"
+SURFACE_JSON = Path(__file__).resolve().parent.parent / "artlab_kohya" / "trainer" / "data" / "surface-48d368fa.json"
 
 _SCRIPT = '''\
 """Fake sd-scripts {script}: setup_parser() from a surface dump."""

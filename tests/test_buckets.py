@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from artlab_kohya.buckets import (
+from artlab_kohya.dataset.buckets import (
     BucketConfig,
     DatasetCount,
     SubsetSizes,
@@ -25,7 +25,7 @@ from artlab_kohya.buckets import (
     steps_per_epoch,
     total_steps,
 )
-from artlab_kohya.images import list_images, read_sizes
+from artlab_kohya.dataset.images import list_images, read_sizes
 
 # model_util.make_bucket_resolutions((512, 512), 256, 1024, 64)
 RESOS_512 = [(256, 832), (256, 896), (256, 960), (256, 1024), (320, 704), (320, 768), (384, 640), (448, 576),

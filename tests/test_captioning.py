@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.captioning import (
+from artlab_kohya.dataset.caption_generate import (
     CaptioningError,
     CaptionOptions,
     build_command,
     caption_folder,
 )
-from artlab_kohya.captions import list_backups, restore
-from artlab_kohya.launch import Install
-from artlab_kohya.progress import LogRecord, Progress
+from artlab_kohya.dataset.caption_edit import list_backups, restore
+from artlab_kohya.run.launch import Install
+from artlab_kohya.trainer.output import LogRecord, Progress
 
 TESTS = Path(__file__).parent
 TRANSCRIPTS = TESTS / "data/captioning"  # not data/transcripts: those are the training parser's, each with expectations
@@ -199,8 +199,8 @@ def test_console_progress(terminal):
 
     from rich.console import Console
 
-    from artlab_kohya.captioning import ConsoleProgress
-    from artlab_kohya.progress import parse_transcript
+    from artlab_kohya.dataset.caption_generate import ConsoleProgress
+    from artlab_kohya.trainer.output import parse_transcript
 
     out = io.StringIO()
     display = ConsoleProgress(Console(file=out, force_terminal=terminal, width=100))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from artlab_kohya.captions import (
+from artlab_kohya.dataset.caption_edit import (
     BACKUP_DIR,
     Edit,
     apply_edit,

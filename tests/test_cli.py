@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from artlab_kohya.cli import main
-from artlab_kohya.tomlio import tomllib
+from artlab_kohya.cli.main import main
+from artlab_kohya.build.tomlio import tomllib
 
 
 def run(*args: str) -> tuple[int, str, str]:
@@ -98,7 +98,7 @@ def test_schema_and_explain():
 
 def test_help_is_fast_and_imports_nothing_heavy():
     code = (
-        "import sys, artlab_kohya.cli as c\n"
+        "import sys, artlab_kohya.cli.main as c\n"
         "heavy = [m for m in ('pydantic', 'rich', 'huggingface_hub', 'PIL', 'yaml') if m in sys.modules]\n"
         "print(heavy)"
     )
@@ -109,7 +109,7 @@ def test_help_is_fast_and_imports_nothing_heavy():
 
 
 def test_readme_reference_table_is_current():
-    from artlab_kohya.reference import README_BEGIN, README_END, reference_markdown
+    from artlab_kohya.spec.reference import README_BEGIN, README_END, reference_markdown
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     section = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0]

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from test_captioning import fake_sd_scripts
 
-from artlab_kohya.cli_dataset import caption, check_spec, dataset, preflight
+from artlab_kohya.cli.dataset import caption, check_spec, dataset, preflight
 from artlab_kohya.spec import load_spec
 
 pytest.importorskip("PIL.Image")
@@ -43,7 +43,7 @@ def run(group, *args: str) -> tuple[int, str, str]:
 
 def test_importing_the_groups_stays_light():
     code = (
-        "import sys, artlab_kohya.cli_dataset\n"
+        "import sys, artlab_kohya.cli.dataset\n"
         "print([m for m in ('pydantic', 'rich', 'PIL', 'yaml', 'huggingface_hub') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.cliptok import ClipCounter, _pieces, estimate_tokens, find_tokenizer, load_counter
+from artlab_kohya.dataset.cliptok import ClipCounter, _pieces, estimate_tokens, find_tokenizer, load_counter
 
 CAPTIONS = [
     "sks, a photo of a woman, smiling, looking at viewer, upper body",

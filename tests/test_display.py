@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from artlab_kohya.display import Display, EpochRecord
-from artlab_kohya.progress import CheckpointSaved, EpochStarted, Event, Parser, Step, parse_transcript
+from artlab_kohya.run.display import Display, EpochRecord
+from artlab_kohya.trainer.output import CheckpointSaved, EpochStarted, Event, Parser, Step, parse_transcript
 
 DATA = Path(__file__).parent / "data"
 TRANSCRIPTS = DATA / "transcripts"

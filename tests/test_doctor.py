@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 from kohya_fakes import OTHER_COMMIT, PINNED, TESTED_PACKAGES, fake_sd_scripts, fake_trainer
 
-from artlab_kohya.cli_doctor import doctor
-from artlab_kohya.doctor import (
+from artlab_kohya.cli.doctor import doctor
+from artlab_kohya.trainer.doctor import (
     CLIP_L_FOLDER,
     Check,
     environment_checks,
@@ -30,9 +30,9 @@ from artlab_kohya.doctor import (
     write_smoke_project,
     write_toy_clip_tokenizer,
 )
-from artlab_kohya.hub import detect_family
-from artlab_kohya.kohya import InstallError, locate_install
-from artlab_kohya.launch import Install
+from artlab_kohya.models.hub import detect_family
+from artlab_kohya.trainer.install import InstallError, locate_install
+from artlab_kohya.run.launch import Install
 
 HERE = Path(__file__).parent
 
@@ -192,8 +192,8 @@ def test_doctor_reads_the_install_from_a_spec(tmp_path, write_spec):
 
 def test_the_doctor_command_module_imports_nothing_heavy():
     code = (
-        "import sys, artlab_kohya.cli_doctor\n"
-        "heavy = [m for m in ('pydantic', 'rich', 'huggingface_hub', 'yaml', 'artlab_kohya.kohya') if m in sys.modules]\n"
+        "import sys, artlab_kohya.cli.doctor\n"
+        "heavy = [m for m in ('pydantic', 'rich', 'huggingface_hub', 'yaml', 'artlab_kohya.trainer.install') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -221,7 +221,7 @@ def test_toy_tokenizer_layout_and_ids(tmp_path):
 def test_smoke_project_is_a_valid_spec_of_eight_steps(tmp_path):
     from PIL import Image
 
-    from artlab_kohya.plan import make_plan
+    from artlab_kohya.build.plan import make_plan
     from artlab_kohya.spec import load_spec
 
     model = tmp_path / "model.safetensors"

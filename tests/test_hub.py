@@ -1,4 +1,4 @@
-"""Tests for artlab_kohya.hub: safetensors headers, hashing, format safety, hub resolution, tokenizers.
+"""Tests for artlab_kohya.models.hub: safetensors headers, hashing, format safety, hub resolution, tokenizers.
 
 The hub tests run huggingface_hub against a small fake hub on 127.0.0.1 (HF_ENDPOINT points at it), each in
 a fresh Python process: huggingface_hub reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported,
@@ -23,8 +23,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from artlab_kohya import hub
-from artlab_kohya.hub import ModelError
+from artlab_kohya.models import hub
+from artlab_kohya.models.hub import ModelError
 
 REPO_ROOT = Path(hub.__file__).resolve().parents[1]
 
@@ -388,7 +388,7 @@ def hub_env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
 CHILD = """
 import dataclasses, json, sys, time
 time.sleep = lambda *_: None  # huggingface_hub's retry backoff; keeps the no-network test short
-from artlab_kohya import hub
+from artlab_kohya.models import hub
 try:
     result = {call}
 except hub.ModelError as e:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.images import (
+from artlab_kohya.dataset.images import (
     IMAGE_EXTENSIONS,
     OPTIONAL_EXTENSIONS,
     PIL_PIXEL_LIMIT,

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from kohya_fakes import PINNED, bundled_options, fake_git, fake_sd_scripts, fake_trainer
 
-from artlab_kohya import kohya
-from artlab_kohya.kohya import (
+from artlab_kohya.trainer import install as kohya
+from artlab_kohya.trainer.install import (
     InstallError,
     check_install,
     compare_versions,
@@ -33,9 +33,9 @@ from artlab_kohya.kohya import (
     trainer_versions,
     version_tuple,
 )
-from artlab_kohya.launch import Install
+from artlab_kohya.run.launch import Install
 from artlab_kohya.spec import load_spec
-from artlab_kohya.surface import bundled_surface
+from artlab_kohya.trainer.surface import bundled_surface
 
 OTHER = "0123456789abcdef0123456789abcdef01234567"
 

@@ -1,4 +1,4 @@
-"""Tests for artlab_kohya.netsize against numbers measured from the real networks.
+"""Tests for artlab_kohya.models.netsize against numbers measured from the real networks.
 
 MEASURED and REAL_FILES were taken from sd-scripts 48d368fa with lycoris-lora 3.4.0 (torch 2.14.1,
 transformers 4.54.1): MEASURED by test_engine_* below (PROBE builds sd-scripts' own U-Nets and text
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from artlab_kohya.netsize import (
+from artlab_kohya.models.netsize import (
     DEFAULT_METADATA_BYTES,
     _factorize,
     base_layers,

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from artlab_kohya.progress import (
+from artlab_kohya.trainer.output import (
     CheckpointSaved,
     EpochStarted,
     Event,

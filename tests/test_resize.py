@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.buckets import BucketConfig, assign_bucket
-from artlab_kohya.resize import PrepareError, parse_size, plan_resize, prepare
+from artlab_kohya.dataset.buckets import BucketConfig, assign_bucket
+from artlab_kohya.dataset.prepare import PrepareError, parse_size, plan_resize, prepare
 
 Image = pytest.importorskip("PIL.Image")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from artlab_kohya.launch import Install
-from artlab_kohya.rerun import load_lock
-from artlab_kohya.runner import RunOptions, SetupError, run_spec
+from artlab_kohya.run.launch import Install
+from artlab_kohya.run.rerun import load_lock
+from artlab_kohya.run.train import RunOptions, SetupError, run_spec
 from artlab_kohya.spec import load_spec
 
 HERE = Path(__file__).parent

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..buckets import BucketConfig, SubsetSizes, assign_bucket, dataset_batches
-from ..images import folder_repeats, list_images
+from .buckets import BucketConfig, SubsetSizes, assign_bucket, dataset_batches
+from .images import folder_repeats, list_images
 from .report import (
     EXTREME_ASPECT,
     KINDS,
@@ -32,7 +32,7 @@ from .report import (
 from .scan import find_duplicates, list_subset, read_subset
 
 if TYPE_CHECKING:
-    from ..cliptok import ClipCounter
+    from .cliptok import ClipCounter
     from ..spec import LoadedSpec
     from ..spec.load import Issue
 
@@ -44,7 +44,7 @@ def check_spec_dataset(
     loaded: LoadedSpec, *, deep: bool = False, tokenizer_dir: str | os.PathLike[str] | None = None
 ) -> DatasetReport:
     """Check every subset of a loaded spec; issues point at the subset's line in the spec."""
-    from ..plan import bucket_config, solve_auto_repeats, subset_repeats
+    from ..build.plan import bucket_config, solve_auto_repeats, subset_repeats
 
     spec = loaded.spec
     repeats, sources, tokens, repeat_issues = subset_repeats(loaded)
@@ -217,7 +217,7 @@ def _check(
 
 
 def _token_counter(tokenizer_dir: str | os.PathLike[str] | None) -> tuple[ClipCounter | None, str]:
-    from ..cliptok import find_tokenizer, load_counter
+    from .cliptok import find_tokenizer, load_counter
 
     folder = find_tokenizer(tokenizer_dir)
     if folder is None:

@@ -16,11 +16,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from ..images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
+from .images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
 from .report import GUIDE_MIN_IMAGES, MIN_IMAGES_ERROR, Severity, SubsetReport
 
 if TYPE_CHECKING:
-    from ..cliptok import ClipCounter
+    from .cliptok import ClipCounter
 
 _HEAD_HASH = 65536
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
@@ -183,7 +183,7 @@ def _captions(report: SubsetReport, paths: list[Path], counter: ClipCounter | No
 
 
 def _estimate(text: str) -> int:
-    from ..cliptok import estimate_tokens
+    from .cliptok import estimate_tokens
 
     return estimate_tokens(text)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
-SURFACE = TESTS.parent / "artlab_kohya" / "data" / "surface-48d368fa.json"
+SURFACE = TESTS.parent / "artlab_kohya" / "trainer" / "data" / "surface-48d368fa.json"
 TYPES = {"int": int, "float": float, "str": str, "Path": Path}
 
 

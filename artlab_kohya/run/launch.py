@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .render import ConcreteFamily, script_for
-from .spec.model import Spec
+from ..build.render import ConcreteFamily, script_for
+from ..spec.model import Spec
 
 
 @dataclass(frozen=True)

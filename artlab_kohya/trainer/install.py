@@ -3,7 +3,7 @@
 The install comes from the spec's `kohya.dir`, else `$ARTLAB_KOHYA_DIR`, else the vendored submodule;
 its Python from `kohya.python`, else this interpreter. Everything we learn from the trainer's own
 environment (its argument surface, its package versions) is asked of that Python through small
-standalone scripts in `engine/`: the trainer environment need not have artlab-kohya installed, and
+standalone scripts in `inside/`: the trainer environment need not have artlab-kohya installed, and
 artlab-kohya never imports torch.
 """
 
@@ -24,19 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .files import write_json_atomic
-from .hub import cache_root
-from .launch import Install
-from .render import ConcreteFamily, script_for
+from ..files import write_json_atomic
+from ..models.hub import cache_root
+from ..run.launch import Install
+from ..build.render import ConcreteFamily, script_for
 from .surface import PINNED_COMMIT, Surface, surface_from_dump
 
 if TYPE_CHECKING:
-    from .spec.model import Spec
+    from ..spec.model import Spec
 
 ENV_DIR = "ARTLAB_KOHYA_DIR"
 ENV_PYTHON = "ARTLAB_KOHYA_PYTHON"
-VENDORED = Path(__file__).resolve().parent.parent / "vendor" / "sd-scripts"
-ENGINE_SCRIPTS = Path(__file__).resolve().parent / "engine"
+VENDORED = Path(__file__).resolve().parents[2] / "vendor" / "sd-scripts"
+INSIDE_SCRIPTS = Path(__file__).resolve().parent / "inside"
 TRAIN_SCRIPT = "train_network.py"
 
 
@@ -235,13 +235,13 @@ def describe_commit(commit: str | None) -> str:
 
 
 def run_engine_script(install: Install, name: str, args: list[str], *, timeout: float, what: str) -> dict[str, Any]:
-    """Run engine/NAME with the trainer's Python in the install folder; its JSON result, or InstallError.
+    """Run inside/NAME with the trainer's Python in the install folder; its JSON result, or InstallError.
 
     The result goes through a file, not stdout: sd-scripts and its libraries print to stdout on import.
     """
     with tempfile.TemporaryDirectory(prefix="artlab-kohya-") as tmp:
         out = Path(tmp) / "result.json"
-        argv = [install.python, str(ENGINE_SCRIPTS / name), *args, str(out)]
+        argv = [install.python, str(INSIDE_SCRIPTS / name), *args, str(out)]
         env = dict(os.environ, PYTHONIOENCODING="utf-8", HF_HUB_OFFLINE="1")
         try:
             proc = subprocess.run(

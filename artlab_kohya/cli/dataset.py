@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from .dataset import DatasetReport
-    from .spec import LoadedSpec
+    from ..dataset import DatasetReport
+    from ..spec import LoadedSpec
 
 DATASET_ERROR = 1
 SPEC_ERROR = 2
@@ -36,13 +36,13 @@ def emit_report(report: DatasetReport, as_json: bool, extra: dict[str, Any] | No
     """Print a dataset report: JSON on stdout, or the tables on stdout and the issues on stderr.
     Returns 1 when it has errors, else 0."""
     if as_json:
-        from .dataset import report_json
+        from ..dataset import report_json
 
         click.echo(json.dumps({**report_json(report), **(extra or {})}, indent=2))
     else:
         from rich.console import Console
 
-        from .dataset import print_report
+        from ..dataset import print_report
 
         print_report(report, Console(highlight=False))
         for issue in report.issues:
@@ -55,8 +55,8 @@ def check_spec(loaded: LoadedSpec, spec_path: Path, *, as_json: bool = False, de
 
     Returns the exit status: 2 when the spec's dataset has errors (as for other spec errors), else 0.
     """
-    from .dataset import check_spec_dataset
-    from .plan import PlanError, make_plan
+    from ..dataset import check_spec_dataset
+    from ..build.plan import PlanError, make_plan
 
     report = check_spec_dataset(loaded, deep=deep)
     steps = None
@@ -81,7 +81,7 @@ def check_spec(loaded: LoadedSpec, spec_path: Path, *, as_json: bool = False, de
 
 def preflight(loaded: LoadedSpec, *, force: bool = False) -> bool:
     """The dataset check `run` makes before launching: prints its issues; False means do not launch."""
-    from .dataset import check_spec_dataset
+    from ..dataset import check_spec_dataset
 
     report = check_spec_dataset(loaded)
     for issue in report.issues:
@@ -131,7 +131,7 @@ def check_command(
     as_json: bool,
 ) -> None:
     """Check an image folder (an N_name folder, or a folder of them) the way sd-scripts will read it."""
-    from .dataset import check_folder
+    from ..dataset import check_folder
 
     if folder.is_file():
         raise click.UsageError(f"{folder} is a file; for a spec use `artlab-kohya check {folder}`")
@@ -183,8 +183,8 @@ def organize(
     caption_extension: str,
 ) -> None:
     """Build kohya's N_NAME/ folder from a flat folder SRC (linked or copied; SRC is never changed)."""
-    from .organize import OrganizeError, auto_repeats
-    from .organize import organize as build
+    from ..dataset.organize import OrganizeError, auto_repeats
+    from ..dataset.organize import organize as build
 
     try:
         if repeats == "auto":
@@ -227,8 +227,8 @@ def prepare(src: Path, dst: Path, size: str, crop: str, bucket: bool, caption_ex
     """Write resized copies of SRC's images (RGB, EXIF rotation applied) and their captions to DST."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from .resize import PrepareError, parse_size
-    from .resize import prepare as run_prepare
+    from ..dataset.prepare import PrepareError, parse_size
+    from ..dataset.prepare import prepare as run_prepare
 
     try:
         target = parse_size(size)
@@ -304,9 +304,9 @@ def generate(
     weights: str | None,
 ) -> None:
     """Caption the images of FOLDER in the trainer's environment, with live progress."""
-    from .captioning import CaptioningError, CaptionOptions, ConsoleProgress, caption_folder
-    from .hub import cache_root
-    from .kohya import locate_install
+    from ..dataset.caption_generate import CaptioningError, CaptionOptions, ConsoleProgress, caption_folder
+    from ..models.hub import cache_root
+    from ..trainer.install import locate_install
 
     install = locate_install(kohya_dir, python_exe)  # as `run` finds it: kohya_ss roots and venv folders too
     options = CaptionOptions(
@@ -363,7 +363,7 @@ def edit(
     dry_run: bool,
 ) -> None:
     """Edit every caption file in FOLDER: atomic writes, each changed file backed up first."""
-    from .captions import Edit, diff, plan_edit, write_captions
+    from ..dataset.caption_edit import Edit, diff, plan_edit, write_captions
 
     pairs = []
     for item in replacements:
@@ -397,8 +397,8 @@ def edit(
 @click.option("--list", "list_only", is_flag=True, help="List the backup sets and exit.")
 def restore(folder: Path, backup_id: str | None, list_only: bool) -> None:
     """Undo a caption change in FOLDER (the newest by default); the undo is backed up too."""
-    from .captions import list_backups
-    from .captions import restore as undo
+    from ..dataset.caption_edit import list_backups
+    from ..dataset.caption_edit import restore as undo
 
     if list_only:
         for b in list_backups(folder):

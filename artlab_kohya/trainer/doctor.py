@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .hub import ModelError, cache_root, read_safetensors_header
-from .kohya import (
+from ..models.hub import ModelError, cache_root, read_safetensors_header
+from .install import (
     TESTED_COMMIT,
     TRAIN_SCRIPT,
     InstallError,
@@ -35,7 +35,7 @@ from .kohya import (
     trainer_versions,
     version_tuple,
 )
-from .launch import Install
+from ..run.launch import Install
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -73,7 +73,7 @@ def doctor_report(install: Install) -> list[Check]:
 
 def run_doctor(install: Install, *, surface: bool = True) -> DoctorResult:
     """The checks plus what they found, for `doctor --json` and for choosing the smoke run's precision."""
-    from . import __version__
+    from .. import __version__
 
     result = DoctorResult(install, [])
     add = result.checks.append

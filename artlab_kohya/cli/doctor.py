@@ -37,12 +37,12 @@ def doctor(
     spec_path: Path | None, kohya_dir: Path | None, python: str | None, smoke: bool, plain: bool, as_json: bool
 ) -> None:
     """Check the trainer: its Python, torch, CUDA, GPUs, packages and sd-scripts commit."""
-    from .doctor import print_report, run_doctor, smoke_assets, smoke_precision, write_smoke_project
-    from .kohya import InstallError, locate_install
+    from ..trainer.doctor import print_report, run_doctor, smoke_assets, smoke_precision, write_smoke_project
+    from ..trainer.install import InstallError, locate_install
 
     folder, trainer = kohya_dir, python
     if spec_path is not None:
-        from .spec import SpecError, load_spec
+        from ..spec import SpecError, load_spec
 
         try:
             kohya = load_spec(spec_path).spec.kohya
@@ -71,6 +71,6 @@ def doctor(
     project = Path(tempfile.mkdtemp(prefix="artlab-kohya-smoke-"))
     spec_file = write_smoke_project(project, model, smoke_precision(result.versions))
     click.echo(f"smoke: training {spec_file}", err=True)
-    from .runner import run_smoke
+    from ..run.train import run_smoke
 
     sys.exit(run_smoke(install, model, tokenizers, spec_file, plain=True if plain else None))  # None: by TTY

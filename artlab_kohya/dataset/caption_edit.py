@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import write_atomic
+from ..files import write_atomic
 
 __all__ = [
     "BACKUP_DIR",

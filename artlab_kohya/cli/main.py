@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from .cli_dataset import caption, dataset
-from .cli_doctor import doctor
+from .dataset import caption, dataset
+from .doctor import doctor
 
 if TYPE_CHECKING:
-    from .spec import LoadedSpec
+    from ..spec import LoadedSpec
 
 SPEC_ERROR = 2
 
@@ -34,7 +34,7 @@ def _fail(lines: list[str], code: int = SPEC_ERROR) -> NoReturn:
 
 
 def _load(spec_path: Path, overrides: tuple[str, ...]) -> LoadedSpec:
-    from .spec import SpecError, load_spec
+    from ..spec import SpecError, load_spec
 
     try:
         loaded = load_spec(spec_path, overrides)
@@ -73,7 +73,7 @@ main.add_command(caption)
 @click.option("--name", default=None, help="Trigger word and output name (default: the folder's name).")
 def init(folder: Path, preset: str, vram: float | None, name: str | None) -> None:
     """Write FOLDER/spec.yaml and a kohya-style dataset folder (img/N_name)."""
-    from .presets import init_project
+    from ..spec.presets import init_project
 
     try:
         spec_path, images = init_project(folder, preset, vram, name)
@@ -91,7 +91,7 @@ def init(folder: Path, preset: str, vram: float | None, name: str | None) -> Non
 @click.option("--deep", is_flag=True, help="Also decode every image in full (slower).")
 def check(spec_path: Path, overrides: tuple[str, ...], as_json: bool, deep: bool) -> None:
     """Report every problem of SPEC and its dataset at once, each with its line."""
-    from .cli_dataset import check_spec
+    from .dataset import check_spec
 
     loaded = _load(spec_path, overrides)
     sys.exit(check_spec(loaded, spec_path, as_json=as_json, deep=deep))
@@ -103,7 +103,7 @@ def check(spec_path: Path, overrides: tuple[str, ...], as_json: bool, deep: bool
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the step math and the files training will save."""
-    from .plan import PlanError, make_plan, plan_json, print_plan
+    from ..build.plan import PlanError, make_plan, plan_json, print_plan
 
     loaded = _load(spec_path, overrides)
     try:
@@ -126,8 +126,8 @@ def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
 @set_option
 def render(spec_path: Path, out_dir: Path, overrides: tuple[str, ...]) -> None:
     """Write kohya's dataset.toml and config.toml for SPEC and print the launch command."""
-    from .plan import PlanError
-    from .prepare import render_for
+    from ..build.plan import PlanError
+    from ..build.inputs import render_for
 
     loaded = _load(spec_path, overrides)
     try:
@@ -145,7 +145,7 @@ def render(spec_path: Path, out_dir: Path, overrides: tuple[str, ...]) -> None:
 @main.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editor completion)."""
-    from .reference import json_schema
+    from ..spec.reference import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 
@@ -155,7 +155,7 @@ def schema() -> None:
 @click.option("--markdown", is_flag=True, help="The whole reference as a Markdown table (as in the README).")
 def explain(field: str | None, markdown: bool) -> None:
     """Describe spec fields: all of them, or those under FIELD (e.g. network, training.epochs)."""
-    from .reference import field_docs, reference_markdown
+    from ..spec.reference import field_docs, reference_markdown
 
     if markdown:
         click.echo(reference_markdown(), nl=False)
@@ -185,8 +185,8 @@ def run(
     ignore_dataset_errors: bool,
 ) -> None:
     """Train: check, resolve the model, write the run folder, launch sd-scripts, show progress."""
-    from .cli_dataset import preflight
-    from .runner import RunOptions
+    from .dataset import preflight
+    from ..run.train import RunOptions
 
     loaded = _load(spec_path, overrides)
     _print_issues(loaded.warnings)
@@ -196,8 +196,8 @@ def run(
 
 
 def _run(loaded: LoadedSpec, options: Any) -> NoReturn:
-    from .plan import PlanError
-    from .runner import SetupError, run_spec
+    from ..build.plan import PlanError
+    from ..run.train import SetupError, run_spec
 
     try:
         outcome = run_spec(loaded, options)
@@ -214,7 +214,7 @@ def _run(loaded: LoadedSpec, options: Any) -> NoReturn:
 @click.option("--plain", is_flag=True, help="Plain progress lines, no live view.")
 def rerun(run_dir: Path, runs_dir: Path | None, plain: bool) -> None:
     """Run a finished run's lock again, in a new run folder (same model file, same settings)."""
-    from .rerun import RerunError, load_lock
+    from ..run.rerun import RerunError, load_lock
 
     try:
         loaded, options = load_lock(run_dir, runs_root=runs_dir, plain=plain or None)
@@ -228,8 +228,8 @@ def rerun(run_dir: Path, runs_dir: Path | None, plain: bool) -> None:
 @set_option
 def fetch(spec_path: Path, overrides: tuple[str, ...]) -> None:
     """Download (or find in the cache) the base model and tokenizer, and print what they pin to."""
-    from .hub import ModelError, prepare_tokenizer_cache, tokenizer_root
-    from .runner import SetupError, concrete_family, resolve_model
+    from ..models.hub import ModelError, prepare_tokenizer_cache, tokenizer_root
+    from ..run.train import SetupError, concrete_family, resolve_model
 
     loaded = _load(spec_path, overrides)
     try:

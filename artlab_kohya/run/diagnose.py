@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .progress import (
+from ..trainer.output import (
     LauncherFailed,
     ModuleNotFound,
     NanLoss,
@@ -20,7 +20,7 @@ from .progress import (
     Traceback,
     UsageError,
 )
-from .spec.model import Spec
+from ..spec.model import Spec
 
 Status = Literal["succeeded", "failed", "interrupted"]
 

@@ -52,8 +52,8 @@ def auto_repeats(
     """The smallest repeats whose total reaches target_steps, derived exactly as `plan` derives
     `repeats: auto` (same bucket math), and the sentence that explains it."""
     from .images import ImageHeaderError, read_sizes
-    from .plan import solve_auto_repeats
-    from .spec.model import Spec
+    from ..build.plan import solve_auto_repeats
+    from ..spec.model import Spec
 
     sizes = [r for r in read_sizes(list_images(src)) if not isinstance(r, ImageHeaderError)]
     if not sizes:

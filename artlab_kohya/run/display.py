@@ -17,7 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from artlab_kohya.progress import (
+from artlab_kohya.trainer.output import (
     CheckpointRemoved,
     CheckpointSaved,
     EpochStarted,

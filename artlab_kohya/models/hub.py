@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .files import write_json_atomic
+from ..files import write_json_atomic
 
 Family = Literal["sd15", "sd2", "sdxl"]
 

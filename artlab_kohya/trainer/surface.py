@@ -120,6 +120,6 @@ def surface_from_dump(commit: str, script: str, options: dict[str, dict[str, Any
 @cache
 def bundled_surface(script: str) -> Surface:
     """The pinned commit's surface for train_network.py or sdxl_train_network.py."""
-    text = resources.files("artlab_kohya").joinpath("data/surface-48d368fa.json").read_text(encoding="utf-8")
+    text = resources.files("artlab_kohya").joinpath("trainer/data/surface-48d368fa.json").read_text(encoding="utf-8")
     dump = json.loads(text)
     return surface_from_dump(dump["commit"], script, dump["scripts"][script])

@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .launch import Install, build_command
+from ..run.launch import Install, build_command
 from .plan import PlanError, make_plan, plan_family, subset_repeats
 from .render import ConcreteFamily, Rendered, RenderError, RenderInputs, render, script_for
-from .spec import LoadedSpec
-from .surface import Surface, bundled_surface
+from ..spec import LoadedSpec
+from ..trainer.surface import Surface, bundled_surface
 
 ALIAS_FAMILY: dict[str, ConcreteFamily] = {"sd15": "sd15", "sdxl": "sdxl", "sd2": "sd2-v"}
 
@@ -32,7 +32,7 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
         path = source.path
         family = plan_family(spec)
     else:
-        from .hub import ModelError, resolve_alias, resolve_hub
+        from ..models.hub import ModelError, resolve_alias, resolve_hub
 
         try:
             resolved = (
@@ -102,7 +102,7 @@ def render_checked(loaded: LoadedSpec, inputs: RenderInputs, surface: Surface) -
 
 def render_for(loaded: LoadedSpec, out_dir: Path, install: Install | None = None) -> tuple[Rendered, list[str]]:
     """What `artlab-kohya render` writes and prints."""
-    from .kohya import find_install
+    from ..trainer.install import find_install
 
     model = model_for_render(loaded)
     inputs = render_inputs(loaded, model, out_dir, out_dir)

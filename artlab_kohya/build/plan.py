@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from .buckets import (
+from ..dataset.buckets import (
     BucketConfig,
     SubsetSizes,
     batches_per_process,
@@ -19,9 +19,9 @@ from .buckets import (
     steps_per_epoch,
     total_steps,
 )
-from .images import IMAGE_EXTENSIONS, ImageHeaderError, folder_repeats, list_images, read_sizes
-from .spec import Issue, LoadedSpec, SpecError
-from .spec.model import Spec
+from ..dataset.images import IMAGE_EXTENSIONS, ImageHeaderError, folder_repeats, list_images, read_sizes
+from ..spec import Issue, LoadedSpec, SpecError
+from ..spec.model import Spec
 
 GUIDE_MIN_STEPS = 1500
 GUIDE_MIN_IMAGES = 15
@@ -219,7 +219,7 @@ def plan_family(spec: Spec) -> str | None:
         return spec.model.family
     source = spec.model.source
     if source.type == "local" and source.path.exists():
-        from .hub import detect_family
+        from ..models.hub import detect_family
 
         try:
             return detect_family(source.path)
@@ -233,8 +233,8 @@ def plan_family(spec: Spec) -> str | None:
 def _lora_size(spec: Spec, family: str | None) -> tuple[int | None, int | None]:
     if family is None:
         return None, None
-    from .netsize import Family as NetFamily
-    from .netsize import SaveDtype, predict
+    from ..models.netsize import Family as NetFamily
+    from ..models.netsize import SaveDtype, predict
 
     net = spec.network
     size = predict(

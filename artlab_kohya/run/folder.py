@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import yaml
 
-from .files import write_atomic
+from ..files import write_atomic
 
 RUNS_ENV = "ARTLAB_KOHYA_RUNS"
 LOCK_FILE = "spec.lock.yaml"

@@ -184,7 +184,7 @@ def find_tokenizer(*candidates: str | os.PathLike[str] | None) -> Path | None:
     after them come the folder `run` uses ($ARTLAB_KOHYA_TOKENIZERS, else <cache>/tokenizers) and the
     Hugging Face hub cache.
     """
-    from .hub import tokenizer_root
+    from ..models.hub import tokenizer_root
 
     roots: list[Path] = [Path(c).expanduser() for c in candidates if c]
     roots.append(tokenizer_root())  # where `run` keeps them

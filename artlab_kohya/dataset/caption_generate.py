@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .captions import Backup, Edit, apply_edit, write_captions
+from .caption_edit import Backup, Edit, apply_edit, write_captions
 from .images import list_images
-from .launch import CHILD_ENV, Install
-from .progress import Event, LogRecord, ModuleNotFound, Parser, Progress, Traceback
+from ..run.launch import CHILD_ENV, Install
+from ..trainer.output import Event, LogRecord, ModuleNotFound, Parser, Progress, Traceback
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,7 +109,7 @@ def caption_folder(
     Captions the script did write are kept even when it fails later on (the error is raised after
     they are in place); every file replaced is backed up first (`caption restore` undoes the run).
     """
-    from .launch import spawn
+    from ..run.launch import spawn
 
     root = Path(folder)
     script = install.dir / SCRIPTS[options.model]

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .files import write_atomic
-from .spec.model import (
+from ..files import write_atomic
+from ..spec.model import (
     DyLoraNetwork,
     LokrNetwork,
     LoraNetwork,
     Spec,
     _LycorisNetwork,
 )
-from .surface import DATASET_KEYS, SUBSET_KEYS, Surface
+from ..trainer.surface import DATASET_KEYS, SUBSET_KEYS, Surface
 from .tomlio import dumps
 
 ConcreteFamily = Literal["sd15", "sd2", "sd2-v", "sdxl"]

@@ -62,7 +62,7 @@ def batch_for_vram(vram_gb: float | None) -> BatchChoice:
 def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
     preset = PRESETS[preset_name]
     batch = batch_for_vram(vram_gb)
-    template = resources.files("artlab_kohya").joinpath("templates/spec.yaml.in").read_text(encoding="utf-8")
+    template = resources.files("artlab_kohya").joinpath("spec/templates/spec.yaml.in").read_text(encoding="utf-8")
     return template.format(
         title=preset.title,
         preset=preset_name,

@@ -17,17 +17,17 @@ from typing import Any
 
 from rich.console import Console
 
-from . import __version__
+from .. import __version__
 from .display import Display, EpochRecord
-from .hub import ResolvedModel
+from ..models.hub import ResolvedModel
 from .launch import Install, build_command, spawn
-from .plan import Plan, make_plan
-from .prepare import ALIAS_FAMILY, ModelChoice, render_checked, render_inputs, resolved_repeats
-from .progress import Line, LogRecord, NanLoss, Parser, Progress, Step, TrainingSummary
-from .render import ConcreteFamily, script_for
-from .runs import LOCK_FILE, RESULT_FILE, RunFolder, default_runs_root, redact
-from .spec import LoadedSpec
-from .spec.model import Spec
+from ..build.plan import Plan, make_plan
+from ..build.inputs import ALIAS_FAMILY, ModelChoice, render_checked, render_inputs, resolved_repeats
+from ..trainer.output import Line, LogRecord, NanLoss, Parser, Progress, Step, TrainingSummary
+from ..build.render import ConcreteFamily, script_for
+from .folder import LOCK_FILE, RESULT_FILE, RunFolder, default_runs_root, redact
+from ..spec import LoadedSpec
+from ..spec.model import Spec
 
 LOCK_HEADER = (
     "# artlab-kohya run lock: the spec fully resolved, and what ran it. `artlab-kohya rerun RUN_DIR`\n"
@@ -77,7 +77,7 @@ def concrete_family(spec: Spec, model: ResolvedModel) -> ConcreteFamily:
 
 def resolve_model(spec: Spec, offline: bool | None) -> ResolvedModel:
     """The base model pinned: a hub file by commit and sha256, a local file by sha256."""
-    from .hub import ModelError, check_model_file, resolve_alias, resolve_hub, resolve_local
+    from ..models.hub import ModelError, check_model_file, resolve_alias, resolve_hub, resolve_local
 
     source = spec.model.source
     try:
@@ -94,7 +94,7 @@ def resolve_model(spec: Spec, offline: bool | None) -> ResolvedModel:
 
 
 def _install(spec: Spec, options: RunOptions) -> Install:
-    from .kohya import InstallError, check_install, require_install
+    from ..trainer.install import InstallError, check_install, require_install
 
     try:
         if options.install is not None:
@@ -107,7 +107,7 @@ def _install(spec: Spec, options: RunOptions) -> Install:
 
 def _surface(install: Install, script: str) -> Any:
     """The install's own argument surface (asked of its parser, cached per commit)."""
-    from .kohya import InstallError, read_surface
+    from ..trainer.install import InstallError, read_surface
 
     try:
         return read_surface(install, script)
@@ -116,7 +116,7 @@ def _surface(install: Install, script: str) -> Any:
 
 
 def _versions(install: Install) -> dict[str, Any]:
-    from .kohya import recorded_versions
+    from ..trainer.install import recorded_versions
 
     try:
         return dict(recorded_versions(install))
@@ -149,7 +149,7 @@ def _plan_record(plan: Plan) -> dict[str, Any]:
 
 
 def _checkpoint_records(output_dir: Path, plan: Plan, epochs: list[EpochRecord]) -> list[dict[str, Any]]:
-    from .hub import sha256_file
+    from ..models.hub import sha256_file
 
     by_name = {r.checkpoint.name: r for r in epochs if r.checkpoint is not None}
     out = []
@@ -185,7 +185,7 @@ class _Resolved:
 
 
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
-    from .hub import prepare_tokenizer_cache, tokenizer_root
+    from ..models.hub import prepare_tokenizer_cache, tokenizer_root
 
     spec = loaded.spec
     plan = make_plan(loaded)
@@ -394,7 +394,7 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
 
 def run_smoke(install: Install, model_path: Path, tokenizer_dir: Path, spec_path: Path, *, plain: bool | None) -> int:
     """`doctor --smoke`: the smoke spec through the normal run path, offline; returns the exit status."""
-    from .spec import SpecError, load_spec
+    from ..spec import SpecError, load_spec
 
     console = Console(stderr=True)
     try:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from .runner import RunOptions
-from .runs import LOCK_FILE
-from .spec import LoadedSpec, SpecError
-from .spec.load import load_spec_text
+from .train import RunOptions
+from .folder import LOCK_FILE
+from ..spec import LoadedSpec, SpecError
+from ..spec.load import load_spec_text
 
 
 class RerunError(Exception):
@@ -39,7 +39,7 @@ def load_lock(
         raise RerunError("the locked spec no longer validates:\n" + "\n".join(str(i) for i in exc.issues)) from None
     model = lock["model"]
     if model.get("source") == "local":
-        from .hub import sha256_file
+        from ..models.hub import sha256_file
 
         path = Path(model["path"])
         if not path.exists():
