@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
@@ -23,6 +31,8 @@ def write_atomic(path: Path, content: str | bytes) -> None:
             os.fsync(f.fileno())
         if path.exists():
             shutil.copymode(path, tmp)
+        else:  # mkstemp makes 0600; a new file gets what the user's umask says, as open() would give
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

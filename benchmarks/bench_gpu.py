@@ -73,8 +73,7 @@ kohya:
 def setup(work: Path, sd: Path) -> tuple[Path, Path]:
     from PIL import Image
 
-    from artlab_kohya.trainer.install import run_engine_script
-    from artlab_kohya.run.launch import Install
+    from artlab_kohya.trainer.install import Install, run_engine_script
 
     work.mkdir(parents=True, exist_ok=True)
     model = work / "sd15_random_fp16.safetensors"
@@ -138,9 +137,10 @@ def steady(points: list[tuple[float, int]], total: int) -> float | None:
 
 
 def raw_run(spec_path: Path, work: Path, tokenizers: Path) -> dict:
-    from artlab_kohya.run.launch import Install, build_command
+    from artlab_kohya.build.command import build_command
     from artlab_kohya.build.inputs import ModelChoice, render_checked, render_inputs
     from artlab_kohya.spec import load_spec
+    from artlab_kohya.trainer.install import Install
     from artlab_kohya.trainer.surface import bundled_surface
 
     loaded = load_spec(spec_path)

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from artlab_kohya.dataset.caption_edit import list_backups, restore
 from artlab_kohya.dataset.caption_generate import (
     CaptioningError,
     CaptionOptions,
     build_command,
     caption_folder,
 )
-from artlab_kohya.dataset.caption_edit import list_backups, restore
-from artlab_kohya.run.launch import Install
+from artlab_kohya.trainer.install import Install
 from artlab_kohya.trainer.output import LogRecord, Progress
 
 TESTS = Path(__file__).parent

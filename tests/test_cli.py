@@ -9,8 +9,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from artlab_kohya.cli.main import main
 from artlab_kohya.build.tomlio import tomllib
+from artlab_kohya.cli.main import main
 
 
 def run(*args: str) -> tuple[int, str, str]:

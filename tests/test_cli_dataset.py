@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 from test_captioning import fake_sd_scripts
 
-from artlab_kohya.cli.dataset import caption, check_spec, dataset, preflight
+from artlab_kohya.cli.caption import caption
+from artlab_kohya.cli.check import check_spec, preflight
+from artlab_kohya.cli.dataset import dataset
 from artlab_kohya.spec import load_spec
 
 pytest.importorskip("PIL.Image")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.dataset import KINDS, check_folder, check_spec_dataset, report_json
 from artlab_kohya.build.plan import make_plan
+from artlab_kohya.dataset import KINDS, check_folder, check_spec_dataset, report_json
 from artlab_kohya.spec import load_spec
 
 Image = pytest.importorskip("PIL.Image")

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from kohya_fakes import OTHER_COMMIT, PINNED, TESTED_PACKAGES, fake_sd_scripts, fake_trainer
 
 from artlab_kohya.cli.doctor import doctor
+from artlab_kohya.models.checkpoint import detect_family
 from artlab_kohya.trainer.doctor import (
     CLIP_L_FOLDER,
     Check,
@@ -30,9 +31,7 @@ from artlab_kohya.trainer.doctor import (
     write_smoke_project,
     write_toy_clip_tokenizer,
 )
-from artlab_kohya.models.hub import detect_family
-from artlab_kohya.trainer.install import InstallError, locate_install
-from artlab_kohya.run.launch import Install
+from artlab_kohya.trainer.install import Install, InstallError, locate_install
 
 HERE = Path(__file__).parent
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.run.launch import Install, build_command
-from artlab_kohya.build.plan import make_plan
+from artlab_kohya.build.command import build_command
 from artlab_kohya.build.inputs import ModelChoice, render_checked, render_for, render_inputs
-from artlab_kohya.build.render import script_for
+from artlab_kohya.build.plan import make_plan
 from artlab_kohya.spec import load_spec
+from artlab_kohya.spec.families import script_for
+from artlab_kohya.trainer.install import Install
 from artlab_kohya.trainer.surface import bundled_surface
 
 pytestmark = pytest.mark.engine

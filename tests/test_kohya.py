@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from kohya_fakes import PINNED, bundled_options, fake_git, fake_sd_scripts, fake_trainer
 
+from artlab_kohya.spec import load_spec
 from artlab_kohya.trainer import install as kohya
 from artlab_kohya.trainer.install import (
+    Install,
     InstallError,
     check_install,
     compare_versions,
@@ -33,8 +35,6 @@ from artlab_kohya.trainer.install import (
     trainer_versions,
     version_tuple,
 )
-from artlab_kohya.run.launch import Install
-from artlab_kohya.spec import load_spec
 from artlab_kohya.trainer.surface import bundled_surface
 
 OTHER = "0123456789abcdef0123456789abcdef01234567"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.run.launch import spawn
+from artlab_kohya.trainer.process import spawn
 
 TESTS = Path(__file__).parent
 REPLAY = TESTS / "replay.py"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.dataset.organize import OrganizeError, auto_repeats, organize
 from artlab_kohya.build.plan import make_plan
+from artlab_kohya.dataset.organize import OrganizeError, auto_repeats, organize
 from artlab_kohya.spec import load_spec
 
 pytest.importorskip("PIL.Image")

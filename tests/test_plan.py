@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from artlab_kohya.dataset.images import folder_repeats
 from artlab_kohya.build.plan import PlanError, make_plan, plan_json
+from artlab_kohya.dataset.images import folder_repeats
 from artlab_kohya.spec import load_spec
 
 SPEC = """\

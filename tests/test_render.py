@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import toml
 
-from artlab_kohya.run.launch import Install
 from artlab_kohya.build.inputs import render_for
 from artlab_kohya.build.render import RenderError, RenderInputs, check_dataset_keys, render
-from artlab_kohya.spec import SpecError, load_spec
-from artlab_kohya.trainer.surface import bundled_surface, surface_from_dump
 from artlab_kohya.build.tomlio import tomllib
+from artlab_kohya.spec import SpecError, load_spec
+from artlab_kohya.trainer.install import Install
+from artlab_kohya.trainer.surface import bundled_surface, surface_from_dump
 
 HERE = Path(__file__).parent
 SPECS = sorted((HERE / "specs").glob("*.yaml"))

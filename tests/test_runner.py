@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from artlab_kohya.run.launch import Install
 from artlab_kohya.run.rerun import load_lock
 from artlab_kohya.run.train import RunOptions, SetupError, run_spec
 from artlab_kohya.spec import load_spec
+from artlab_kohya.trainer.install import Install
 
 HERE = Path(__file__).parent
 FAKE = HERE / "fake_kohya"

@@ -8,19 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..run.launch import Install, build_command
-from .plan import PlanError, make_plan, plan_family, subset_repeats
-from .render import ConcreteFamily, Rendered, RenderError, RenderInputs, render, script_for
+from ..trainer.install import Install
+from .command import build_command
+from ..spec.families import Family, script_for
+from .plan import PlanError, make_plan, plan_family, spec_family, subset_repeats
+from .render import Rendered, RenderError, RenderInputs, render
 from ..spec import LoadedSpec
 from ..trainer.surface import Surface, bundled_surface
-
-ALIAS_FAMILY: dict[str, ConcreteFamily] = {"sd15": "sd15", "sdxl": "sdxl", "sd2": "sd2-v"}
-
 
 @dataclass(frozen=True)
 class ModelChoice:
     path: Path
-    family: ConcreteFamily
+    family: Family
 
 
 def model_for_render(loaded: LoadedSpec) -> ModelChoice:
@@ -32,7 +31,8 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
         path = source.path
         family = plan_family(spec)
     else:
-        from ..models.hub import ModelError, resolve_alias, resolve_hub
+        from ..models.checkpoint import ModelError
+        from ..models.hub import resolve_alias, resolve_hub
 
         try:
             resolved = (
@@ -41,28 +41,26 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
                 else resolve_hub(source.repo, source.file, source.revision, offline=True)
             )
         except ModelError as exc:
-            raise PlanError([loaded.issue("error", at, f"{exc} (`artlab-kohya fetch SPEC` downloads it)")]) from None
+            raise PlanError([loaded.issue("error", at, f"{exc} (`artlab-kohya fetch SPEC` downloads it)")], loaded.path) from None
         path = resolved.path
-        family = spec.model.family if spec.model.family != "auto" else None
-        if family is None and source.type == "alias":
-            family = ALIAS_FAMILY[source.name]
-        family = family or resolved.family
-    if family is None or family == "auto":
+        family = spec_family(spec, resolved.family)
+    if family is None:
         raise PlanError(
             [
                 loaded.issue(
                     "error", ("model", "family"), f"cannot tell the family of {path}; set sd15, sd2, sd2-v or sdxl"
                 )
-            ]
+            ],
+            loaded.path,
         )
-    return ModelChoice(path=path, family=family)  # type: ignore[arg-type]
+    return ModelChoice(path=path, family=family)
 
 
 def resolved_repeats(loaded: LoadedSpec) -> tuple[tuple[int, ...], tuple[str | None, ...]]:
     """Repeats and class tokens per subset; only `repeats: auto` needs to look at the images."""
     repeats, _, tokens, issues = subset_repeats(loaded)
     if issues:
-        raise PlanError(issues)
+        raise PlanError(issues, loaded.path)
     if None in repeats:
         plan = make_plan(loaded)
         return tuple(s.repeats for s in plan.subsets), tuple(s.class_tokens for s in plan.subsets)
@@ -97,7 +95,7 @@ def render_checked(loaded: LoadedSpec, inputs: RenderInputs, surface: Surface) -
     try:
         return render(loaded.spec, inputs, surface)
     except RenderError as exc:
-        raise PlanError([loaded.issue("error", path, message) for path, message in exc.problems]) from None
+        raise PlanError([loaded.issue("error", path, message) for path, message in exc.problems], loaded.path) from None
 
 
 def render_for(loaded: LoadedSpec, out_dir: Path, install: Install | None = None) -> tuple[Rendered, list[str]]:

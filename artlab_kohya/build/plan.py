@@ -6,6 +6,7 @@ the "total optimization steps" the trainer prints.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +22,7 @@ from ..dataset.buckets import (
 )
 from ..dataset.images import IMAGE_EXTENSIONS, ImageHeaderError, folder_repeats, list_images, read_sizes
 from ..spec import Issue, LoadedSpec, SpecError
+from ..spec.families import Architecture, Family, architecture, resolve_family
 from ..spec.model import Spec
 
 GUIDE_MIN_STEPS = 1500
@@ -58,7 +60,7 @@ class Plan:
     total_steps: int
     saves: tuple[str, ...]
     removed: tuple[str, ...]
-    family: str | None
+    family: Family | None
     lora_bytes: int | None
     lora_params: int | None
     auto_repeats: str | None
@@ -213,32 +215,38 @@ def _saves(spec: Spec, epochs: int, steps: int, per_epoch: int) -> tuple[tuple[s
     return tuple(name for _, name in written) + (f"{out.name}.{ext}",), tuple(removed)
 
 
-def plan_family(spec: Spec) -> str | None:
-    """The family as far as it can be known without downloading: the spec's, or the file header's."""
-    if spec.model.family != "auto":
-        return spec.model.family
+def spec_family(spec: Spec, detected: Architecture | None) -> Family | None:
+    """The family to train, from the spec's word, its alias, or what the weights said (`detected`).
+    The one place plan, render and run decide it (see spec.families.resolve_family)."""
     source = spec.model.source
-    if source.type == "local" and source.path.exists():
-        from ..models.hub import detect_family
-
-        try:
-            return detect_family(source.path)
-        except Exception:  # noqa: BLE001 - an unreadable header only means "unknown" here
-            return None
-    if source.type == "alias":
-        return source.name
-    return None
+    return resolve_family(
+        spec.model.family,
+        alias=source.name if source.type == "alias" else None,
+        detected=detected,
+        v_parameterization=spec.model.v_parameterization,
+    )
 
 
-def _lora_size(spec: Spec, family: str | None) -> tuple[int | None, int | None]:
+def plan_family(spec: Spec) -> Family | None:
+    """The family as far as it can be known without downloading: the spec's, the alias's, or the file header's."""
+    source = spec.model.source
+    detected = None
+    if spec.model.family == "auto" and source.type == "local" and source.path.exists():
+        from ..models.checkpoint import ModelError, detect_family
+
+        with contextlib.suppress(ModelError, OSError):  # an unreadable header only means "unknown" here
+            detected = detect_family(source.path)
+    return spec_family(spec, detected)
+
+
+def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | None]:
     if family is None:
         return None, None
-    from ..models.netsize import Family as NetFamily
     from ..models.netsize import SaveDtype, predict
 
     net = spec.network
     size = predict(
-        cast(NetFamily, "sd2" if family == "sd2-v" else family),
+        architecture(family),
         net.type,
         dim=net.dim,
         conv_dim=net.conv_dim,  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each module)
@@ -256,7 +264,7 @@ def make_plan(loaded: LoadedSpec) -> Plan:
     sizes, scan_issues = _scan(loaded)
     repeats, sources, tokens, repeat_issues = subset_repeats(loaded)
     if scan_issues or repeat_issues:
-        raise PlanError(scan_issues + repeat_issues)
+        raise PlanError(scan_issues + repeat_issues, loaded.path)
     why = None
     if None in repeats:
         final, why = solve_auto_repeats(spec, sizes, repeats)

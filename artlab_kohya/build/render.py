@@ -18,10 +18,10 @@ from ..spec.model import (
     Spec,
     _LycorisNetwork,
 )
+from ..spec.families import FAMILY_INFO, Family
 from ..trainer.surface import DATASET_KEYS, SUBSET_KEYS, Surface
 from .tomlio import dumps
 
-ConcreteFamily = Literal["sd15", "sd2", "sd2-v", "sdxl"]
 HEADER = "# Rendered by artlab-kohya from {spec}. Do not edit: change the spec and render again.\n"
 
 
@@ -38,7 +38,7 @@ class RenderInputs:
     """What rendering needs beyond the spec: resolved model, family, repeats, folders."""
 
     model_path: Path
-    family: ConcreteFamily
+    family: Family
     repeats: tuple[int, ...]
     class_tokens: tuple[str | None, ...]
     config_dir: Path
@@ -70,10 +70,6 @@ class Rendered:
 DATASET_FILE = "dataset.toml"
 CONFIG_FILE = "config.toml"
 PROMPTS_FILE = "prompts.txt"
-
-
-def script_for(family: ConcreteFamily) -> str:
-    return "sdxl_train_network.py" if family == "sdxl" else "train_network.py"
 
 
 def render(spec: Spec, inputs: RenderInputs, surface: Surface) -> Rendered:
@@ -194,11 +190,11 @@ def _literal(value: Any) -> str:
 def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, Any]]:
     model, training, opt, sched, out = spec.model, spec.training, spec.optimizer, spec.scheduler, spec.output
     family = inputs.family
-    v_pred = model.v_parameterization or family == "sd2-v"
+    v_pred = model.v_parameterization or FAMILY_INFO[family].v_prediction
     sections: dict[str, dict[str, Any]] = {
         "model_arguments": {
             "pretrained_model_name_or_path": str(inputs.model_path),
-            "v2": family in ("sd2", "sd2-v"),
+            "v2": FAMILY_INFO[family].v2,
             "v_parameterization": v_pred,
             "clip_skip": model.clip_skip,
             "vae": str(model.vae) if model.vae else None,

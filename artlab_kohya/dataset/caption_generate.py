@@ -4,7 +4,7 @@ finetune/make_captions.py (BLIP) and finetune/tag_images_by_wd14_tagger.py (WD14
 image of a folder and overwrite existing caption files. To keep captions a person wrote, the script is
 pointed at a temporary folder of links to just the images to caption; its captions are then edited
 (prefix/postfix, the guide's "prefix words" step) and written next to the images through
-captions.write_captions, which backs up anything it replaces. The child runs through launch.spawn (own
+captions.write_captions, which backs up anything it replaces. The child runs through trainer.process (own
 process group, Ctrl-C forwarded) and its tqdm bar becomes progress.Progress events.
 """
 
@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ..errors import ArtlabError
+from ..trainer.install import Install
+from ..trainer.output import Event, LogRecord, ModuleNotFound, Progress, Traceback
+from ..trainer.process import CHILD_ENV
 from .caption_edit import Backup, Edit, apply_edit, write_captions
 from .images import list_images
-from ..run.launch import CHILD_ENV, Install
-from ..trainer.output import Event, LogRecord, ModuleNotFound, Parser, Progress, Traceback
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,7 +42,7 @@ NEEDS = {"blip": "timm and fairscale", "wd14": "onnx and onnxruntime (or tensorf
 _EXTRAS = {"blip": ("timm", "fairscale"), "wd14": ("onnx", "onnxruntime", "tensorflow")}
 
 
-class CaptioningError(Exception):
+class CaptioningError(ArtlabError):
     """Captioning could not run or failed; one line for the user, with a hint where one is known."""
 
 
@@ -109,7 +111,7 @@ def caption_folder(
     Captions the script did write are kept even when it fails later on (the error is raised after
     they are in place); every file replaced is backed up first (`caption restore` undoes the run).
     """
-    from ..run.launch import spawn
+    from ..trainer.process import run_parsed
 
     root = Path(folder)
     script = install.dir / SCRIPTS[options.model]
@@ -128,20 +130,14 @@ def caption_folder(
         for image in todo:
             _link(image, work / image.name)
         argv, env_add = build_command(install, work, options)
-        parser = Parser()
         seen: list[Event] = []
 
-        def on_output(stream: str, text: str) -> None:
-            for event in parser.feed(stream, text):  # type: ignore[arg-type]
-                seen.append(event)
-                if on_event is not None:
-                    on_event(event)
-
-        result.returncode = spawn(argv, {**os.environ, **env_add}, install.dir, on_output)
-        for event in parser.close():
+        def forward(event: Event) -> None:
             seen.append(event)
             if on_event is not None:
                 on_event(event)
+
+        result.returncode = run_parsed(argv, {**os.environ, **env_add}, install.dir, forward)
         edit = Edit(prefix=prefix or None, postfix=postfix or None)
         texts: dict[Path, str] = {}
         for image in todo:

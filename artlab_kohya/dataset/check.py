@@ -32,9 +32,9 @@ from .report import (
 from .scan import find_duplicates, list_subset, read_subset
 
 if TYPE_CHECKING:
-    from .cliptok import ClipCounter
     from ..spec import LoadedSpec
     from ..spec.load import Issue
+    from .cliptok import ClipCounter
 
 
 # --------------------------------------------------------------------------- entry points

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from .. import settings
+
 __all__ = ["ClipCounter", "estimate_tokens", "find_tokenizer", "load_counter"]
 
 # CLIPTokenizer reads merges.txt lines 1 .. 49152 - 256 - 2 (the first line is a version header).
@@ -184,18 +186,13 @@ def find_tokenizer(*candidates: str | os.PathLike[str] | None) -> Path | None:
     after them come the folder `run` uses ($ARTLAB_KOHYA_TOKENIZERS, else <cache>/tokenizers) and the
     Hugging Face hub cache.
     """
-    from ..models.hub import tokenizer_root
-
     roots: list[Path] = [Path(c).expanduser() for c in candidates if c]
-    roots.append(tokenizer_root())  # where `run` keeps them
+    roots.append(settings.tokenizer_root())  # where `run` keeps them
     for root in roots:
         for folder in (root, *(root / name for name in TOKENIZER_FOLDERS)):
             if (folder / "merges.txt").is_file():
                 return folder
-    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub"
-    )
-    snapshots = Path(hub) / _HUB_REPO / "snapshots"
+    snapshots = settings.hf_hub_cache() / _HUB_REPO / "snapshots"
     if snapshots.is_dir():
         for snap in sorted(snapshots.iterdir()):
             if (snap / "merges.txt").is_file():

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..errors import ArtlabError
 from .images import list_images
 
 __all__ = ["OrganizeError", "Organized", "auto_repeats", "organize"]
@@ -24,7 +25,7 @@ Mode = Literal["link", "copy", "symlink"]
 _NAME = re.compile(r"^[^/\\\x00]+$")
 
 
-class OrganizeError(Exception):
+class OrganizeError(ArtlabError):
     """The layout cannot be built; the message is one line for the user."""
 
 
@@ -51,9 +52,9 @@ def auto_repeats(
 ) -> tuple[int, str]:
     """The smallest repeats whose total reaches target_steps, derived exactly as `plan` derives
     `repeats: auto` (same bucket math), and the sentence that explains it."""
-    from .images import ImageHeaderError, read_sizes
     from ..build.plan import solve_auto_repeats
     from ..spec.model import Spec
+    from .images import ImageHeaderError, read_sizes
 
     sizes = [r for r in read_sizes(list_images(src)) if not isinstance(r, ImageHeaderError)]
     if not sizes:

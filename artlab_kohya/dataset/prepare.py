@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from ..errors import ArtlabError
 from .buckets import BucketConfig, assign_bucket
 from .images import list_images
 
@@ -32,7 +33,7 @@ STEP = 64
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 
 
-class PrepareError(Exception):
+class PrepareError(ArtlabError):
     """The preparation cannot start; one line for the user."""
 
 

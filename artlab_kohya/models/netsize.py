@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-Family = Literal["sd15", "sd2", "sdxl"]
+from ..spec.families import Architecture
+
 NetworkType = Literal["lora", "dylora", "locon", "loha", "lokr"]
 SaveDtype = Literal["fp32", "fp16", "bf16"]
 
@@ -181,13 +182,13 @@ def _sdxl_unet() -> Iterator[Layer]:
             n, prev = n + 1, ch
 
 
-def base_layers(family: Family) -> list[Layer]:
+def base_layers(family: Architecture) -> list[Layer]:
     """Every layer of the family's text encoders and U-Net that some network type may wrap.
 
     SD2 is described with Linear proj_in/proj_out, as loaded from Diffusers folders; a single-file SD2
     checkpoint gives 1x1 convs there, which have the same parameters (only their shapes gain ",1,1").
     """
-    _check_choice("family", family, Family)
+    _check_choice("family", family, Architecture)
     layers = [layer for spec in _TEXT_ENCODERS[family] for layer in _text_encoder(*spec)]
     if family == "sdxl":
         layers += _sdxl_unet()
@@ -282,7 +283,7 @@ def _module_tensors(
 
 
 def tensor_shapes(
-    family: Family,
+    family: Architecture,
     network_type: NetworkType,
     *,
     dim: int,
@@ -361,7 +362,7 @@ def safetensors_bytes(shapes: dict[str, Shape], save_dtype: SaveDtype, metadata_
 
 
 def predict(
-    family: Family,
+    family: Architecture,
     network_type: NetworkType,
     *,
     dim: int,

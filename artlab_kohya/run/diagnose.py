@@ -7,11 +7,14 @@ accelerate turns every failure into status 1. The parsed events carry the real s
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
+from ..spec.model import Spec
 from ..trainer.output import (
+    Event,
     LauncherFailed,
     ModuleNotFound,
     NanLoss,
@@ -20,9 +23,9 @@ from ..trainer.output import (
     Traceback,
     UsageError,
 )
-from ..spec.model import Spec
 
 Status = Literal["succeeded", "failed", "interrupted"]
+E = TypeVar("E")
 
 # import name -> what to pip install in the trainer's environment
 PACKAGES = {
@@ -61,10 +64,14 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _first(events: Sequence[Event], kind: type[E]) -> E | None:
+    return next((e for e in events if isinstance(e, kind)), None)
+
+
 def diagnose(
     spec: Spec,
     exit_code: int,
-    events: list[object],
+    events: Sequence[Event],
     final_checkpoint: Path,
     *,
     interrupted: bool,
@@ -72,7 +79,6 @@ def diagnose(
     kohya_commit: str | None,
 ) -> Verdict:
     commit = (kohya_commit or "unknown commit")[:8]
-    first = {type(e): e for e in reversed(events)}
     if stopped_for_nan is not None:
         return Verdict(
             "failed",
@@ -83,22 +89,22 @@ def diagnose(
         )
     if interrupted:
         return Verdict("interrupted", "The run was interrupted (Ctrl-C or a signal); finished checkpoints are kept.")
-    if OutOfMemory in first:
+    if _first(events, OutOfMemory) is not None:
         return Verdict(
             "failed",
             f"The GPU ran out of memory. Lower dataset.batch_size (now {spec.dataset.batch_size}), set "
             "training.gradient_checkpointing: true, lower dataset.resolution or the bucket maximum, keep "
             "training.cache_latents on, or use a smaller network.dim. Checkpoints finished before this are kept.",
         )
-    if ModuleNotFound in first:
-        module = first[ModuleNotFound].module  # type: ignore[attr-defined]
+    if (missing := _first(events, ModuleNotFound)) is not None:
+        module = missing.module
         package = PACKAGES.get(module.split(".")[0], module.split(".")[0])
         return Verdict(
             "failed",
             f"The trainer's Python cannot import '{module}'. Install {package} into the environment that "
             "runs sd-scripts (kohya.python), then run again; `artlab-kohya doctor` checks that environment.",
         )
-    if NoDataFound in first:
+    if _first(events, NoDataFound) is not None:
         folders = ", ".join(str(s.path) for s in spec.dataset.subsets)
         return Verdict(
             "failed",
@@ -106,11 +112,10 @@ def diagnose(
             "writing a file). Each subset path must be a folder that directly holds the images (.png .jpg "
             ".jpeg .webp .bmp) with same-name .txt captions, e.g. img/10_name/photo1.png + photo1.txt.",
         )
-    if UsageError in first:
-        usage = first[UsageError]
+    if (usage := _first(events, UsageError)) is not None:
         return Verdict(
             "failed",
-            f"The sd-scripts install (commit {commit}) rejected an argument: {usage.message}. "  # type: ignore[attr-defined]
+            f"The sd-scripts install (commit {commit}) rejected an argument: {usage.message}. "
             "Your install may be older or newer than the pinned 48d368fa; check kohya.extra_args.",
         )
     if exit_code > 128 and exit_code - 128 in (signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGABRT):
@@ -122,19 +127,19 @@ def diagnose(
             else ""
         )
         return Verdict("failed", f"The trainer was killed by {name}.{hint} Finished checkpoints are kept.")
-    launcher = first.get(LauncherFailed)
-    if launcher is not None and launcher.returncode < 0:  # type: ignore[attr-defined]
-        name = _signal_name(-launcher.returncode)  # type: ignore[attr-defined]
+    launcher = _first(events, LauncherFailed)
+    if launcher is not None and launcher.returncode < 0:
+        name = _signal_name(-launcher.returncode)
         return Verdict("failed", f"The training process was killed by {name}. Finished checkpoints are kept.")
     if exit_code != 0:
-        trace = first.get(Traceback)
-        what = f" with {trace.exc_type}: {trace.message}" if trace else ""  # type: ignore[attr-defined]
+        trace = _first(events, Traceback)
+        what = f" with {trace.exc_type}: {trace.message}" if trace else ""
         return Verdict("failed", f"The trainer stopped with exit status {exit_code}{what}. See stderr.log.")
     if not final_checkpoint.exists():
         return Verdict(
             "failed",
             f"The trainer exited 0 but wrote no {final_checkpoint.name}; see stderr.log for what it said last.",
         )
-    if NanLoss in first:
+    if _first(events, NanLoss) is not None:
         return Verdict("succeeded", "Finished, but the average loss was NaN at some point: check the checkpoints.")
     return Verdict("succeeded", None)

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from .train import RunOptions
-from .folder import LOCK_FILE
+from ..errors import ArtlabError
 from ..spec import LoadedSpec, SpecError
 from ..spec.load import load_spec_text
+from .folder import LOCK_FILE
+from .train import RunOptions
 
 
-class RerunError(Exception):
+class RerunError(ArtlabError):
     pass
 
 
@@ -39,7 +40,7 @@ def load_lock(
         raise RerunError("the locked spec no longer validates:\n" + "\n".join(str(i) for i in exc.issues)) from None
     model = lock["model"]
     if model.get("source") == "local":
-        from ..models.hub import sha256_file
+        from ..models.hashing import sha256_file
 
         path = Path(model["path"])
         if not path.exists():

@@ -17,17 +17,20 @@ from typing import Any
 
 from rich.console import Console
 
-from .. import __version__
-from .display import Display, EpochRecord
+from .. import __version__, settings
+from ..build.command import build_command
+from ..build.inputs import ModelChoice, render_checked, render_inputs, resolved_repeats
+from ..build.plan import Plan, make_plan, spec_family
+from ..errors import ArtlabError
 from ..models.hub import ResolvedModel
-from .launch import Install, build_command, spawn
-from ..build.plan import Plan, make_plan
-from ..build.inputs import ALIAS_FAMILY, ModelChoice, render_checked, render_inputs, resolved_repeats
-from ..trainer.output import Line, LogRecord, NanLoss, Parser, Progress, Step, TrainingSummary
-from ..build.render import ConcreteFamily, script_for
-from .folder import LOCK_FILE, RESULT_FILE, RunFolder, default_runs_root, redact
 from ..spec import LoadedSpec
+from ..spec.families import Family, script_for
 from ..spec.model import Spec
+from ..trainer.install import Install
+from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, Stream, TrainingSummary
+from ..trainer.process import run_parsed
+from .display import Display, EpochRecord
+from .folder import LOCK_FILE, RESULT_FILE, RunFolder, default_runs_root, redact
 
 LOCK_HEADER = (
     "# artlab-kohya run lock: the spec fully resolved, and what ran it. `artlab-kohya rerun RUN_DIR`\n"
@@ -35,7 +38,7 @@ LOCK_HEADER = (
 )
 
 
-class SetupError(Exception):
+class SetupError(ArtlabError):
     """Something outside the spec stops the run before launch (model, install, tokenizer, folders)."""
 
 
@@ -64,20 +67,17 @@ class _StopForNan(Exception):
         self.step = step
 
 
-def concrete_family(spec: Spec, model: ResolvedModel) -> ConcreteFamily:
-    if spec.model.family != "auto":
-        return spec.model.family
-    source = spec.model.source
-    if source.type == "alias":
-        return ALIAS_FAMILY[source.name]
-    if model.family is None:
+def concrete_family(spec: Spec, model: ResolvedModel) -> Family:
+    family = spec_family(spec, model.family)
+    if family is None:
         raise SetupError(f"cannot tell the family of {model.path}; set model.family (sd15, sd2, sd2-v or sdxl)")
-    return "sd2-v" if model.family == "sd2" and spec.model.v_parameterization else model.family
+    return family
 
 
 def resolve_model(spec: Spec, offline: bool | None) -> ResolvedModel:
     """The base model pinned: a hub file by commit and sha256, a local file by sha256."""
-    from ..models.hub import ModelError, check_model_file, resolve_alias, resolve_hub, resolve_local
+    from ..models.checkpoint import ModelError, check_model_file
+    from ..models.hub import resolve_alias, resolve_hub, resolve_local
 
     source = spec.model.source
     try:
@@ -149,7 +149,7 @@ def _plan_record(plan: Plan) -> dict[str, Any]:
 
 
 def _checkpoint_records(output_dir: Path, plan: Plan, epochs: list[EpochRecord]) -> list[dict[str, Any]]:
-    from ..models.hub import sha256_file
+    from ..models.hashing import sha256_file
 
     by_name = {r.checkpoint.name: r for r in epochs if r.checkpoint is not None}
     out = []
@@ -177,7 +177,7 @@ class _Resolved:
     plan: Plan
     install: Install
     model: ResolvedModel
-    family: ConcreteFamily
+    family: Family
     script: str
     surface: Any
     versions: dict[str, Any]
@@ -185,7 +185,7 @@ class _Resolved:
 
 
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
-    from ..models.hub import prepare_tokenizer_cache, tokenizer_root
+    from ..models.tokenizers import prepare_tokenizer_cache
 
     spec = loaded.spec
     plan = make_plan(loaded)
@@ -207,7 +207,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
         versions = versions_job.result()
     try:
         tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
-            family, tokenizer_root(), offline=options.offline
+            family, settings.tokenizer_root(), offline=options.offline
         )
     except Exception as exc:  # hub.ModelError
         raise SetupError(str(exc)) from None
@@ -266,23 +266,16 @@ class _Recorder:
 
     def __init__(self, folder: RunFolder, display: Display, stop_on_nan: bool) -> None:
         self.folder, self.display, self.stop_on_nan = folder, display, stop_on_nan
-        self.parser = Parser()
-        self.events: list[object] = []
+        self.events: list[Event] = []
         self._summary: TrainingSummary | None = None
         self._last: tuple[int, float | None] = (-1, None)
 
-    def output(self, stream: str, text: str) -> None:
+    def output(self, stream: Stream, text: str) -> None:
         self.folder.log(stream, text)
-        for event in self.parser.feed(stream, text):  # type: ignore[arg-type]
-            self.event(event)
 
-    def close(self) -> None:
-        for event in self.parser.close():
-            self.event(event)
-
-    def event(self, event: object) -> None:
+    def event(self, event: Event) -> None:
         self.events.append(event)
-        self.display.handle(event)  # type: ignore[arg-type]
+        self.display.handle(event)
         if isinstance(event, TrainingSummary):
             self._summary = event
         if isinstance(event, Step):
@@ -292,7 +285,7 @@ class _Recorder:
         if isinstance(event, NanLoss) and self.stop_on_nan:
             raise _StopForNan(event.step)
 
-    def _recorded(self, event: object) -> bool:
+    def _recorded(self, event: Event) -> bool:
         """events.jsonl keeps what tells the run's story: not every log line or unnamed progress bar."""
         if isinstance(event, LogRecord):
             return event.level in self.RECORDED_LEVELS
@@ -353,8 +346,7 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
     result["launched_at_unix"] = time.time()  # what the wrapper adds before the trainer starts is measurable
     folder.write_json(RESULT_FILE, result)
     try:
-        exit_code = spawn(argv, {**os.environ, **env_add}, install.dir, recorder.output)
-        recorder.close()
+        exit_code = run_parsed(argv, {**os.environ, **env_add}, install.dir, recorder.event, on_output=recorder.output)
     except _StopForNan as stop:
         nan_step, exit_code = stop.step, 1
     finally:

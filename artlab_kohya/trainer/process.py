@@ -1,5 +1,6 @@
-"""The launch: `build_command` says what to run (pure, recorded as is); `spawn` runs it as a child
-process group and passes its output on as it arrives."""
+"""The trainer's process: `spawn` runs a command as its own process group and passes its output on
+as it arrives; `run_parsed` adds the parser, so callers see typed events. Training and captioning
+both run through here."""
 
 from __future__ import annotations
 
@@ -10,56 +11,35 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..build.render import ConcreteFamily, script_for
-from ..spec.model import Spec
+from .output import Event, Parser, Stream
 
-
-@dataclass(frozen=True)
-class Install:
-    """An sd-scripts folder and the Python that runs it."""
-
-    dir: Path
-    python: str
-    commit: str | None = None
-
+OnOutput = Callable[[Stream, str], None]
+OnEvent = Callable[[Event], None]
 
 # Environment the trainer needs for its output to be readable live: unbuffered stdout (it is
 # block-buffered on a pipe otherwise), wide rich logs (wrapped at 80 columns otherwise), UTF-8.
 CHILD_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8", "COLUMNS": "200"}
 
 
-def build_command(
-    spec: Spec, install: Install, config_path: Path, family: ConcreteFamily, *, offline: bool = False
-) -> tuple[list[str], dict[str, str]]:
-    """argv and the environment variables to add for `accelerate launch <script> --config_file`.
+def run_parsed(
+    argv: list[str], env: dict[str, str], cwd: Path, on_event: OnEvent, *, on_output: OnOutput | None = None
+) -> int:
+    """spawn, with every chunk of output (also passed raw to on_output) parsed into events for on_event."""
+    parser = Parser()
 
-    Every value accelerate would otherwise default (and warn about) is passed, so the argv is the
-    whole record of how the trainer was started.
-    """
-    launch = spec.launch
-    argv = [
-        install.python, "-m", "accelerate.commands.launch",
-        "--num_processes", str(launch.num_processes),
-        "--num_machines", "1",
-        "--mixed_precision", launch.mixed_precision or spec.training.mixed_precision,
-        "--dynamo_backend", "no",
-        "--num_cpu_threads_per_process", str(launch.cpu_threads),
-    ]  # fmt: skip
-    if launch.num_processes > 1:
-        argv.append("--multi_gpu")
-    if launch.gpu_ids is not None:
-        argv += ["--gpu_ids", ",".join(str(g) for g in launch.gpu_ids)]
-    argv += [str(install.dir / script_for(family)), "--config_file", str(config_path)]
-    env = dict(CHILD_ENV)
-    if offline:
-        env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return argv, env
+    def forward(stream: Stream, text: str) -> None:
+        if on_output is not None:
+            on_output(stream, text)
+        for event in parser.feed(stream, text):
+            on_event(event)
 
+    code = spawn(argv, env, cwd, forward)
+    for event in parser.close():
+        on_event(event)
+    return code
 
-# --- spawn: the thin wrapper around Popen ------------------------------------------------------
 
 _ESCALATION = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 
@@ -68,7 +48,7 @@ def spawn(
     argv: list[str],
     env: dict[str, str],
     cwd: Path,
-    on_output: Callable[[str, str], None],
+    on_output: OnOutput,
     *,
     grace: float = 10.0,
 ) -> int:
@@ -118,9 +98,7 @@ def spawn(
     return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
 
 
-def _pump(
-    proc: subprocess.Popen[bytes], on_output: Callable[[str, str], None], received: list[int], grace: float
-) -> None:
+def _pump(proc: subprocess.Popen[bytes], on_output: OnOutput, received: list[int], grace: float) -> None:
     """Read both pipes until they close and the group is gone, escalating signals on the way."""
     with selectors.DefaultSelector() as selector:
         for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
@@ -136,7 +114,7 @@ def _pump(
 def _loop(
     proc: subprocess.Popen[bytes],
     selector: selectors.BaseSelector,
-    on_output: Callable[[str, str], None],
+    on_output: OnOutput,
     received: list[int],
     grace: float,
 ) -> None:

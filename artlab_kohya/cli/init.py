@@ -1,0 +1,32 @@
+"""`artlab-kohya init`: a commented spec and the dataset folder, from the guide's beginner table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ArtlabError
+
+
+@click.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--preset",
+    type=click.Choice(["anime", "person", "object", "style"]),
+    required=True,
+    help="Starting numbers from the guide's beginner table.",
+)
+@click.option("--vram", type=float, default=None, help="GPU memory in GB; picks the batch size.")
+@click.option("--name", default=None, help="Trigger word and output name (default: the folder's name).")
+def init(folder: Path, preset: str, vram: float | None, name: str | None) -> None:
+    """Write FOLDER/spec.yaml and a kohya-style dataset folder (img/N_name)."""
+    from ..spec.presets import init_project
+
+    try:
+        spec_path, images = init_project(folder, preset, vram, name)
+    except FileExistsError as exc:
+        raise ArtlabError(str(exc)) from None
+    click.echo(f"wrote {spec_path}")
+    click.echo(f"put your images and .txt captions in {images}/")
+    click.echo(f"then: artlab-kohya check {spec_path}")
