@@ -11,7 +11,8 @@ from pathlib import Path
 from ..trainer.install import Install
 from .command import build_command
 from ..spec.families import Family, script_for
-from .plan import PlanError, make_plan, plan_family, spec_family, subset_repeats
+from ..dataset.steps import subset_repeats
+from .plan import PlanError, make_plan, plan_family, spec_family
 from .render import Rendered, RenderError, RenderInputs, render
 from ..spec import LoadedSpec
 from ..trainer.surface import Surface, bundled_surface

@@ -20,14 +20,13 @@ from ..dataset.buckets import (
     steps_per_epoch,
     total_steps,
 )
+from ..dataset.steps import bucket_config, count_steps, solve_auto_repeats, subset_repeats
 from ..dataset.images import IMAGE_EXTENSIONS, ImageHeaderError, folder_repeats, list_images, read_sizes
+from ..spec import guide
 from ..spec import Issue, LoadedSpec, SpecError
 from ..spec.families import Architecture, Family, architecture, resolve_family
 from ..spec.model import Spec
 
-GUIDE_MIN_STEPS = 1500
-GUIDE_MIN_IMAGES = 15
-MAX_AUTO_REPEATS = 10_000
 
 
 class PlanError(SpecError):
@@ -67,19 +66,6 @@ class Plan:
     warnings: list[Issue] = field(default_factory=list)
 
 
-def bucket_config(spec: Spec) -> BucketConfig:
-    ds = spec.dataset
-    res = ds.resolution
-    return BucketConfig(
-        resolution=(res, res) if isinstance(res, int) else (res[0], res[1]),
-        enable=ds.buckets.enabled,
-        min_reso=ds.buckets.min_resolution,
-        max_reso=ds.buckets.max_resolution,
-        reso_steps=ds.buckets.step,
-        no_upscale=ds.buckets.no_upscale,
-    )
-
-
 def _scan(loaded: LoadedSpec) -> tuple[list[list[tuple[int, int]]], list[Issue]]:
     """Image sizes per subset, from headers; problems located at the subset's path."""
     sizes: list[list[tuple[int, int]]] = []
@@ -109,89 +95,6 @@ def _scan(loaded: LoadedSpec) -> tuple[list[list[tuple[int, int]]], list[Issue]]
             issues.append(loaded.issue("error", at, f"{len(bad)} image(s) cannot be read: {shown}"))
         sizes.append([r for r in results if not isinstance(r, ImageHeaderError)])
     return sizes, issues
-
-
-def subset_repeats(loaded: LoadedSpec) -> tuple[list[int | None], list[str], list[str | None], list[Issue]]:
-    repeats: list[int | None] = []
-    sources: list[str] = []
-    tokens: list[str | None] = []
-    issues: list[Issue] = []
-    for i, subset in enumerate(loaded.spec.dataset.subsets):
-        from_folder = folder_repeats(subset.path)
-        tokens.append(subset.class_tokens or (from_folder[1] if from_folder and from_folder[1] else None))
-        if subset.repeats == "folder":
-            if from_folder is None:
-                issues.append(
-                    loaded.issue(
-                        "error",
-                        ("dataset", "subsets", i, "repeats"),
-                        f"the folder '{subset.path.name}' is not named N_name (e.g. 10_{subset.path.name}); "
-                        "rename it or give repeats as a number",
-                    )
-                )
-            repeats.append(from_folder[0] if from_folder else None)
-            sources.append("folder")
-        elif subset.repeats == "auto":
-            repeats.append(None)
-            sources.append("auto")
-        else:
-            repeats.append(subset.repeats)
-            sources.append("spec")
-    if "auto" in sources and loaded.spec.training.max_steps is not None:
-        issues.append(
-            loaded.issue(
-                "error",
-                ("dataset", "subsets", sources.index("auto"), "repeats"),
-                "repeats: auto needs training.epochs (with max_steps the length is fixed already)",
-            )
-        )
-    return repeats, sources, tokens, issues
-
-
-def _count(spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[int]) -> tuple[Any, int, int]:
-    """(bucket counts, total optimization steps, epochs) as train_network.py computes them."""
-    subsets = [
-        SubsetSizes(sizes=tuple(s), num_repeats=r, is_reg=sub.regularization, image_dir=str(sub.path))
-        for s, r, sub in zip(sizes, repeats, spec.dataset.subsets, strict=True)
-    ]
-    count = dataset_batches(bucket_config(spec), subsets, spec.dataset.batch_size)
-    training, processes = spec.training, spec.launch.num_processes
-    if training.max_steps is not None:
-        epochs = epochs_for_steps(count.batches, training.max_steps, training.gradient_accumulation, processes)
-        return count, training.max_steps, epochs
-    epochs = training.epochs or 1
-    return count, total_steps(count.batches, epochs, training.gradient_accumulation, processes), epochs
-
-
-def solve_auto_repeats(
-    spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[int | None]
-) -> tuple[list[int], str]:
-    """The smallest repeats for `auto` subsets whose total reaches dataset.target_steps."""
-    target = spec.dataset.target_steps
-
-    def steps_with(r: int) -> int:
-        return _count(spec, sizes, [r if x is None else x for x in repeats])[1]
-
-    low, high = 1, 1
-    while steps_with(high) < target and high < MAX_AUTO_REPEATS:
-        low, high = high, min(high * 2, MAX_AUTO_REPEATS)
-    while low < high:
-        mid = (low + high) // 2
-        if steps_with(mid) >= target:
-            high = mid
-        else:
-            low = mid + 1
-    chosen = high
-    images = sum(len(s) for s, r in zip(sizes, repeats, strict=True) if r is None)
-    epochs = spec.training.epochs or 1
-    estimate = target * spec.dataset.batch_size * spec.training.gradient_accumulation * spec.launch.num_processes
-    why = (
-        f"repeats auto = {chosen}: the smallest repeats whose total reaches {target} steps "
-        f"(about {target} x batch {spec.dataset.batch_size} x accumulation {spec.training.gradient_accumulation} "
-        f"x processes {spec.launch.num_processes} / ({images} images x {epochs} epochs) = "
-        f"{estimate / max(images * epochs, 1):.1f}, then buckets rounded up) -> {steps_with(chosen)} steps"
-    )
-    return [chosen if x is None else x for x in repeats], why
 
 
 def _saves(spec: Spec, epochs: int, steps: int, per_epoch: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -270,7 +173,7 @@ def make_plan(loaded: LoadedSpec) -> Plan:
         final, why = solve_auto_repeats(spec, sizes, repeats)
     else:
         final = [r for r in repeats if r is not None]
-    count, steps, epochs = _count(spec, sizes, final)
+    count, steps, epochs = count_steps(spec, sizes, final)
     per_epoch = steps_per_epoch(count.batches, spec.training.gradient_accumulation, spec.launch.num_processes)
     saves, removed = _saves(spec, epochs, steps, per_epoch)
     family = plan_family(spec)
@@ -305,7 +208,7 @@ def make_plan(loaded: LoadedSpec) -> Plan:
 def _warnings(loaded: LoadedSpec, plan: Plan) -> list[Issue]:
     out = []
     for sub in plan.subsets:
-        if not sub.regularization and sub.images < GUIDE_MIN_IMAGES:
+        if not sub.regularization and sub.images < guide.MIN_IMAGES:
             out.append(
                 loaded.issue(
                     "warning",
@@ -313,13 +216,13 @@ def _warnings(loaded: LoadedSpec, plan: Plan) -> list[Issue]:
                     f"{sub.images} image(s); the guide wants at least 10 and 15 or more is better",
                 )
             )
-    if plan.total_steps < GUIDE_MIN_STEPS:
+    if plan.total_steps < guide.MIN_STEPS:
         at = ("training", "max_steps") if loaded.spec.training.max_steps else ("training", "epochs")
         out.append(
             loaded.issue(
                 "warning",
                 at,
-                f"{plan.total_steps} total steps; the guide aims above ~{GUIDE_MIN_STEPS} "
+                f"{plan.total_steps} total steps; the guide aims above ~{guide.MIN_STEPS} "
                 "(images x repeats x epochs / batch size)",
             )
         )

@@ -44,7 +44,7 @@ def check_spec_dataset(
     loaded: LoadedSpec, *, deep: bool = False, tokenizer_dir: str | os.PathLike[str] | None = None
 ) -> DatasetReport:
     """Check every subset of a loaded spec; issues point at the subset's line in the spec."""
-    from ..build.plan import bucket_config, solve_auto_repeats, subset_repeats
+    from .steps import bucket_config, solve_auto_repeats, subset_repeats
 
     spec = loaded.spec
     repeats, sources, tokens, repeat_issues = subset_repeats(loaded)

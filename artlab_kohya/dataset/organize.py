@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ArtlabError
+from ..spec import guide
 from .images import list_images
 
 __all__ = ["OrganizeError", "Organized", "auto_repeats", "organize"]
@@ -44,7 +45,7 @@ class Organized:
 def auto_repeats(
     src: Path,
     *,
-    target_steps: int = 1500,
+    target_steps: int = guide.MIN_STEPS,
     epochs: int = 10,
     batch_size: int = 1,
     resolution: int = 512,
@@ -52,9 +53,9 @@ def auto_repeats(
 ) -> tuple[int, str]:
     """The smallest repeats whose total reaches target_steps, derived exactly as `plan` derives
     `repeats: auto` (same bucket math), and the sentence that explains it."""
-    from ..build.plan import solve_auto_repeats
     from ..spec.model import Spec
     from .images import ImageHeaderError, read_sizes
+    from .steps import solve_auto_repeats
 
     sizes = [r for r in read_sizes(list_images(src)) if not isinstance(r, ImageHeaderError)]
     if not sizes:

@@ -12,8 +12,6 @@ if TYPE_CHECKING:
 
     from ..spec.load import Issue
 
-MIN_IMAGES_ERROR = 10  # the guide: fewer than 10 images do not train a usable LoRA
-GUIDE_MIN_IMAGES = 15  # the guide: 15 or more
 MIN_SHORT_SIDE = 512
 EXTREME_ASPECT = 3.0
 SHOWN = 5  # file names listed in one message
