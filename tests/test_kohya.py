@@ -19,6 +19,7 @@ from kohya_fakes import PINNED, bundled_options, fake_git, fake_sd_scripts, fake
 
 from artlab_kohya.spec import load_spec
 from artlab_kohya.trainer import install as kohya
+from artlab_kohya.trainer import pins
 from artlab_kohya.trainer.install import (
     Install,
     InstallError,
@@ -362,7 +363,7 @@ def by_package(packages: dict[str, str | None]) -> dict[str, tuple[str, str]]:
 
 
 def test_what_we_test_against_is_ok():
-    found = by_package(dict(kohya.TESTED_VERSIONS, torch="2.14.1+cu130"))
+    found = by_package(dict(pins.TESTED_VERSIONS, torch="2.14.1+cu130"))
     assert {status for status, _ in found.values()} == {"ok"}
 
 
@@ -407,5 +408,5 @@ def test_real_trainer_versions_are_what_we_test_against(engine):
     assert "error" not in versions["torch"]
     assert versions["torch"]["version"].startswith("2.")
     assert {v.package: v.status for v in compare_versions(versions["packages"])} == dict.fromkeys(
-        kohya.TESTED_VERSIONS, "ok"
+        pins.TESTED_VERSIONS, "ok"
     )

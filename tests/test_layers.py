@@ -44,7 +44,9 @@ def _imports(path: Path) -> list[tuple[int, tuple[str, ...]]]:
                 found.append((node.lineno, tuple(node.module.split(".")[1:])))
         elif isinstance(node, ast.Import):
             found += [
-                (node.lineno, tuple(a.name.split(".")[1:])) for a in node.names if a.name.split(".")[0] == "artlab_kohya"
+                (node.lineno, tuple(a.name.split(".")[1:]))
+                for a in node.names
+                if a.name.split(".")[0] == "artlab_kohya"
             ]
     return found
 

@@ -16,8 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from ..spec.guide import MIN_IMAGES, MIN_IMAGES_ERROR
 from .images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
-from .report import GUIDE_MIN_IMAGES, MIN_IMAGES_ERROR, Severity, SubsetReport
+from .report import Severity, SubsetReport
 
 if TYPE_CHECKING:
     from .cliptok import ClipCounter
@@ -50,7 +51,7 @@ def list_subset(report: SubsetReport) -> tuple[list[Path], list[tuple[Severity, 
         )
     elif not sub.regularization and len(paths) < MIN_IMAGES_ERROR:
         problems.append(("error", f"{len(paths)} image(s); the guide wants at least {MIN_IMAGES_ERROR}"))
-    elif not sub.regularization and len(paths) < GUIDE_MIN_IMAGES:
+    elif not sub.regularization and len(paths) < MIN_IMAGES:
         # the same words as plan's warning, so `check` can show it once
         problems.append(("warning", f"{len(paths)} image(s); the guide wants at least 10 and 15 or more is better"))
     return paths, problems

@@ -23,32 +23,10 @@ from ..trainer.output import (
     Traceback,
     UsageError,
 )
+from ..trainer.pins import INSTALL_HINTS
 
 Status = Literal["succeeded", "failed", "interrupted"]
 E = TypeVar("E")
-
-# import name -> what to pip install in the trainer's environment
-PACKAGES = {
-    "bitsandbytes": "bitsandbytes (needed by the 8-bit optimizers such as AdamW8bit)",
-    "lycoris": "lycoris-lora==3.4.0 (4.x fails on SD1.5 at the pinned sd-scripts)",
-    "xformers": "xformers (or set training.attention: sdpa)",
-    "cv2": "opencv-python-headless",
-    "prodigyopt": "prodigyopt (for optimizer Prodigy)",
-    "dadaptation": "dadaptation (for the DAdapt* optimizers)",
-    "schedulefree": "schedulefree",
-    "tensorboard": "tensorboard (or set output.log_with: none)",
-    "wandb": "wandb (or set output.log_with: tensorboard)",
-    "imagesize": "imagesize",
-    "voluptuous": "voluptuous",
-    "toml": "toml",
-    "accelerate": "accelerate==1.6.0",
-    "transformers": "transformers==4.54.1",
-    "diffusers": "diffusers==0.32.1",
-    "safetensors": "safetensors",
-    "einops": "einops",
-    "ftfy": "ftfy",
-    "torch": "torch (see pytorch.org for the build that matches your CUDA)",
-}
 
 
 @dataclass(frozen=True)
@@ -98,7 +76,7 @@ def diagnose(
         )
     if (missing := _first(events, ModuleNotFound)) is not None:
         module = missing.module
-        package = PACKAGES.get(module.split(".")[0], module.split(".")[0])
+        package = INSTALL_HINTS.get(module.split(".")[0], module.split(".")[0])
         return Verdict(
             "failed",
             f"The trainer's Python cannot import '{module}'. Install {package} into the environment that "

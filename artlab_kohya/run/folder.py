@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import secrets
 import time
@@ -27,17 +26,10 @@ import yaml
 
 from ..files import write_atomic
 
-RUNS_ENV = "ARTLAB_KOHYA_RUNS"
 LOCK_FILE = "spec.lock.yaml"
 RESULT_FILE = "result.json"
 EVENTS_FILE = "events.jsonl"
 SECRET = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
-
-
-def default_runs_root(spec_path: Path) -> Path:
-    """$ARTLAB_KOHYA_RUNS, else runs/ next to the spec (so runs stay with the project)."""
-    env = os.environ.get(RUNS_ENV)
-    return Path(env).expanduser() if env else spec_path.resolve().parent / "runs"
 
 
 def redact(env: dict[str, str]) -> dict[str, str]:

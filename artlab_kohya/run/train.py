@@ -30,7 +30,7 @@ from ..trainer.install import Install
 from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, Stream, TrainingSummary
 from ..trainer.process import run_parsed
 from .display import Display, EpochRecord
-from .folder import LOCK_FILE, RESULT_FILE, RunFolder, default_runs_root, redact
+from .folder import LOCK_FILE, RESULT_FILE, RunFolder, redact
 
 LOCK_HEADER = (
     "# artlab-kohya run lock: the spec fully resolved, and what ran it. `artlab-kohya rerun RUN_DIR`\n"
@@ -310,7 +310,7 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
     spec = loaded.spec
     r = _resolve(loaded, options)
 
-    folder = RunFolder.create(options.runs_root or default_runs_root(loaded.path), spec.output.name)
+    folder = RunFolder.create(options.runs_root or settings.runs_root(loaded.path), spec.output.name)
     output_dir = spec.output.dir or folder.path / "checkpoints"
     inputs = render_inputs(
         loaded,

@@ -24,7 +24,6 @@ from .. import settings
 from ..models.checkpoint import ModelError, read_safetensors_header
 from ..models.tokenizers import install_tokenizer
 from .install import (
-    TESTED_COMMIT,
     TRAIN_SCRIPT,
     Install,
     InstallError,
@@ -38,6 +37,7 @@ from .install import (
     trainer_versions,
     version_tuple,
 )
+from .pins import PINNED_COMMIT
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -100,10 +100,10 @@ def run_doctor(install: Install, *, surface: bool = True) -> DoctorResult:
 
 
 def _commit_check(commit: str | None) -> Check:
-    tested = TESTED_COMMIT[:8]
+    tested = PINNED_COMMIT[:8]
     if commit is None:
         return Check("sd-scripts commit", "warn", f"unknown: not a git checkout; we test against {tested}")
-    if commit == TESTED_COMMIT:
+    if commit == PINNED_COMMIT:
         return Check("sd-scripts commit", "ok", f"{commit[:8]}, the commit we test against")
     return Check("sd-scripts commit", "warn", f"{commit[:8]}: untested; we test against {tested}")
 

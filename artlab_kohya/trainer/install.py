@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,13 +27,12 @@ from .. import settings
 from ..errors import ArtlabError
 from ..files import write_json_atomic
 from ..spec.families import Family, script_for
-from .surface import PINNED_COMMIT, Surface, surface_from_dump
+from .pins import KNOWN_BROKEN, OPTIONAL, PIP_NAMES, SEEN_WORKING, TESTED_VERSIONS
+from .surface import Surface, surface_from_dump
 
 if TYPE_CHECKING:
     from ..spec.model import Spec
 
-ENV_DIR = "ARTLAB_KOHYA_DIR"
-ENV_PYTHON = "ARTLAB_KOHYA_PYTHON"
 VENDORED = Path(__file__).resolve().parents[2] / "vendor" / "sd-scripts"
 INSIDE_SCRIPTS = Path(__file__).resolve().parent / "inside"
 TRAIN_SCRIPT = "train_network.py"
@@ -73,12 +71,7 @@ def locate_install(
     A kohya_ss checkout is accepted for its `sd-scripts` submodule folder, and a virtual
     environment's folder for its Python.
     """
-    if folder is not None:
-        chosen = Path(folder).expanduser()
-    elif os.environ.get(ENV_DIR):
-        chosen = Path(os.environ[ENV_DIR]).expanduser()
-    else:
-        chosen = VENDORED
+    chosen = Path(folder).expanduser() if folder is not None else settings.kohya_dir() or VENDORED
     chosen = _sd_scripts_in(chosen.resolve())
     return Install(dir=chosen, python=_python_at(python), commit=git_commit(chosen))
 
@@ -99,8 +92,8 @@ def _sd_scripts_in(folder: Path) -> Path:
 
 def _python_at(python: str | os.PathLike[str] | None) -> str:
     """The given Python, else $ARTLAB_KOHYA_PYTHON (e.g. a kohya_ss venv), else this interpreter."""
-    if python is None and os.environ.get(ENV_PYTHON):
-        python = os.environ[ENV_PYTHON]
+    if python is None:
+        python = settings.kohya_python()
     if python is None:
         return sys.executable
     path = Path(python).expanduser()
@@ -287,21 +280,8 @@ def _last_line(text: str) -> str:
 
 # --------------------------------------------------------------------------- argument surface
 
+
 # Modules sd-scripts imports whose pip package has another name.
-PIP_NAMES = {
-    "cv2": "opencv-python",
-    "PIL": "Pillow",
-    "yaml": "PyYAML",
-    "lycoris": "lycoris-lora",
-    "huggingface_hub": "huggingface-hub",
-    "google": "protobuf",
-    "sklearn": "scikit-learn",
-    "open_clip": "open-clip-torch",
-    "lion_pytorch": "lion-pytorch",
-    "skimage": "scikit-image",
-}
-
-
 def pip_name(module: str) -> str:
     top = module.split(".")[0]
     return PIP_NAMES.get(top, top.replace("_", "-"))
@@ -438,57 +418,6 @@ def recorded_versions(install: Install) -> dict[str, Any]:
 
 
 # What we test against: shared/kohya (the pins in setup-engine.sh, measured on the pinned commit).
-TESTED_COMMIT = PINNED_COMMIT
-TESTED_VERSIONS: dict[str, str] = {
-    "torch": "2.*",
-    "accelerate": "1.6.0",
-    "transformers": "4.54.1",
-    "diffusers": "0.32.1",
-    "huggingface-hub": "0.34.3",
-    "safetensors": "0.4.5",
-    "lycoris-lora": "3.4.0",
-}
-# Newer versions seen training fine at the pinned commit (shared/kohya: pip_freeze_newstack_working.txt).
-SEEN_WORKING: dict[str, tuple[str, ...]] = {
-    "accelerate": ("1.15.0",),
-    "transformers": ("4.57.6",),
-    "diffusers": ("0.39.0",),
-    "huggingface-hub": ("0.36.2",),
-    "safetensors": ("0.8.0",),
-}
-# Only the LyCORIS network types need it.
-OPTIONAL = frozenset({"lycoris-lora"})
-
-
-@dataclass(frozen=True)
-class KnownBroken:
-    package: str
-    applies: Callable[[tuple[int, ...]], bool]
-    why: str
-
-
-KNOWN_BROKEN = (
-    KnownBroken(
-        "lycoris-lora",
-        lambda v: v[:1] == (4,),
-        "lycoris-lora 4.x FAILS on SD1.x with sd-scripts (AssertionError: duplicated lora name: "
-        "lora_unet_time_embedding_linear_1); locon/loha/lokr need lycoris-lora==3.4.0",
-    ),
-    KnownBroken(
-        "transformers",
-        lambda v: v >= (5,),
-        "transformers 5 fails at import in sd-scripts (cannot import name 'CLIPFeatureExtractor'); "
-        "use transformers==4.54.1",
-    ),
-    KnownBroken(
-        "diffusers",
-        lambda v: v >= (0, 42),
-        "diffusers 0.42 fails at import with huggingface-hub<1 (cannot import name 'resolve_revision'), "
-        "and transformers<5 needs huggingface-hub<1; use diffusers==0.32.1",
-    ),
-)
-
-
 @dataclass(frozen=True)
 class VersionCheck:
     package: str

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-PINNED_COMMIT = "48d368fa557731ad0488c07304dfeba8c07910eb"
+from .pins import PINNED_COMMIT
 
 # library/config_util.py's voluptuous schema: the keys a --dataset_config accepts (DreamBooth style).
 DATASET_KEYS = frozenset(
@@ -120,6 +120,10 @@ def surface_from_dump(commit: str, script: str, options: dict[str, dict[str, Any
 @cache
 def bundled_surface(script: str) -> Surface:
     """The pinned commit's surface for train_network.py or sdxl_train_network.py."""
-    text = resources.files("artlab_kohya").joinpath("trainer/data/surface-48d368fa.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("artlab_kohya")
+        .joinpath(f"trainer/data/surface-{PINNED_COMMIT[:8]}.json")
+        .read_text(encoding="utf-8")
+    )
     dump = json.loads(text)
     return surface_from_dump(dump["commit"], script, dump["scripts"][script])
