@@ -368,6 +368,7 @@ def line_chart(
         ".tick{fill:#555;font-size:11px}.axis-label{fill:#444}.grid{stroke:#e4e4e4}.axis{stroke:#888}"
         ".frame{fill:none;stroke:#bbb}.guide{stroke:#ccc;stroke-dasharray:2 3}.guide-label{font-size:10px;fill:#777}"
         ".band-label{fill:#1e7a1e;font-size:11px}.mark-label{font-weight:600;fill:#b01c1c}"
+        ".band-label,.mark-label{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}"
         ".empty{fill:#999;font-size:14px}</style>"
     )
     return (
