@@ -122,7 +122,7 @@ def make_run(
 
 
 def chart_of(tree: Tree) -> Element:
-    (svg,) = tree.root.find("svg")
+    (svg,) = [e for e in tree.root.iter("svg") if "chart" in e.classes()]
     return svg
 
 
@@ -280,6 +280,13 @@ def test_an_empty_running_run_renders():
     assert "No epoch finished yet." in tree.root.all_text()
 
 
+def test_a_run_that_failed_in_its_first_epoch_shows_its_steps_alone():
+    run = replace(make_run(steps=450), status="failed", epochs=[], checkpoint_metadata={}, samples=[])
+    svg = chart_of(Tree(render_run(run)))
+    assert [g.attrs["data-name"] for g in svg.iter("g") if "series" in g.classes()] == ["loss per step"]
+    assert not [g for g in svg.iter("g") if "legend" in g.classes()]
+
+
 def test_epochs_without_steps_are_drawn_on_an_epoch_axis():
     run = replace(make_run(), steps=[], epochs=[replace(r, end_step=None) for r in make_run().epochs])
     svg = chart_of(Tree(render_run(run)))
@@ -292,6 +299,8 @@ def test_log_axis_drops_what_it_cannot_draw_and_ticks_in_1_2_5():
     assert svg.find("polyline")[0].attrs["data-points"] == "3"
     assert log_ticks(0.04, 0.6) == [0.05, 0.1, 0.2, 0.5]
     assert log_ticks(1e-4, 10) == [1e-4, 1e-3, 1e-2, 0.1, 1, 10]
+    assert log_ticks(0.0216, 0.19) == [0.03, 0.05, 0.07, 0.1, 0.15]  # a loss curve: less than a decade
+    assert len(log_ticks(0.101, 0.109)) >= 2
 
 
 def test_nan_and_inf_are_left_out():
@@ -382,6 +391,15 @@ def test_sweep_overlays_one_curve_per_run_with_a_legend():
     legend = [g for g in svg.iter("g") if "legend-entry" in g.classes()]
     assert [g.attrs["data-name"] for g in legend] == [r.name for r in sweep.runs]
     assert [g for g in svg.iter("g") if "band" in g.classes()]  # all runs share the window
+
+
+def test_sweep_runs_beyond_the_palette_are_dashed():
+    svg = chart_of(Tree(render_sweep(make_sweep(12))))
+    lines = [g.find("polyline")[0].attrs for g in svg.iter("g") if "series" in g.classes()]
+    assert lines[0]["stroke"] == lines[10]["stroke"] and lines[1]["stroke"] == lines[11]["stroke"]
+    assert "stroke-dasharray" not in lines[0] and lines[10]["stroke-dasharray"]
+    looks = {(line["stroke"], line.get("stroke-dasharray")) for line in lines}
+    assert len(looks) == 12
 
 
 def test_sweep_band_only_when_the_runs_share_a_window():

@@ -21,6 +21,7 @@ from .svg import PALETTE, Band, Guide, Mark, Series, line_chart
 
 STEP_COLOR = "#7aa6d6"
 EPOCH_COLOR = "#d9650b"
+DASHES = (None, "7 4", "2 3", "10 3 2 3")
 STATUS_CLASS = {"succeeded": "ok", "failed": "bad", "interrupted": "warn", "running": "run"}
 DASH, DOT = "\u2014", " \u00b7 "
 SCHEME = re.compile(r"[\x00-\x20]*([a-zA-Z][a-zA-Z0-9+.-]*):")
@@ -158,7 +159,7 @@ table.samples td,table.samples th{border:1px solid #e3e3e3;text-align:center;ver
 table.samples th.prompt{font-weight:500;max-width:220px;font-size:12px;white-space:normal}
 table.samples th.row{text-align:left;white-space:nowrap}
 table.samples img{display:block;margin:0 auto;width:180px;max-width:100%;height:auto;background:#f4f4f4}
-.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
+.swatch{vertical-align:middle;margin-right:6px}
 code{font-family:ui-monospace,Menlo,Consolas,monospace}
 """
 
@@ -196,12 +197,13 @@ def run_chart(run: RunReport, *, log_y: bool = False, width: int = 1120, height:
     epoch_points = [
         (at[row.epoch] if at else float(row.epoch), row.avg_loss) for row in run.epochs if row.avg_loss is not None
     ]
-    series = [
-        Series("loss per step", [(float(s), float(v)) for s, v in run.steps], color=STEP_COLOR, width=1.2),
-        Series("epoch average", epoch_points, color=EPOCH_COLOR, dots=True, width=2),
-    ]
-    if not run.steps:
-        series = series[1:]
+    series = []
+    if run.steps or not epoch_points:
+        series.append(
+            Series("loss per step", [(float(s), float(v)) for s, v in run.steps], color=STEP_COLOR, width=1.2)
+        )
+    if epoch_points:
+        series.append(Series("epoch average", epoch_points, color=EPOCH_COLOR, dots=True, width=2))
     band = Band(*run.window, label=f"pick window {fmt_window(run.window)}") if run.window else None
     marks = []
     chosen = picked(run)
@@ -339,6 +341,12 @@ def render_run(
 # --- a sweep -------------------------------------------------------------------------------------
 
 
+def _look(index: int) -> tuple[str, str | None]:
+    """The colour and dash of a sweep's run: the palette, then the palette again, dashed."""
+    cycle, slot = divmod(index, len(PALETTE))
+    return PALETTE[slot], DASHES[cycle % len(DASHES)]
+
+
 def _shared_window(sweep: SweepReport) -> tuple[float, float] | None:
     windows = {run.window for run in sweep.runs}
     return windows.pop() if len(windows) == 1 else None
@@ -348,9 +356,9 @@ def sweep_chart(sweep: SweepReport, *, log_y: bool = False, width: int = 1120, h
     """Each run's per-epoch average loss on one epoch axis, each run's pick ringed in its colour."""
     series, marks = [], []
     for i, run in enumerate(sweep.runs):
-        color = PALETTE[i % len(PALETTE)]
+        color, dash = _look(i)
         points = [(float(row.epoch), row.avg_loss) for row in run.epochs if row.avg_loss is not None]
-        series.append(Series(run.name, points, color=color, dots=True, width=2))
+        series.append(Series(run.name, points, color=color, dots=True, width=2, dash=dash))
         chosen = picked(run)
         if chosen is not None and chosen.avg_loss is not None:
             title = f"{run.name}: picked epoch {chosen.epoch}, average loss {fmt_loss(chosen.avg_loss)}"
@@ -373,12 +381,17 @@ def _runs_table(sweep: SweepReport) -> str:
     head = "".join(f"<th>{_e(p)}</th>" for p in sweep.varied)
     rows = []
     for i, run in enumerate(sweep.runs):
-        color = PALETTE[i % len(PALETTE)]
+        color, dash = _look(i)
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
+        swatch = (
+            f'<svg class="swatch" width="22" height="10" aria-hidden="true"><line x1="1" y1="5" x2="21" y2="5" '
+            f'stroke="{color}" stroke-width="3"{dashed}/></svg>'
+        )
         name = f'<a href="{_e(safe_href(run.href))}">{_e(run.name)}</a>' if run.href else _e(run.name)
         chosen = picked(run)
         values = "".join(f"<td><code>{_e(run.params.get(p, DASH))}</code></td>" for p in sweep.varied)
         rows.append(
-            f'<tr><td><span class="swatch" style="background:{color}"></span>'
+            f"<tr><td>{swatch}"
             f"{name}</td><td>{_status(run.status)}</td>{values}"
             f'<td class="num">{chosen.epoch if chosen else DASH}</td>'
             f'<td class="num">{fmt_loss(chosen.avg_loss) if chosen else DASH}</td></tr>'

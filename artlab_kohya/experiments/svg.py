@@ -45,6 +45,7 @@ class Series:
     dots: bool = False  # a circle per drawn point, for few, meaningful points (epochs)
     width: float = 1.5
     opacity: float = 1.0
+    dash: str | None = None  # an SVG stroke-dasharray ("6 3"): tells apart series that share a colour
     in_legend: bool = True
 
 
@@ -123,16 +124,15 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
-    """Ticks for a log axis over [lo, hi] (both > 0): powers of ten, or 1-2-5 within a few decades,
-    or plain round values when the range is narrower than one 1-2-5 step."""
+    """Ticks for a log axis over [lo, hi] (both > 0): the sparsest of powers of ten, 1-2-5 or
+    1-1.5-2-3-5-7 that gives at least three, else round linear values inside the range."""
     decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    powers = [10.0**e for e in decades if lo <= 10.0**e <= hi]
-    if len(powers) >= 3:
-        return powers
-    ticks = sorted(round(m * 10.0**e, 12 - e) for e in decades for m in (1, 2, 5) if lo <= m * 10.0**e <= hi)
-    if len(ticks) >= 3:
-        return ticks
-    return [t for t in nice_ticks(lo, hi, 4) if lo <= t <= hi and t > 0] or [lo, hi]
+    for mantissas in ((1,), (1, 2, 5), (1, 1.5, 2, 3, 5, 7)):
+        ticks = sorted(round(m * 10.0**e, 12 - e) for e in decades for m in mantissas if lo <= m * 10.0**e <= hi)
+        if len(ticks) >= 3:
+            return ticks
+    ticks = [t for t in nice_ticks(lo, hi, 6) if lo <= t <= hi and t > 0]
+    return ticks if len(ticks) >= 2 else [lo, hi]
 
 
 def format_tick(value: float, step: float) -> str:
@@ -191,18 +191,20 @@ def _n(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _legend(entries: list[tuple[str, str, bool]], left: float, top: float, width: float) -> tuple[list[str], float]:
+def _legend(
+    entries: list[tuple[str, str, bool, str]], left: float, top: float, width: float
+) -> tuple[list[str], float]:
     """Legend entries laid out in rows under the plot; returns the SVG and the height it takes."""
     parts: list[str] = []
     x, y, row = left, top + 12, 18
-    for name, color, dots in entries:
+    for name, color, dots, dash in entries:
         shown = name if len(name) <= 48 else name[:47] + "\u2026"
         span = 24 + len(shown) * CHAR_WIDTH + 18
         if x > left and x + span > left + width:
             x, y = left, y + row
         swatch = (
             f'<line x1="{_n(x)}" y1="{_n(y - 4)}" x2="{_n(x + 18)}" y2="{_n(y - 4)}" '
-            f'stroke="{color}" stroke-width="2.5"/>'
+            f'stroke="{color}" stroke-width="2.5"{dash}/>'
         )
         if dots:
             swatch += f'<circle cx="{_n(x + 9)}" cy="{_n(y - 4)}" r="3" fill="{color}"/>'
@@ -268,7 +270,7 @@ def line_chart(
     for t in y_ticks:
         y = frame.sy(t)
         out.append(f'<line class="grid" x1="{_n(left)}" y1="{_n(y)}" x2="{_n(left + plot_w)}" y2="{_n(y)}"/>')
-        label = f"{t:g}" if log_y else format_tick(t, y_step)
+        label = f"{t:.3g}" if log_y else format_tick(t, y_step)
         out.append(f'<text class="tick" x="{_n(left - 6)}" y="{_n(y + 4)}" text-anchor="end">{label}</text>')
     for t in x_ticks:
         x = frame.sx(t)
@@ -305,16 +307,17 @@ def line_chart(
             last_label = x
     out.append(f'<rect class="frame" x="{_n(left)}" y="{_n(top)}" width="{_n(plot_w)}" height="{_n(plot_h)}"/>')
     # series
-    legend: list[tuple[str, str, bool]] = []
+    legend: list[tuple[str, str, bool, str]] = []
     for i, (s, points) in enumerate(drawn):
         color = s.color or PALETTE[i % len(PALETTE)]
+        dash = f' stroke-dasharray="{_attr(s.dash)}"' if s.dash else ""
         coords = [(frame.sx(x), frame.sy(y)) for x, y in points]
         text = " ".join(f"{_n(x)},{_n(y)}" for x, y in coords)
         out.append(
             f'<g class="series" data-name="{_attr(s.name)}"><title>{escape(s.name)}</title>'
             f'<polyline data-points="{len(points)}" data-source-points="{len(s.points)}" points="{text}" '
             f'fill="none" stroke="{_attr(color)}" stroke-width="{s.width:g}" stroke-opacity="{s.opacity:g}" '
-            f'stroke-linejoin="round" stroke-linecap="round"/>'
+            f'stroke-linejoin="round" stroke-linecap="round"{dash}/>'
         )
         if s.dots:
             out.extend(
@@ -322,7 +325,7 @@ def line_chart(
             )
         out.append("</g>")
         if s.in_legend:
-            legend.append((s.name, _attr(color), s.dots))
+            legend.append((s.name, _attr(color), s.dots, dash))
     # marks on top
     for m in marks:
         if not (math.isfinite(m.x) and math.isfinite(m.y)) or (log_y and m.y <= 0):
