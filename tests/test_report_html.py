@@ -391,6 +391,9 @@ def test_sweep_overlays_one_curve_per_run_with_a_legend():
     legend = [g for g in svg.iter("g") if "legend-entry" in g.classes()]
     assert [g.attrs["data-name"] for g in legend] == [r.name for r in sweep.runs]
     assert [g for g in svg.iter("g") if "band" in g.classes()]  # all runs share the window
+    with_a_new_run = replace(sweep, runs=[*sweep.runs, RunReport("just started", "running")])
+    svg = chart_of(Tree(render_sweep(with_a_new_run)))
+    assert [g for g in svg.iter("g") if "band" in g.classes()]  # a run without a window yet changes nothing
 
 
 def test_sweep_runs_beyond_the_palette_are_dashed():

@@ -348,7 +348,8 @@ def _look(index: int) -> tuple[str, str | None]:
 
 
 def _shared_window(sweep: SweepReport) -> tuple[float, float] | None:
-    windows = {run.window for run in sweep.runs}
+    """The window the runs that have one agree on; None when they differ (one band would mislead)."""
+    windows = {run.window for run in sweep.runs if run.window is not None}
     return windows.pop() if len(windows) == 1 else None
 
 

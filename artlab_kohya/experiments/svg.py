@@ -6,15 +6,15 @@ per drawn point (per-epoch values). Around them: axes with "nice" ticks, an opti
 shaded horizontal band (the pick window), marked points (the picked epoch), vertical guides (epoch
 boundaries on a step axis) and a legend when several series share the axes (a sweep's runs).
 
-Long series are decimated before drawing: per column two pixels wide the first, lowest, highest and
-last point are kept in x order (M4), so a 10,000-step run stays a few kilobytes per series and its spikes stay
-visible. Every text that reaches the SVG is escaped; colours and numbers are ours.
+Long series are decimated before drawing (M4): in each column two pixels wide, the first, lowest,
+highest and last point are kept, in x order. A 10,000-step run then draws at most two points per
+pixel of width, and its spikes stay visible. Every text that reaches the SVG is escaped.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -33,6 +33,15 @@ PALETTE = (
 )
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 CHAR_WIDTH = 6.6  # average advance of a 12px sans-serif character, for laying out the legend
+# Scoped to .chart: a style element inside inline SVG applies to the whole page.
+STYLE = (
+    f".chart text{{font:12px {FONT};fill:#333}}.chart .title{{font-weight:600;font-size:13px}}"
+    ".chart .tick{fill:#555;font-size:11px}.chart .axis-label{fill:#444}.chart .grid{stroke:#e4e4e4}"
+    ".chart .axis{stroke:#888}.chart .frame{fill:none;stroke:#bbb}.chart .guide{stroke:#ccc;stroke-dasharray:2 3}"
+    ".chart .guide-label{font-size:10px;fill:#777}.chart .band-label{fill:#1e7a1e;font-size:11px}"
+    ".chart .mark-label{font-weight:600;fill:#b01c1c}.chart .empty{fill:#999;font-size:14px}"
+    ".chart .band-label,.chart .mark-label{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}"
+)
 
 Point = tuple[float, float]
 
@@ -78,25 +87,40 @@ class Guide:
 
 
 @dataclass(frozen=True)
-class _Frame:
-    """Where the plot area lies in the SVG and the data domain it shows."""
+class _Box:
+    """Where the plot area lies in the SVG, in pixels."""
 
     left: float
     top: float
     width: float
     height: float
-    x0: float
-    x1: float
-    y0: float  # in log10 units when log_y
-    y1: float
     log_y: bool
 
+    @property
+    def right(self) -> float:
+        return self.left + self.width
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area and the data domain it shows: data to pixels."""
+
+    box: _Box
+    x0: float
+    x1: float
+    y0: float  # in log10 units on a log axis
+    y1: float
+
     def sx(self, x: float) -> float:
-        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.width
+        return self.box.left + (x - self.x0) / (self.x1 - self.x0) * self.box.width
 
     def sy(self, y: float) -> float:
-        v = math.log10(y) if self.log_y else y
-        return self.top + self.height - (v - self.y0) / (self.y1 - self.y0) * self.height
+        v = math.log10(y) if self.box.log_y else y
+        return self.box.bottom - (v - self.y0) / (self.y1 - self.y0) * self.box.height
 
 
 # --- ticks and decimation ------------------------------------------------------------------------
@@ -216,6 +240,121 @@ def _legend(
     return parts, y - top + 8
 
 
+def _frame(
+    drawn: list[list[Point]], band: Band | None, marks: Sequence[Mark], guides: Sequence[Guide], box: _Box
+) -> tuple[_Frame, list[float], list[float]]:
+    """The domain every drawn thing fits in, extended to round ticks; the ticks themselves."""
+    xs = [x for p in drawn for x, _ in p] + [m.x for m in marks] + [g.x for g in guides]
+    ys = [y for p in drawn for _, y in p] + [m.y for m in marks] + ([band.lo, band.hi] if band else [])
+    xs = [x for x in xs if math.isfinite(x)]
+    ys = [y for y in ys if math.isfinite(y) and (y > 0 or not box.log_y)]
+    x_ticks = nice_ticks(min(xs), max(xs), max(2, int(box.width // 90))) if xs else [0.0, 1.0]
+    if box.log_y:
+        lo, hi = (min(ys), max(ys)) if ys else (0.1, 1.0)
+        if lo == hi:
+            lo, hi = lo / 2, hi * 2
+        pad = (math.log10(hi) - math.log10(lo)) * 0.05
+        y0, y1 = math.log10(lo) - pad, math.log10(hi) + pad
+        y_ticks = log_ticks(10**y0, 10**y1)
+    else:
+        y_ticks = nice_ticks(min(ys), max(ys), max(3, int(box.height // 50))) if ys else [0.0, 1.0]
+        y0, y1 = y_ticks[0], y_ticks[-1]
+    return _Frame(box, x_ticks[0], x_ticks[-1], y0, y1), x_ticks, y_ticks
+
+
+def _axes(f: _Frame, x_ticks: list[float], y_ticks: list[float], x_label: str, y_label: str) -> Iterator[str]:
+    b = f.box
+    y_step = min((hi - lo for lo, hi in zip(y_ticks[:-1], y_ticks[1:], strict=True)), default=1.0)
+    for t in y_ticks:
+        y = f.sy(t)
+        label = f"{t:.3g}" if b.log_y else format_tick(t, y_step)
+        yield f'<line class="grid" x1="{_n(b.left)}" y1="{_n(y)}" x2="{_n(b.right)}" y2="{_n(y)}"/>'
+        yield f'<text class="tick" x="{_n(b.left - 6)}" y="{_n(y + 4)}" text-anchor="end">{label}</text>'
+    x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
+    for t in x_ticks:
+        x = f.sx(t)
+        yield f'<line class="axis" x1="{_n(x)}" y1="{_n(b.bottom)}" x2="{_n(x)}" y2="{_n(b.bottom + 4)}"/>'
+        yield (
+            f'<text class="tick" x="{_n(x)}" y="{_n(b.bottom + 17)}" text-anchor="middle">'
+            f"{format_tick(t, x_step)}</text>"
+        )
+    if x_label:
+        yield (
+            f'<text class="axis-label" x="{_n(b.left + b.width / 2)}" y="{_n(b.bottom + 36)}" '
+            f'text-anchor="middle">{escape(x_label)}</text>'
+        )
+    if y_label:
+        cy = _n(b.top + b.height / 2)
+        yield (
+            f'<text class="axis-label" x="14" y="{cy}" text-anchor="middle" transform="rotate(-90 14 {cy})">'
+            f"{escape(y_label)}</text>"
+        )
+
+
+def _band(f: _Frame, band: Band) -> Iterator[str]:
+    b = f.box
+    if b.log_y and band.lo <= 0:
+        return
+    y_hi, y_lo = f.sy(band.hi), f.sy(band.lo)
+    yield (
+        f'<g class="band"><title>{escape(band.label)}</title>'
+        f'<rect x="{_n(b.left)}" y="{_n(y_hi)}" width="{_n(b.width)}" height="{_n(max(y_lo - y_hi, 1))}" '
+        f'fill="#2ca02c" fill-opacity="0.14"/>'
+    )
+    if band.label:
+        yield (
+            f'<text class="band-label" x="{_n(b.right - 6)}" y="{_n(y_hi - 4)}" text-anchor="end">'
+            f"{escape(band.label)}</text>"
+        )
+    yield "</g>"
+
+
+def _guides(f: _Frame, guides: Sequence[Guide]) -> Iterator[str]:
+    """Vertical lines; their labels thinned so that they never overlap."""
+    b, last_label = f.box, -math.inf
+    for g in guides:
+        if not math.isfinite(g.x):
+            continue
+        x = f.sx(g.x)
+        yield f'<line class="guide" x1="{_n(x)}" y1="{_n(b.top)}" x2="{_n(x)}" y2="{_n(b.bottom)}"/>'
+        if g.label and x - last_label >= len(g.label) * CHAR_WIDTH + 8:
+            yield (
+                f'<text class="guide-label" x="{_n(x)}" y="{_n(b.top - 3)}" text-anchor="middle">'
+                f"{escape(g.label)}</text>"
+            )
+            last_label = x
+
+
+def _series(f: _Frame, s: Series, points: list[Point], color: str, dash: str) -> Iterator[str]:
+    coords = [(f.sx(x), f.sy(y)) for x, y in points]
+    text = " ".join(f"{_n(x)},{_n(y)}" for x, y in coords)
+    yield (
+        f'<g class="series" data-name="{_attr(s.name)}"><title>{escape(s.name)}</title>'
+        f'<polyline data-points="{len(points)}" data-source-points="{len(s.points)}" points="{text}" '
+        f'fill="none" stroke="{color}" stroke-width="{s.width:g}" stroke-opacity="{s.opacity:g}" '
+        f'stroke-linejoin="round" stroke-linecap="round"{dash}/>'
+    )
+    if s.dots:
+        yield from (f'<circle class="dot" cx="{_n(x)}" cy="{_n(y)}" r="3.2" fill="{color}"/>' for x, y in coords)
+    yield "</g>"
+
+
+def _mark(f: _Frame, m: Mark) -> Iterator[str]:
+    if not (math.isfinite(m.x) and math.isfinite(m.y)) or (f.box.log_y and m.y <= 0):
+        return
+    x, y = f.sx(m.x), f.sy(m.y)
+    yield (
+        f'<g class="mark"><title>{escape(m.title or m.label)}</title>'
+        f'<circle cx="{_n(x)}" cy="{_n(y)}" r="7" fill="none" stroke="{_attr(m.color)}" stroke-width="2.5"/>'
+    )
+    if m.label:  # to the left of the ring when it sits in the right part of the plot
+        anchor, dx = ("end", -11) if x > f.box.left + f.box.width * 0.7 else ("start", 11)
+        yield (
+            f'<text class="mark-label" x="{_n(x + dx)}" y="{_n(y - 9)}" text-anchor="{anchor}">{escape(m.label)}</text>'
+        )
+    yield "</g>"
+
+
 def line_chart(
     series: Sequence[Series],
     *,
@@ -234,148 +373,44 @@ def line_chart(
 
     `max_points` bounds the points drawn per series (default: two per pixel column of the plot);
     non-finite values, and values <= 0 on a log axis, are left out. The y domain also covers the band
-    and the marks, so the pick window shows even when the loss never reaches it."""
-    left, right, top, bottom = 64.0, 20.0, 30.0 if title else 14.0, 44.0 if x_label else 28.0
-    plot_w, plot_h = width - left - right, height - top - bottom
-    buckets = max(1, (max_points if max_points is not None else int(plot_w) * 2) // 4)
-    drawn = [(s, _finite(s.points, log_y)) for s in series]
-    drawn = [(s, decimate(p, buckets)) for s, p in drawn]
+    and the marks, so the pick window shows even when the loss never reaches it. The legend, under
+    the plot when there are several series, adds to `height`."""
+    top, bottom = (30.0 if title else 14.0), (44.0 if x_label else 28.0)
+    box = _Box(left=64.0, top=top, width=width - 64.0 - 20.0, height=height - top - bottom, log_y=log_y)
+    buckets = max(1, (max_points if max_points is not None else int(box.width) * 2) // 4)
+    drawn = [decimate(_finite(s.points, log_y), buckets) for s in series]
+    frame, x_ticks, y_ticks = _frame(drawn, band, marks, guides, box)
 
-    xs = [x for _, p in drawn for x, _ in p] + [m.x for m in marks] + [g.x for g in guides]
-    ys = [y for _, p in drawn for _, y in p] + [m.y for m in marks]
+    out = list(_axes(frame, x_ticks, y_ticks, x_label, y_label))
     if band is not None:
-        ys += [band.lo, band.hi]
-    xs = [x for x in xs if math.isfinite(x)]
-    ys = [y for y in ys if math.isfinite(y) and (y > 0 or not log_y)]
-    empty = not any(p for _, p in drawn)
-
-    x_ticks = nice_ticks(min(xs), max(xs), max(2, int(plot_w // 90))) if xs else [0.0, 1.0]
-    if log_y:
-        lo, hi = (min(ys), max(ys)) if ys else (0.1, 1.0)
-        if lo == hi:
-            lo, hi = lo / 2, hi * 2
-        pad = (math.log10(hi) - math.log10(lo)) * 0.05
-        y0, y1 = math.log10(lo) - pad, math.log10(hi) + pad
-        y_ticks = log_ticks(10**y0, 10**y1)
-    else:
-        y_ticks = nice_ticks(min(ys), max(ys), max(3, int(plot_h // 50))) if ys else [0.0, 1.0]
-        y0, y1 = y_ticks[0], y_ticks[-1]
-    frame = _Frame(left, top, plot_w, plot_h, x_ticks[0], x_ticks[-1], y0, y1, log_y)
-    x_step = x_ticks[1] - x_ticks[0] if len(x_ticks) > 1 else 1.0
-    y_step = min((b - a for a, b in zip(y_ticks[:-1], y_ticks[1:], strict=True)), default=1.0)
-
-    out: list[str] = []
-    bottom_y = top + plot_h
-    # grid and axes
-    for t in y_ticks:
-        y = frame.sy(t)
-        out.append(f'<line class="grid" x1="{_n(left)}" y1="{_n(y)}" x2="{_n(left + plot_w)}" y2="{_n(y)}"/>')
-        label = f"{t:.3g}" if log_y else format_tick(t, y_step)
-        out.append(f'<text class="tick" x="{_n(left - 6)}" y="{_n(y + 4)}" text-anchor="end">{label}</text>')
-    for t in x_ticks:
-        x = frame.sx(t)
-        out.append(f'<line class="axis" x1="{_n(x)}" y1="{_n(bottom_y)}" x2="{_n(x)}" y2="{_n(bottom_y + 4)}"/>')
-        out.append(
-            f'<text class="tick" x="{_n(x)}" y="{_n(bottom_y + 17)}" text-anchor="middle">'
-            f"{format_tick(t, x_step)}</text>"
-        )
-    # the band under everything else
-    if band is not None and (not log_y or band.lo > 0):
-        y_hi, y_lo = frame.sy(band.hi), frame.sy(band.lo)
-        out.append(
-            f'<g class="band"><title>{escape(band.label)}</title>'
-            f'<rect x="{_n(left)}" y="{_n(y_hi)}" width="{_n(plot_w)}" height="{_n(max(y_lo - y_hi, 1))}" '
-            f'fill="#2ca02c" fill-opacity="0.14"/>'
-        )
-        if band.label:
-            out.append(
-                f'<text class="band-label" x="{_n(left + plot_w - 6)}" y="{_n(y_hi - 4)}" text-anchor="end">'
-                f"{escape(band.label)}</text>"
-            )
-        out.append("</g>")
-    # guides, their labels thinned so that they never overlap
-    last_label = -math.inf
-    for g in guides:
-        if not frame.x0 <= g.x <= frame.x1:
-            continue
-        x = frame.sx(g.x)
-        out.append(f'<line class="guide" x1="{_n(x)}" y1="{_n(top)}" x2="{_n(x)}" y2="{_n(bottom_y)}"/>')
-        if g.label and x - last_label >= len(g.label) * CHAR_WIDTH + 8:
-            out.append(
-                f'<text class="guide-label" x="{_n(x)}" y="{_n(top - 3)}" text-anchor="middle">{escape(g.label)}</text>'
-            )
-            last_label = x
-    out.append(f'<rect class="frame" x="{_n(left)}" y="{_n(top)}" width="{_n(plot_w)}" height="{_n(plot_h)}"/>')
-    # series
+        out += _band(frame, band)  # under the lines
+    out += _guides(frame, guides)
+    out.append(
+        f'<rect class="frame" x="{_n(box.left)}" y="{_n(top)}" width="{_n(box.width)}" height="{_n(box.height)}"/>'
+    )
     legend: list[tuple[str, str, bool, str]] = []
-    for i, (s, points) in enumerate(drawn):
-        color = s.color or PALETTE[i % len(PALETTE)]
+    for i, (s, points) in enumerate(zip(series, drawn, strict=True)):
+        color = _attr(s.color or PALETTE[i % len(PALETTE)])
         dash = f' stroke-dasharray="{_attr(s.dash)}"' if s.dash else ""
-        coords = [(frame.sx(x), frame.sy(y)) for x, y in points]
-        text = " ".join(f"{_n(x)},{_n(y)}" for x, y in coords)
-        out.append(
-            f'<g class="series" data-name="{_attr(s.name)}"><title>{escape(s.name)}</title>'
-            f'<polyline data-points="{len(points)}" data-source-points="{len(s.points)}" points="{text}" '
-            f'fill="none" stroke="{_attr(color)}" stroke-width="{s.width:g}" stroke-opacity="{s.opacity:g}" '
-            f'stroke-linejoin="round" stroke-linecap="round"{dash}/>'
-        )
-        if s.dots:
-            out.extend(
-                f'<circle class="dot" cx="{_n(x)}" cy="{_n(y)}" r="3.2" fill="{_attr(color)}"/>' for x, y in coords
-            )
-        out.append("</g>")
+        out += _series(frame, s, points, color, dash)
         if s.in_legend:
-            legend.append((s.name, _attr(color), s.dots, dash))
-    # marks on top
+            legend.append((s.name, color, s.dots, dash))
     for m in marks:
-        if not (math.isfinite(m.x) and math.isfinite(m.y)) or (log_y and m.y <= 0):
-            continue
-        x, y = frame.sx(m.x), frame.sy(m.y)
+        out += _mark(frame, m)  # over the lines
+    if not any(drawn):
         out.append(
-            f'<g class="mark"><title>{escape(m.title or m.label)}</title>'
-            f'<circle cx="{_n(x)}" cy="{_n(y)}" r="7" fill="none" stroke="{_attr(m.color)}" stroke-width="2.5"/>'
+            f'<text class="empty" x="{_n(box.left + box.width / 2)}" y="{_n(top + box.height / 2)}" '
+            'text-anchor="middle">no data</text>'
         )
-        if m.label:
-            anchor, dx = ("end", -11) if x > left + plot_w * 0.7 else ("start", 11)
-            out.append(
-                f'<text class="mark-label" x="{_n(x + dx)}" y="{_n(y - 9)}" text-anchor="{anchor}">'
-                f"{escape(m.label)}</text>"
-            )
-        out.append("</g>")
-    if empty:
-        out.append(
-            f'<text class="empty" x="{_n(left + plot_w / 2)}" y="{_n(top + plot_h / 2)}" text-anchor="middle">'
-            "no data</text>"
-        )
-    # labels
     if title:
-        out.append(f'<text class="title" x="{_n(left)}" y="18">{escape(title)}</text>')
-    if x_label:
-        out.append(
-            f'<text class="axis-label" x="{_n(left + plot_w / 2)}" y="{_n(bottom_y + 36)}" text-anchor="middle">'
-            f"{escape(x_label)}</text>"
-        )
-    if y_label:
-        cy = top + plot_h / 2
-        out.append(
-            f'<text class="axis-label" x="14" y="{_n(cy)}" text-anchor="middle" transform="rotate(-90 14 {_n(cy)})">'
-            f"{escape(y_label)}</text>"
-        )
+        out.append(f'<text class="title" x="{_n(box.left)}" y="18">{escape(title)}</text>')
     legend_height = 0.0
     if len(legend) > 1:
-        parts, legend_height = _legend(legend, left, height, plot_w)
+        parts, legend_height = _legend(legend, box.left, height, box.width)
         out.append('<g class="legend">' + "".join(parts) + "</g>")
-    total_h = height + legend_height
-    style = (
-        f"<style>text{{font:12px {FONT};fill:#333}}.title{{font-weight:600;font-size:13px}}"
-        ".tick{fill:#555;font-size:11px}.axis-label{fill:#444}.grid{stroke:#e4e4e4}.axis{stroke:#888}"
-        ".frame{fill:none;stroke:#bbb}.guide{stroke:#ccc;stroke-dasharray:2 3}.guide-label{font-size:10px;fill:#777}"
-        ".band-label{fill:#1e7a1e;font-size:11px}.mark-label{font-weight:600;fill:#b01c1c}"
-        ".band-label,.mark-label{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}"
-        ".empty{fill:#999;font-size:14px}</style>"
-    )
+    total = _n(height + legend_height)
     return (
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {_n(total_h)}" '
-        f'width="{width}" height="{_n(total_h)}" role="img" aria-label="{_attr(title or "chart")}">'
-        f"{style}" + "".join(out) + "</svg>"
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {total}" '
+        f'width="{width}" height="{total}" role="img" aria-label="{_attr(title or "chart")}">'
+        f"<style>{STYLE}</style>" + "".join(out) + "</svg>"
     )
