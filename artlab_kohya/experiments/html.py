@@ -26,7 +26,8 @@ STATUS_CLASS = {"succeeded": "ok", "failed": "bad", "interrupted": "warn", "runn
 DASH, DOT = "\u2014", " \u00b7 "
 SCHEME = re.compile(r"[\x00-\x20]*([a-zA-Z][a-zA-Z0-9+.-]*):")
 SAFE_SCHEMES = ("http", "https", "file")
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: file: http: https:"
+# Images only from the page's own place (its folder, or the server that serves it) or inlined: no tracking.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: file:"
 
 
 @dataclass(frozen=True)
