@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from chromium import Chromium, find_chromium, living
-from test_report_html import HOSTILE, make_run, make_sweep
+from report_data import HOSTILE, make_run, make_sweep
 
 from artlab_kohya.experiments.html import RunReport, render_run, render_sweep
 
