@@ -27,6 +27,7 @@ from ..trainer.pins import INSTALL_HINTS
 
 Status = Literal["succeeded", "failed", "interrupted"]
 E = TypeVar("E")
+_DISK_FULL = "No space left on device"  # strerror(ENOSPC), in an OSError traceback
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,14 @@ def diagnose(
     if launcher is not None and launcher.returncode < 0:
         name = _signal_name(-launcher.returncode)
         return Verdict("failed", f"The training process was killed by {name}. Finished checkpoints are kept.")
+    disk_full = next((e for e in events if isinstance(e, Traceback) and _DISK_FULL in e.text), None)
+    if exit_code != 0 and disk_full is not None:
+        return Verdict(
+            "failed",
+            f"The disk ran full while the trainer wrote ({disk_full.message}). Free space where output.dir and "
+            "the run folder live, then run again; a checkpoint cut short is renamed NAME.partial, finished ones "
+            "are kept.",
+        )
     if exit_code != 0:
         trace = _first(events, Traceback)
         what = f" with {trace.exc_type}: {trace.message}" if trace else ""

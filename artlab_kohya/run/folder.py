@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import secrets
+import socket
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +31,7 @@ from ..files import write_atomic
 LOCK_FILE = "spec.lock.yaml"
 RESULT_FILE = "result.json"
 EVENTS_FILE = "events.jsonl"
+RESULT_RESERVE = 16 * 1024  # bytes kept in result.json for its final state (see write_result)
 SECRET = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
 
 
@@ -82,6 +85,26 @@ class RunFolder:
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         return self.write_text(name, json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n")
 
+    def write_result(self, data: dict[str, Any]) -> None:
+        """result.json, written so that its last state can still be recorded on a full disk: the file
+        keeps RESULT_RESERVE bytes (JSON padded with spaces), and when a new file cannot be written the
+        old one is overwritten in place, inside the blocks it already holds."""
+        text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n"
+        body = text.encode("utf-8")
+        padded = body + b" " * max(0, RESULT_RESERVE - len(body))
+        path = self.path / RESULT_FILE
+        try:
+            write_atomic(path, padded)
+        except OSError:
+            if len(body) > RESULT_RESERVE or not path.exists():
+                raise
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, padded, 0)  # same length as before: no new blocks needed
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
     def write_yaml(self, name: str, data: dict[str, Any], header: str = "") -> Path:
         body = yaml.safe_dump(_jsonable(data), sort_keys=False, allow_unicode=True, width=100)
         return self.write_text(name, header + body)
@@ -110,3 +133,69 @@ class RunFolder:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def owner() -> dict[str, Any]:
+    """Who is running a run, recorded in result.json while it runs: a `running` run whose process is
+    gone was abandoned (its wrapper was killed with no chance to record the end)."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def status_of(result: dict[str, Any]) -> str:
+    """The status to show: result.json's, except `abandoned` for a `running` run whose wrapper process
+    no longer exists on this host (a run on another host is taken at its word)."""
+    status = str(result.get("status", "unknown"))
+    pid, host = result.get("pid"), result.get("host")
+    if status != "running" or not isinstance(pid, int) or host != socket.gethostname():
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "abandoned"
+    except PermissionError:  # alive, someone else's
+        pass
+    return status
+
+
+class OutputClaim:
+    """An exclusive claim on `<output.dir>/<output.name>*` for one run, so two runs sharing an output
+    folder cannot both pass the "never overwrite" check and then overwrite each other's checkpoints.
+
+    The claim is a file created with O_EXCL; a claim whose run process is gone (killed) is stale and
+    taken over. Released when the run ends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def take(cls, output_dir: Path, name: str) -> OutputClaim:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path = output_dir / f".{name}.artlab-claim"
+        record = json.dumps(owner())
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    held = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    held = {}
+                if status_of({"status": "running", **held}) == "running":
+                    who = f"another run (process {held.get('pid')} on {held.get('host')})" if held else "another run"
+                    raise ClaimError(who) from None
+                path.unlink(missing_ok=True)  # stale: its run was killed
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(record)
+            return cls(path)
+        raise ClaimError("another run")
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class ClaimError(Exception):
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder

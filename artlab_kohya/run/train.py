@@ -7,6 +7,8 @@ before the trainer starts; the outcome is written however the trainer ends.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from .. import __version__, settings
 from ..build.command import build_command
@@ -30,7 +33,7 @@ from ..trainer.install import Install
 from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, Stream, TrainingSummary
 from ..trainer.process import run_parsed
 from .display import Display, EpochRecord
-from .folder import LOCK_FILE, RESULT_FILE, RunFolder, redact
+from .folder import LOCK_FILE, RESULT_FILE, ClaimError, OutputClaim, RunFolder, owner, redact
 
 LOCK_HEADER = (
     "# artlab-kohya run lock: the spec fully resolved, and what ran it. `artlab-kohya rerun RUN_DIR`\n"
@@ -76,51 +79,33 @@ def concrete_family(spec: Spec, model: ResolvedModel) -> Family:
 
 def resolve_model(spec: Spec, offline: bool | None) -> ResolvedModel:
     """The base model pinned: a hub file by commit and sha256, a local file by sha256."""
-    from ..models.checkpoint import ModelError, check_model_file
+    from ..models.checkpoint import check_model_file
     from ..models.hub import resolve_alias, resolve_hub, resolve_local
 
     source = spec.model.source
-    try:
-        if source.type == "local":
-            check_model_file(source.path, allow_pickle=spec.model.allow_pickle)
-            return resolve_local(source.path, allow_pickle=spec.model.allow_pickle)
-        if source.type == "alias":
-            return resolve_alias(source.name, offline=offline)
-        return resolve_hub(
-            source.repo, source.file, source.revision, offline=offline, allow_pickle=spec.model.allow_pickle
-        )
-    except ModelError as exc:
-        raise SetupError(str(exc)) from None
+    if source.type == "local":
+        check_model_file(source.path, allow_pickle=spec.model.allow_pickle)
+        return resolve_local(source.path, allow_pickle=spec.model.allow_pickle)
+    if source.type == "alias":
+        return resolve_alias(source.name, offline=offline)
+    return resolve_hub(source.repo, source.file, source.revision, offline=offline, allow_pickle=spec.model.allow_pickle)
 
 
 def _install(spec: Spec, options: RunOptions) -> Install:
-    from ..trainer.install import InstallError, check_install, require_install
+    from ..trainer.install import check_install, require_install
 
-    try:
-        if options.install is not None:
-            check_install(options.install)
-            return options.install
-        return require_install(spec)
-    except InstallError as exc:
-        raise SetupError(str(exc)) from None
-
-
-def _surface(install: Install, script: str) -> Any:
-    """The install's own argument surface (asked of its parser, cached per commit)."""
-    from ..trainer.install import InstallError, read_surface
-
-    try:
-        return read_surface(install, script)
-    except InstallError as exc:
-        raise SetupError(str(exc)) from None
+    if options.install is not None:
+        check_install(options.install)
+        return options.install
+    return require_install(spec)
 
 
 def _versions(install: Install) -> dict[str, Any]:
-    from ..trainer.install import recorded_versions
+    from ..trainer.install import InstallError, recorded_versions
 
     try:
         return dict(recorded_versions(install))
-    except Exception as exc:  # noqa: BLE001 - versions are for the record; the run itself will tell
+    except (InstallError, OSError) as exc:  # versions are for the record; the run itself will tell
         return {"error": str(exc)}
 
 
@@ -186,6 +171,7 @@ class _Resolved:
 
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
     from ..models.tokenizers import prepare_tokenizer_cache
+    from ..trainer.install import read_surface
 
     spec = loaded.spec
     plan = make_plan(loaded)
@@ -195,7 +181,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
     with ThreadPoolExecutor(max_workers=2) as pool:
         versions_job = pool.submit(_versions, install)
         surface_jobs = {
-            family: pool.submit(_surface, install, script_for(family))
+            family: pool.submit(read_surface, install, script_for(family))
             for family in ([spec.model.family] if spec.model.family != "auto" else [])
         }
         model = resolve_model(spec, options.offline)
@@ -203,16 +189,13 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
             raise SetupError(f"{model.path} has sha256 {model.sha256}, not the {options.expect_sha256} of the run")
         family = concrete_family(spec, model)
         script = script_for(family)
-        surface = surface_jobs[family].result() if family in surface_jobs else _surface(install, script)
+        surface = surface_jobs[family].result() if family in surface_jobs else read_surface(install, script)
         versions = versions_job.result()
-    try:
-        tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
-            family, settings.tokenizer_root(), offline=options.offline
-        )
-    except Exception as exc:  # hub.ModelError
-        raise SetupError(str(exc)) from None
+    tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
+        family, settings.tokenizer_root(), offline=options.offline
+    )
     if spec.output.dir is not None:
-        clash = [name for name in plan.saves if (spec.output.dir / name).exists()]
+        clash = [name for name in plan.saves if os.path.lexists(spec.output.dir / name)]  # a dangling link too
         if clash:
             raise SetupError(
                 f"{spec.output.dir} already holds {', '.join(clash)}; a run never overwrites checkpoints "
@@ -303,31 +286,88 @@ class _Recorder:
 
 
 def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = None) -> RunOutcome:
-    """The whole run; raises SetupError (before any folder exists) or returns how it ended."""
-    from .diagnose import diagnose
-
+    """The run's story: resolve what can fail without a GPU, write the run folder, train, record how it
+    ended. Raises an ArtlabError before the folder exists; once it exists, result.json always ends in
+    a final state (succeeded, failed or interrupted), whatever happens."""
     console = console or Console(stderr=True)
     spec = loaded.spec
     r = _resolve(loaded, options)
+    claim = _claim_output(spec)
+    try:
+        folder = _create_folder(loaded, options)
+        record: dict[str, Any] = {"status": "running", "started": _now(), **owner()}
+        try:
+            folder.write_result(record)
+            output_dir, argv, env_add = _write_folder(loaded, options, r, folder)
+            _announce(console, folder, r)
+            trained = _train(spec, r, argv, env_add, folder, console, options.plain, record)
+            return _record(spec, r, folder, output_dir, trained, record, console)
+        except BaseException as exc:  # the folder exists: its result.json must not stay `running`
+            _record_crash(spec, r, folder, record, exc)
+            if isinstance(exc, KeyboardInterrupt):
+                console.print(f"interrupted: {folder.path}", highlight=False, markup=False, soft_wrap=True)
+                return RunOutcome("interrupted", 130, folder.path, "interrupted before the trainer started")
+            if isinstance(exc, OSError):
+                raise SetupError(f"{_os_error(exc)}; recorded in {folder.path / RESULT_FILE}") from None
+            raise
+    finally:
+        if claim is not None:
+            claim.release()
 
-    folder = RunFolder.create(options.runs_root or settings.runs_root(loaded.path), spec.output.name)
-    output_dir = spec.output.dir or folder.path / "checkpoints"
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _os_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"the disk is full ({exc.filename or 'writing the run'})"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"a file name is too long (over 255 bytes in one part): {exc.filename}"
+    return f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+
+
+def _claim_output(spec: Spec) -> OutputClaim | None:
+    """A shared output.dir is claimed for the run (two runs at once would overwrite each other)."""
+    if spec.output.dir is None:
+        return None
+    try:
+        return OutputClaim.take(spec.output.dir, spec.output.name)
+    except ClaimError as exc:
+        raise SetupError(
+            f"{spec.output.dir} is in use by {exc.holder} (output.name {spec.output.name!r}); wait for it, "
+            "or choose another output.name or output.dir"
+        ) from None
+    except OSError as exc:
+        raise SetupError(f"cannot use output.dir: {_os_error(exc)}") from None
+
+
+def _create_folder(loaded: LoadedSpec, options: RunOptions) -> RunFolder:
+    root = (options.runs_root or settings.runs_root(loaded.path)).expanduser().absolute()
+    try:
+        return RunFolder.create(root, loaded.spec.output.name)
+    except OSError as exc:
+        raise SetupError(f"cannot create the run folder under {root}: {_os_error(exc)}") from None
+
+
+def _write_folder(
+    loaded: LoadedSpec, options: RunOptions, r: _Resolved, folder: RunFolder
+) -> tuple[Path, list[str], dict[str, str]]:
+    """The run folder before launch: the spec, the rendered TOML, the lock (every path in them absolute,
+    since the trainer runs in the sd-scripts folder)."""
+    output_dir = (loaded.spec.output.dir or folder.path / "checkpoints").absolute()
     inputs = render_inputs(
-        loaded,
-        ModelChoice(r.model.path, r.family),
-        folder.path,
-        output_dir,
-        r.tokenizer_dir,
+        loaded, ModelChoice(r.model.path.absolute(), r.family), folder.path, output_dir, r.tokenizer_dir.absolute(),
         default_logging=folder.path / "logs",
-    )
+    )  # fmt: skip
     render_checked(loaded, inputs, r.surface).write(folder.path)
-    argv, env_add = build_command(spec, r.install, folder.path / "config.toml", r.family, offline=True)
+    argv, env_add = build_command(loaded.spec, r.install, folder.path / "config.toml", r.family, offline=True)
     folder.write_text("spec.yaml", loaded.text)
     folder.write_yaml(LOCK_FILE, _lock(loaded, options, r, argv, env_add), LOCK_HEADER)
-    started = datetime.now(timezone.utc)
-    result: dict[str, Any] = {"status": "running", "started": started.isoformat(timespec="seconds")}
-    folder.write_json(RESULT_FILE, result)
+    return output_dir, argv, env_add
 
+
+def _announce(console: Console, folder: RunFolder, r: _Resolved) -> None:
     model, install = r.model, r.install
     pin = f"@{model.commit[:12]}" if model.commit else ""
     commit = install.commit[:8] if install.commit else "commit unknown"
@@ -337,75 +377,141 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
         f"sd-scripts: {install.dir} ({commit}), {r.script}",
         f"plan: {r.plan.total_steps} steps, {r.plan.epochs} epochs",
     ):
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False, soft_wrap=True)  # paths are not rich markup
 
-    display = Display(console, options.plain)
+
+@dataclass(frozen=True)
+class _Trained:
+    exit_code: int
+    nan_step: int | None
+    events: list[Event]
+    epochs: list[EpochRecord]
+    problems: list[Any]
+    seconds: float
+
+
+def _train(
+    spec: Spec,
+    r: _Resolved,
+    argv: list[str],
+    env_add: dict[str, str],
+    folder: RunFolder,
+    console: Console,
+    plain: bool | None,
+    record: dict[str, Any],
+) -> _Trained:
+    """Launch the trainer and watch it: raw logs, parsed events, the live display; stops on NaN."""
+    display = Display(console, plain)
     recorder = _Recorder(folder, display, spec.training.stop_on_nan)
     nan_step: int | None = None
     t0 = time.monotonic()
-    result["launched_at_unix"] = time.time()  # what the wrapper adds before the trainer starts is measurable
-    folder.write_json(RESULT_FILE, result)
+    record["launched_at_unix"] = time.time()  # what the wrapper adds before the trainer starts is measurable
+    folder.write_result(record)
     try:
-        exit_code = run_parsed(argv, {**os.environ, **env_add}, install.dir, recorder.event, on_output=recorder.output)
+        exit_code = run_parsed(
+            argv, {**os.environ, **env_add}, r.install.dir, recorder.event, on_output=recorder.output
+        )
     except _StopForNan as stop:
         nan_step, exit_code = stop.step, 1
     finally:
-        records = display.finish()
+        epochs = display.finish()
         folder.close()
-    interrupted = exit_code in (130, 143) and nan_step is None
+    return _Trained(exit_code, nan_step, recorder.events, epochs, list(display.problems), time.monotonic() - t0)
+
+
+def _record(
+    spec: Spec,
+    r: _Resolved,
+    folder: RunFolder,
+    output_dir: Path,
+    trained: _Trained,
+    record: dict[str, Any],
+    console: Console,
+) -> RunOutcome:
+    """How the run ended, in result.json and on the console."""
+    from .diagnose import diagnose
+
+    exit_code = trained.exit_code
+    interrupted = exit_code in (130, 143) and trained.nan_step is None
+    partial = _set_aside_partial(output_dir, r.plan)
     final = output_dir / r.plan.saves[-1]
     verdict = diagnose(
         spec,
         exit_code,
-        recorder.events,
+        trained.events,
         final,
         interrupted=interrupted,
-        stopped_for_nan=nan_step,
-        kohya_commit=install.commit,
+        stopped_for_nan=trained.nan_step,
+        kohya_commit=r.install.commit,
     )
-    result.update(
+    record.update(
         {
             "status": verdict.status,
             "exit_code": exit_code,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "duration_s": round(time.monotonic() - t0, 1),
+            "finished": _now(),
+            "duration_s": round(trained.seconds, 1),
             "diagnosis": verdict.diagnosis,
-            "problems": list(display.problems),
-            "checkpoints": _checkpoint_records(output_dir, r.plan, records),
+            "problems": trained.problems,
+            "checkpoints": _checkpoint_records(output_dir, r.plan, trained.epochs),
+            "partial": partial,
             "final": str(final) if final.exists() else None,
         }
     )
-    folder.write_json(RESULT_FILE, result)
+    folder.write_result(record)
     style = {"succeeded": "green", "interrupted": "yellow"}.get(verdict.status, "red")
-    console.print(f"[{style}]{verdict.status}[/{style}]: {folder.path}", highlight=False, soft_wrap=True)
+    console.print(Text(verdict.status, style=style) + Text(f": {folder.path}"), highlight=False, soft_wrap=True)
     if verdict.diagnosis:
-        console.print(verdict.diagnosis, highlight=False, soft_wrap=True)
+        console.print(verdict.diagnosis, highlight=False, markup=False, soft_wrap=True)
     code = exit_code if verdict.status != "failed" or exit_code != 0 else 1
     return RunOutcome(verdict.status, 130 if interrupted else code, folder.path, verdict.diagnosis)
 
 
-def run_smoke(install: Install, model_path: Path, tokenizer_dir: Path, spec_path: Path, *, plain: bool | None) -> int:
-    """`doctor --smoke`: the smoke spec through the normal run path, offline; returns the exit status."""
-    from ..spec import SpecError, load_spec
+def _set_aside_partial(output_dir: Path, plan: Plan) -> list[str]:
+    """A checkpoint cut short (disk full, killed mid-write) never stays under its final name: renamed to
+    NAME.partial, so nothing mistakes it for a finished LoRA."""
+    from ..models.checkpoint import ModelError, read_safetensors_header
 
-    console = Console(stderr=True)
-    try:
-        loaded = load_spec(spec_path)  # its guide warnings (few images, few steps) are expected: not shown
-        outcome = run_spec(
-            loaded,
-            RunOptions(
-                runs_root=spec_path.parent / "runs",
-                plain=plain,
-                offline=True,
-                tokenizer_dir=tokenizer_dir,
-                install=install,
-            ),
-            console,
-        )
-    except SpecError as exc:  # PlanError too
-        console.print("\n".join(str(i) for i in exc.issues), highlight=False)
-        return 2
-    except SetupError as exc:
-        console.print(f"error: {exc}", highlight=False)
-        return 1
-    return outcome.exit_code
+    moved = []
+    for name in plan.saves:
+        path = output_dir / name
+        if path.suffix != ".safetensors" or not path.is_file():
+            continue
+        try:
+            read_safetensors_header(path)
+        except ModelError:
+            with contextlib.suppress(OSError):
+                path.rename(path.with_name(path.name + ".partial"))
+                moved.append(path.name + ".partial")
+    return moved
+
+
+def _record_crash(spec: Spec, r: _Resolved, folder: RunFolder, record: dict[str, Any], exc: BaseException) -> None:
+    """The final state of a run that ended in the wrapper itself (disk full, a bug, Ctrl-C before launch)."""
+    import traceback
+
+    folder.close()
+    if isinstance(exc, KeyboardInterrupt):
+        status, diagnosis = "interrupted", "Interrupted before the trainer finished starting."
+    elif isinstance(exc, OSError):
+        status, diagnosis = "failed", f"artlab-kohya could not write the run: {_os_error(exc)}."
+    else:
+        status, diagnosis = "failed", f"artlab-kohya failed: {type(exc).__name__}: {exc} (see wrapper-error.log)."
+        with contextlib.suppress(OSError):
+            (folder.path / "wrapper-error.log").write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    output_dir = spec.output.dir or folder.path / "checkpoints"
+    partial = _set_aside_partial(output_dir, r.plan)
+    record.update({"status": status, "finished": _now(), "diagnosis": diagnosis, "partial": partial})
+    with contextlib.suppress(OSError):
+        folder.write_result(record)
+
+
+def run_smoke(install: Install, model_path: Path, tokenizer_dir: Path, spec_path: Path, *, plain: bool | None) -> int:
+    """`doctor --smoke`: the smoke spec through the normal run path, offline; returns the exit status.
+    An ArtlabError (spec or setup) reaches the CLI's entry point like any other."""
+    from ..spec import load_spec
+
+    loaded = load_spec(spec_path)  # its guide warnings (few images, few steps) are expected: not shown
+    options = RunOptions(
+        runs_root=spec_path.parent / "runs", plain=plain, offline=True, tokenizer_dir=tokenizer_dir, install=install
+    )
+    return run_spec(loaded, options, Console(stderr=True)).exit_code

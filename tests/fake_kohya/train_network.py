@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import re
+import struct
 import sys
 import tempfile
 import time
@@ -63,12 +64,23 @@ def main(parser: argparse.ArgumentParser | None = None) -> None:
             path = Path(match.group(1).decode())
             if path.suffix == ".safetensors" and not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(b"fake lora weights for " + path.name.encode())
+                path.write_bytes(safetensors(path.name, int(os.environ.get("FAKE_CHECKPOINT_BYTES", "4"))))
         pending[fd] = pending[fd][-4000:]
     if "SAVE_FINAL" in os.environ:
-        (out / f"{name}.safetensors").write_bytes(b"fake final")
+        (out / f"{name}.safetensors").write_bytes(safetensors("final"))
     time.sleep(float(os.environ.get("FAKE_HOLD", "0")))
     sys.exit(rc if rc >= 0 else 1)
+
+
+def safetensors(title: str, size: int = 4) -> bytes:
+    """A well-formed .safetensors file (one float32 tensor of `size` bytes) with sd-scripts-like metadata."""
+    header = json.dumps(
+        {
+            "__metadata__": {"ss_output_name": title, "ss_network_module": "networks.lora"},
+            "lora_unet_fake.alpha": {"dtype": "F32", "shape": [size // 4], "data_offsets": [0, size // 4 * 4]},
+        }
+    ).encode()
+    return struct.pack("<Q", len(header)) + header + b"\0\0\x80?" * (size // 4)
 
 
 if __name__ == "__main__":

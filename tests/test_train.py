@@ -6,8 +6,10 @@ fake train_network.py as its child; the output is parsed, displayed and recorded
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from artlab_kohya.build.tomlio import tomllib
+from artlab_kohya.errors import ArtlabError
+from artlab_kohya.run.folder import RESULT_RESERVE, OutputClaim, owner, status_of
 from artlab_kohya.run.rerun import load_lock
 from artlab_kohya.run.train import RunOptions, SetupError, run_spec
 from artlab_kohya.spec import load_spec
@@ -151,7 +156,7 @@ def test_pickled_base_model_is_refused(project, monkeypatch):
     (project / "base.ckpt").write_bytes(b"pickle")
     path = project / "spec.yaml"
     path.write_text(path.read_text().replace("base.safetensors", "base.ckpt"))
-    with pytest.raises(SetupError, match="pickle"):
+    with pytest.raises(ArtlabError, match="pickle"):
         run(project, "lora", monkeypatch)
 
 
@@ -211,3 +216,165 @@ def test_run_refuses_a_dataset_with_errors_unless_told(project):
     assert not (project / "runs").exists()
     result = subprocess.run([*argv, "--ignore-dataset-errors"], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- what a run must survive
+# Each case ends with result.json in a final state, no traceback for the user, and no checkpoint cut
+# short under its final name.
+
+
+def _with_output_dir(project: Path, out: Path) -> None:
+    path = project / "spec.yaml"
+    path.write_text(path.read_text().replace("output:\n", f"output:\n  dir: {out}\n"))
+
+
+def test_a_relative_runs_dir_still_hands_the_trainer_absolute_paths(project, monkeypatch):
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora")
+    from artlab_kohya.run.train import RunOptions, run_spec
+    from artlab_kohya.spec import load_spec
+
+    outcome = run_spec(load_spec(Path("spec.yaml")), RunOptions(runs_root=Path("runs"), plain=True))
+    assert outcome.status == "succeeded", outcome.diagnosis
+    assert outcome.folder.is_absolute()
+    config = tomllib.loads((outcome.folder / "config.toml").read_text())
+    flat = {k: v for table in config.values() if isinstance(table, dict) for k, v in table.items()}
+    for key in ("output_dir", "dataset_config", "pretrained_model_name_or_path", "logging_dir", "tokenizer_cache_dir"):
+        assert Path(flat[key]).is_absolute(), (key, flat[key])
+    dataset = tomllib.loads((outcome.folder / "dataset.toml").read_text())
+    assert all(Path(s["image_dir"]).is_absolute() for d in dataset["datasets"] for s in d["subsets"])
+
+
+def test_a_shared_output_dir_is_claimed(project, monkeypatch):
+    out = project / "out"
+    _with_output_dir(project, out)
+    held = OutputClaim.take(out, "tiny_lora")  # another run of this process holds it
+    try:
+        with pytest.raises(SetupError, match="in use by another run"):
+            run(project, "lora", monkeypatch)
+        assert not (project / "runs").exists()  # refused before any folder
+    finally:
+        held.release()
+    assert run(project, "lora", monkeypatch).status == "succeeded"
+    assert not list(out.glob(".*artlab-claim"))  # released at the end
+
+
+def test_a_claim_left_by_a_killed_run_is_taken_over(project, monkeypatch):
+    out = project / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / ".tiny_lora.artlab-claim").write_text(json.dumps({**owner(), "pid": int(dead.stdout)}))
+    _with_output_dir(project, out)
+    assert run(project, "lora", monkeypatch).status == "succeeded"
+
+
+def test_a_dangling_link_named_like_a_checkpoint_is_a_clash(project, monkeypatch):
+    out = project / "out"
+    out.mkdir()
+    (out / "tiny_lora.safetensors").symlink_to(project / "elsewhere.safetensors")
+    _with_output_dir(project, out)
+    with pytest.raises(SetupError, match="never overwrites"):
+        run(project, "lora", monkeypatch)
+    assert not (project / "elsewhere.safetensors").exists()
+
+
+def test_a_path_part_over_255_bytes_is_an_error_not_a_traceback(project, monkeypatch):
+    from artlab_kohya.run.train import RunOptions, run_spec
+    from artlab_kohya.spec import load_spec
+
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora")
+    with pytest.raises(SetupError, match="too long"):
+        run_spec(load_spec(project / "spec.yaml"), RunOptions(runs_root=project / ("r" * 300), plain=True))
+
+
+def test_a_project_folder_named_like_rich_markup(tmp_path, images, monkeypatch, capsys):
+    odd = tmp_path / "[x][bold][link=y]"
+    odd.mkdir()
+    images(odd / "img/10_sks", [(512, 512)] * 12)
+    fake_model(odd / "base.safetensors")
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tokenizer(tmp_path / "tok")))
+    spec = (Path(__file__).parent / "fake_kohya").resolve()
+    (odd / "spec.yaml").write_text(
+        "model:\n  source: base.safetensors\n  family: sd15\n"
+        "dataset:\n  resolution: 512\n  batch_size: 1\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img/10_sks\n"
+        "network:\n  type: lora\n  dim: 4\n  alpha: 1\n"
+        "training:\n  epochs: 2\n  mixed_precision: 'no'\n"
+        "output:\n  name: tiny_lora\n"
+        f"kohya:\n  dir: {spec}\n  python: {sys.executable}\n"
+    )
+    outcome = run(odd, "lora", monkeypatch)
+    assert outcome.status == "succeeded", outcome.diagnosis
+    assert "[x][bold][link=y]" in capsys.readouterr().err
+
+
+def test_a_killed_wrapper_shows_as_abandoned(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert status_of({"status": "running", **owner()}) == "running"  # this process: alive
+    assert status_of({"status": "running", **owner(), "pid": int(dead.stdout)}) == "abandoned"
+    assert status_of({"status": "running", "pid": int(dead.stdout), "host": "another-host"}) == "running"
+    assert status_of({"status": "succeeded", **owner(), "pid": int(dead.stdout)}) == "succeeded"
+
+
+def test_result_json_records_who_runs_it_and_keeps_room(project, monkeypatch):
+    outcome = run(project, "lora", monkeypatch)
+    raw = (outcome.folder / "result.json").read_bytes()
+    result = json.loads(raw)
+    assert result["pid"] == os.getpid() and result["host"] == owner()["host"]
+    assert len(raw) >= RESULT_RESERVE  # the room its final state can always be written into
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 192 KiB tmpfs: a real full disk (needs root, as CI has; skipped elsewhere)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_during_the_run(project, monkeypatch, capsys, small_disk):
+    monkeypatch.setenv("FAKE_CHECKPOINT_BYTES", str(400 * 1024))  # more than the disk holds
+    from artlab_kohya.run.train import RunOptions, run_spec
+    from artlab_kohya.spec import load_spec
+
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora")
+    loaded = load_spec(project / "spec.yaml")
+    try:
+        outcome = run_spec(loaded, RunOptions(runs_root=small_disk / "runs", plain=True))
+        folder, status = outcome.folder, outcome.status
+    except SetupError as exc:  # the wrapper's own write failed first: recorded, then reported in one line
+        assert "disk is full" in str(exc)
+        folder, status = next((small_disk / "runs" / "tiny_lora").iterdir()), "failed"
+    result = json.loads((folder / "result.json").read_text())
+    assert result["status"] == status == "failed"
+    assert "disk" in result["diagnosis"].lower() and "full" in result["diagnosis"].lower()
+    checkpoints = folder / "checkpoints"
+    assert not (checkpoints / "tiny_lora-000001.safetensors").exists()  # cut short: set aside
+    assert (checkpoints / "tiny_lora-000001.safetensors.partial").exists() or not any(checkpoints.iterdir())
+    assert "Traceback" not in capsys.readouterr().err.split("run folder:")[0]
+
+
+def test_disk_full_before_launch(project, monkeypatch, small_disk):
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f, contextlib.suppress(OSError):  # leave the disk all but full
+        f.write(b"\0" * (400 * 1024))
+    from artlab_kohya.run.train import RunOptions, run_spec
+    from artlab_kohya.spec import load_spec
+
+    with pytest.raises(SetupError, match="disk is full"):
+        run_spec(load_spec(project / "spec.yaml"), RunOptions(runs_root=small_disk / "runs", plain=True))
+    folders = (
+        list((small_disk / "runs" / "tiny_lora").iterdir()) if (small_disk / "runs" / "tiny_lora").exists() else []
+    )
+    for folder in folders:  # whatever exists ends in a final state
+        result = folder / "result.json"
+        if result.exists():
+            assert json.loads(result.read_text())["status"] == "failed"
+    shutil.rmtree(small_disk / "runs", ignore_errors=True)
