@@ -302,26 +302,27 @@ def _byte_symbols() -> list[str]:
     return symbols
 
 
-def write_toy_clip_tokenizer(cache_dir: str | os.PathLike[str]) -> Path:
+def write_toy_clip_tokenizer(cache_dir: str | os.PathLike[str], merges: list[str] | None = None) -> Path:
     """A CLIP tokenizer folder that needs no download; returns the --tokenizer_cache_dir to pass.
 
-    Merge-less byte-level BPE: every word becomes single-character tokens, which is all a smoke run
-    needs. Padded to 49408 entries with <|startoftext|>=49406 and <|endoftext|>=49407, the ids of the
-    real tokenizer, so the SD1 text encoder's embedding table fits. Written next to its final place
-    and renamed, so sd-scripts never sees half a folder (it would try the hub for a missing one).
+    Without `merges`, a merge-less byte-level BPE: every word becomes single-character tokens, which is
+    all a smoke run needs, padded to 49408 entries with <|startoftext|>=49406 and <|endoftext|>=49407,
+    the ids of the real tokenizer, so the SD1 text encoder's embedding table fits. With CLIP's 48,894
+    merges ("a b" lines, e.g. from open-clip's bpe_simple_vocab_16e6.txt.gz), the real CLIP vocabulary,
+    built in the order OpenAI's SimpleTokenizer builds it. Put in place whole (models.tokenizers).
     """
     root = Path(cache_dir).expanduser()
     target = root / CLIP_L_FOLDER
     if all((target / f).is_file() for f in ("vocab.json", "merges.txt", "tokenizer_config.json")):
         return root
     symbols = _byte_symbols()
-    vocab = symbols + [s + "</w>" for s in symbols]
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges or []]
     vocab += [f"<|artlab_unused_{i}|>" for i in range(VOCAB_SIZE - 2 - len(vocab))]
     vocab += [BOS, EOS]
     special = {"content": "", "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
     files = {
         "vocab.json": json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False),
-        "merges.txt": "#version: 0.2\n",
+        "merges.txt": "#version: 0.2\n" + "".join(m + "\n" for m in merges or []),
         "tokenizer_config.json": json.dumps(
             {
                 "added_tokens_decoder": {
