@@ -215,9 +215,12 @@ def _run(loaded: LoadedSpec, options: Any) -> NoReturn:
 def rerun(run_dir: Path, runs_dir: Path | None, plain: bool) -> None:
     """Run a finished run's lock again, in a new run folder (same model file, same settings)."""
     from .rerun import RerunError, load_lock
+    from .spec import SpecError
 
     try:
         loaded, options = load_lock(run_dir, runs_root=runs_dir, plain=plain or None)
+    except SpecError as exc:
+        _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {run_dir}"])
     except RerunError as exc:
         _fail([f"error: {exc}"], 1)
     _run(loaded, options)

@@ -17,7 +17,16 @@ from pydantic import ValidationError
 
 from .model import Spec
 from .schema import field_paths, model_at, tag_of, union_siblings
-from .yamlpos import PathKey, SpecYamlError, format_path, load_with_lines, parse_path, parse_scalar
+from .yamlpos import (
+    MAX_BYTES,
+    PathKey,
+    SpecYamlError,
+    decode,
+    format_path,
+    load_with_lines,
+    parse_path,
+    parse_scalar,
+)
 
 # Keys people carry over from sd-scripts or the GUI that have no place in a spec.
 KNOWN_KEY_HINTS = {
@@ -84,30 +93,62 @@ def _locate(spec_path: Path, lines: dict[PathKey, int], overrides: list[Override
     for override in overrides:
         if path[: len(override.path)] == override.path:
             return f"--set {override.text}"
+    if path not in lines:  # a table that only an override made (`--set trainning.epochs=3`)
+        for override in overrides:
+            if override.path[: len(path)] == path:
+                return f"--set {override.text}"
     for end in range(len(path), -1, -1):
         if path[:end] in lines:
             return f"{spec_path.name}:{lines[path[:end]]}"
     return f"{spec_path.name}:1"
 
 
+def read_text(path: Path, what: str = "spec") -> str:
+    """The text of a spec (or lock) file: UTF-8 and at most MAX_BYTES, else SpecError at the first bad byte."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+        return decode(raw)
+    except OSError as exc:
+        raise SpecError([Issue("error", (), f"cannot read the {what}: {exc.strerror or exc}", str(path))]) from None
+    except SpecYamlError as exc:
+        raise SpecError([Issue("error", (), exc.message, _where(path, exc))]) from None
+
+
+def _where(path: Path, exc: SpecYamlError) -> str:
+    return f"{path.name}:{exc.line}" if exc.line else path.name
+
+
 def load_spec(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Read, override and validate; raise SpecError with every problem found."""
     path = Path(path)
+    return load_spec_text(read_text(path), path, overrides)
+
+
+def parse_text(text: str, path: Path) -> tuple[Any, dict[PathKey, int]]:
+    """YAML text -> (data, lines), or SpecError located in `path`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Issue("error", (), f"cannot read the spec: {exc.strerror or exc}", str(path))]) from None
-    return load_spec_text(text, path, overrides)
+        return load_with_lines(text)
+    except SpecYamlError as exc:
+        raise SpecError([Issue("error", exc.path, exc.message, _where(path, exc))]) from None
 
 
 def load_spec_text(text: str, path: Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
-    """As load_spec, for text that came from elsewhere (a run's lock); `path` names it and anchors paths."""
+    """As load_spec, for text that came from elsewhere; `path` names it and anchors relative paths."""
+    data, lines = parse_text(text, path)
+    return load_spec_data(data, lines, text, path, overrides)
+
+
+def load_spec_data(
+    data: Any,
+    lines: dict[PathKey, int],
+    text: str,
+    path: Path,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> LoadedSpec:
+    """Validate parsed data whose values sit at `lines` of `path` (a spec file, or a lock that holds one)."""
     from .rules import check_rules
 
-    try:
-        data, lines = load_with_lines(text)
-    except SpecYamlError as exc:
-        raise SpecError([Issue("error", (), exc.message, f"{path.name}:{exc.line}")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -139,8 +180,9 @@ def apply_overrides(
     data = copy.deepcopy(data)
     applied: list[Override] = []
     problems: list[Issue] = []
-    for text in overrides:
-        key, sep, raw = text.partition("=")
+    for given in overrides:
+        text = printable(given)
+        key, sep, raw = given.partition("=")
         where = f"--set {text}"
         try:
             if not sep:
@@ -149,10 +191,20 @@ def apply_overrides(
             value = parse_scalar(raw) if raw.strip() else None
             previous = _assign(data, path, value)
         except (ValueError, SpecYamlError) as exc:
-            problems.append(Issue("error", (), str(exc), where))
+            problems.append(Issue("error", (), printable(str(exc)), where))
             continue
         applied.append(Override(path, value, None if previous is _MISSING else previous, text))
     return data, applied, problems
+
+
+def printable(text: str) -> str:
+    """`text` safe to print: bytes that were not UTF-8 and control characters as backslash escapes."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    shown = raw.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in shown)
 
 
 def _assign(data: Any, path: PathKey, value: Any) -> Any:
@@ -185,6 +237,7 @@ _KIND = {
     "int_type": "a whole number",
     "int_from_float": "a whole number",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "string_type": "text",
     "list_type": "a list",
@@ -321,7 +374,13 @@ def describe_errors(exc: ValidationError, data: Any) -> list[tuple[PathKey, str]
         bucket = by_path.setdefault(path, [])
         if message not in bucket:
             bucket.append(message)
-    return [(path, _join_alternatives(messages)) for path, messages in by_path.items()]
+    return [(path, _join_alternatives(_narrow(messages))) for path, messages in by_path.items()]
+
+
+def _narrow(messages: list[str]) -> list[str]:
+    """An infinite or NaN number is the problem, whatever else the field could have been (text, true...)."""
+    finite = [m for m in messages if m.startswith(f"must be {_KIND['finite_number']} ")]
+    return finite or messages
 
 
 def _join_alternatives(messages: list[str]) -> str:
