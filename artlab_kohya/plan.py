@@ -21,11 +21,12 @@ from .buckets import (
 )
 from .images import IMAGE_EXTENSIONS, ImageHeaderError, folder_repeats, list_images, read_sizes
 from .spec import Issue, LoadedSpec, SpecError
-from .spec.model import Spec
+from .spec.model import MAX_REPEATS, Spec
 
 GUIDE_MIN_STEPS = 1500
 GUIDE_MIN_IMAGES = 15
-MAX_AUTO_REPEATS = 10_000
+MAX_AUTO_REPEATS = MAX_REPEATS
+MAX_SAVES = 10_000  # checkpoint files one run may write (each is megabytes); also bounds the list kept here
 
 
 class PlanError(SpecError):
@@ -213,6 +214,18 @@ def _saves(spec: Spec, epochs: int, steps: int, per_epoch: int) -> tuple[tuple[s
     return tuple(name for _, name in written) + (f"{out.name}.{ext}",), tuple(removed)
 
 
+def _too_many_saves(loaded: LoadedSpec, epochs: int, steps: int) -> Issue | None:
+    """Counted before `_saves` lists them, so that a typo cannot make a list of a million names."""
+    training = loaded.spec.training
+    by_step = steps // training.save_every_n_steps if training.save_every_n_steps else 0
+    by_epoch = (epochs - 1) // training.save_every_n_epochs if training.save_every_n_epochs else 0
+    if by_step + by_epoch <= MAX_SAVES:
+        return None
+    field = "save_every_n_steps" if by_step >= by_epoch else "save_every_n_epochs"
+    message = f"would save {by_step + by_epoch} checkpoints (at most {MAX_SAVES}); save less often"
+    return loaded.issue("error", ("training", field), message)
+
+
 def plan_family(spec: Spec) -> str | None:
     """The family as far as it can be known without downloading: the spec's, or the file header's."""
     if spec.model.family != "auto":
@@ -264,6 +277,9 @@ def make_plan(loaded: LoadedSpec) -> Plan:
         final = [r for r in repeats if r is not None]
     count, steps, epochs = _count(spec, sizes, final)
     per_epoch = steps_per_epoch(count.batches, spec.training.gradient_accumulation, spec.launch.num_processes)
+    too_many = _too_many_saves(loaded, epochs, steps)
+    if too_many:
+        raise PlanError([too_many])
     saves, removed = _saves(spec, epochs, steps, per_epoch)
     family = plan_family(spec)
     lora_bytes, lora_params = _lora_size(spec, family)

@@ -193,6 +193,57 @@ def test_explicit_tags_with_bad_values_are_located(write_spec):
         assert message.startswith("spec.yaml:10: "), message
 
 
+def test_counts_are_capped(write_spec):
+    assert errors_of(write_spec(MINIMAL + "training:\n  epochs: 100000000000000000000\n")) == [
+        "spec.yaml:10: training.epochs: a whole number of 21 digits; numbers in a spec fit in 64 bits"
+    ]
+    path = write_spec(
+        MINIMAL.replace("    - path: img/10_sks", "    - path: img/10_sks\n      repeats: 1000000000")
+        + "training:\n  epochs: 1000000000\n"
+    )
+    assert errors_of(path, ("dataset.resolution=100000", "dataset.buckets.max_resolution=100000")) == [
+        "--set dataset.resolution=100000: dataset.resolution: must be at most 8192 or a list (got 100000)",
+        "--set dataset.buckets.max_resolution=100000: dataset.buckets.max_resolution: must be at most 8192 "
+        "(got 100000)",
+        "spec.yaml:7: dataset.subsets[0].repeats: must be at most 10000 or one of 'folder', 'auto' (got 1000000000)",
+        "spec.yaml:11: training.epochs: must be at most 10000 (got 1000000000)",
+    ]
+
+
+def test_plan_refuses_a_million_checkpoints(write_spec, images, tmp_path):
+    images(tmp_path / "img/10_sks", [(512, 512)] * 2)
+    path = write_spec(MINIMAL + "training:\n  epochs: null\n  max_steps: 1000000\n  save_every_n_steps: 1\n")
+    code, err = cli("plan", str(path))
+    assert code == 2
+    assert err.splitlines()[0] == (
+        "spec.yaml:12: training.save_every_n_steps: would save 1049999 checkpoints (at most 10000); save less often"
+    )
+
+
+def test_non_finite_floats_are_rejected_everywhere(write_spec):
+    path = write_spec(
+        MINIMAL.replace("type: lora", "type: lora\n  alpha: .nan")
+        + "optimizer:\n  learning_rate: .inf\n  unet_lr: 1e400\n  args: {eps: -.inf}\n"
+        + "kohya:\n  extra_args: {noise: .NaN}\n"
+    )
+    assert errors_of(path) == [
+        "spec.yaml:9: network.alpha: must be a finite number (got nan)",
+        "spec.yaml:11: optimizer.learning_rate: must be a finite number (got inf)",
+        "spec.yaml:12: optimizer.unet_lr: must be a finite number (got inf)",
+        "spec.yaml:13: optimizer.args.eps: must be a finite number (got -inf)",
+        "spec.yaml:15: kohya.extra_args.noise: must be a finite number (got nan)",
+    ]
+
+
+def test_prepare_size_is_capped():
+    from artlab_kohya.resize import PrepareError, parse_size
+
+    assert parse_size("8192x512") == (8192, 512)
+    for text in ("100000", "512x1000000000", "9" * 5000):
+        with pytest.raises(PrepareError):
+            parse_size(text)
+
+
 # --------------------------------------------------------------------------- --set locations
 
 
@@ -276,3 +327,13 @@ def test_rerun_of_a_lock_bomb_is_refused_quickly(lock_dir):
     result = run_bounded("rerun", str(lock_dir))
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith("spec.lock.yaml:") and "Traceback" not in result.stderr
+
+
+def test_organize_options_beyond_the_spec_bounds_are_one_line(tmp_path, images):
+    from artlab_kohya.organize import OrganizeError, auto_repeats
+
+    images(tmp_path / "flat", [(512, 512)] * 3)
+    with pytest.raises(OrganizeError, match=r"^--resolution must be at most 8192"):
+        auto_repeats(tmp_path / "flat", resolution=100_000)
+    with pytest.raises(OrganizeError, match=r"^--epochs must be at most 10000 \(got 100000\)"):
+        auto_repeats(tmp_path / "flat", epochs=100_000)

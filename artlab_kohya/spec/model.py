@@ -55,6 +55,17 @@ OPTIMIZERS = (
 # Hub shorthands for `model.source`; hub.py knows where each one lives.
 MODEL_ALIASES = ("sd15", "sdxl", "sd2")
 
+# Upper bounds far above any real run, so that a typo (or a hostile spec) cannot make `plan` count,
+# list or allocate without end. The dataset tools take their size limit from here too.
+MAX_SIDE = 8192  # pixels: resolution, bucket sides, `dataset prepare --size`
+MAX_EPOCHS = 10_000
+MAX_STEPS = 1_000_000
+MAX_REPEATS = 10_000
+MAX_BATCH = 1_024
+MAX_RANK = 65_536
+MAX_PROCESSES = 1_024
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     """Relative paths are relative to the spec file, so a spec moves with its dataset."""
@@ -82,7 +93,7 @@ def _optimizer_name(value: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=False)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=False, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- model
@@ -157,14 +168,14 @@ class ModelSpec(_Section):
 
 class BucketSpec(_Section):
     enabled: bool = Field(True, description="Aspect-ratio bucketing: train images at their own aspect ratio.")
-    min_resolution: int = Field(256, ge=64, description="Smallest bucket side in pixels.")
-    max_resolution: int = Field(1024, ge=64, description="Largest bucket side in pixels.")
-    step: int = Field(64, ge=8, description="Bucket sides are multiples of this.")
+    min_resolution: int = Field(256, ge=64, le=MAX_SIDE, description="Smallest bucket side in pixels.")
+    max_resolution: int = Field(1024, ge=64, le=MAX_SIDE, description="Largest bucket side in pixels.")
+    step: int = Field(64, ge=8, le=MAX_SIDE, description="Bucket sides are multiples of this.")
     no_upscale: bool = Field(False, description="Never upscale an image to fit a bucket.")
 
 
-Repeats = Annotated[int, Field(ge=1)] | Literal["folder", "auto"]
-Side = Annotated[int, Field(ge=64)]
+Repeats = Annotated[int, Field(ge=1, le=MAX_REPEATS)] | Literal["folder", "auto"]
+Side = Annotated[int, Field(ge=64, le=MAX_SIDE)]
 
 
 class SubsetSpec(_Section):
@@ -182,7 +193,7 @@ class SubsetSpec(_Section):
     )
     regularization: bool = Field(False, description="A regularization (class) image set, not training images.")
     shuffle_caption: bool = Field(False, description="Shuffle comma-separated caption tags each step.")
-    keep_tokens: int = Field(0, ge=0, description="Leading caption tags kept in place when shuffling.")
+    keep_tokens: int = Field(0, ge=0, le=MAX_BATCH, description="Leading caption tags kept in place when shuffling.")
     flip_aug: bool = Field(False, description="Random horizontal flips (not for asymmetric subjects).")
     color_aug: bool = Field(False, description="Random hue shifts; needs training.cache_latents: off.")
     random_crop: bool = Field(False, description="Random crops instead of centre crops; needs cache_latents: off.")
@@ -196,11 +207,16 @@ class DatasetSpec(_Section):
     resolution: Side | Annotated[list[Side], Field(min_length=2, max_length=2)] = Field(
         512, description="Training resolution: one side (square) or [width, height]. 512-768 for SD1.5."
     )
-    batch_size: int = Field(1, ge=1, description="Images per step per GPU; by VRAM (the guide: 512 px, 12 GB -> 6).")
+    batch_size: int = Field(
+        1, ge=1, le=MAX_BATCH, description="Images per step per GPU; by VRAM (the guide: 512 px, 12 GB -> 6)."
+    )
     buckets: BucketSpec = Field(default_factory=BucketSpec, description="Aspect-ratio bucketing.")
     caption_extension: str = Field(".txt", pattern=r"^\.\w+$", description="Extension of caption files.")
     target_steps: int = Field(
-        1500, ge=1, description="Total optimization steps that `repeats: auto` aims for (the guide: above ~1500)."
+        1500,
+        ge=1,
+        le=MAX_STEPS,
+        description="Total optimization steps that `repeats: auto` aims for (the guide: above ~1500).",
     )
     subsets: list[SubsetSpec] = Field(min_length=1, description="One entry per image folder.")
 
@@ -228,13 +244,13 @@ class _NetworkCommon(_Section):
 
 class LoraNetwork(_NetworkCommon):
     type: Literal["lora"] = Field(description="standard LoRA, sd-scripts networks.lora (the guide: dim 128, alpha 64)")
-    dim: int = Field(128, ge=1, description=_DIM)
+    dim: int = Field(128, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(64, gt=0, description=_ALPHA)
-    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    conv_dim: int | None = Field(None, ge=1, le=MAX_RANK, description=_CONV_DIM)
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
     rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
     module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
-    block_dims: list[Annotated[int, Field(ge=0)]] | None = Field(
+    block_dims: list[Annotated[int, Field(ge=0, le=MAX_RANK)]] | None = Field(
         None, description="Per-block ranks (25 values for SD1.x/SD2: IN0-11, MID, OUT0-11)."
     )
     block_alphas: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="Per-block alphas (25 values).")
@@ -249,15 +265,15 @@ class LoraNetwork(_NetworkCommon):
 
 class DyLoraNetwork(_NetworkCommon):
     type: Literal["dylora"] = Field(description="DyLoRA, trains every rank up to dim at once (networks.dylora)")
-    dim: int = Field(16, ge=1, description=_DIM)
+    dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(8, gt=0, description=_ALPHA)
-    unit: int = Field(4, ge=1, description="DyLoRA rank step; dim must be a multiple of it.")
-    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    unit: int = Field(4, ge=1, le=MAX_RANK, description="DyLoRA rank step; dim must be a multiple of it.")
+    conv_dim: int | None = Field(None, ge=1, le=MAX_RANK, description=_CONV_DIM)
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
 
 
 class _LycorisNetwork(_NetworkCommon):
-    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    conv_dim: int | None = Field(None, ge=1, le=MAX_RANK, description=_CONV_DIM)
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
     rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
     module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
@@ -269,7 +285,7 @@ class LoconNetwork(_LycorisNetwork):
     type: Literal["locon"] = Field(
         description="LyCORIS LoCon, LoRA for linear and conv layers (the guide: dim 64 at most, alpha 1)"
     )
-    dim: int = Field(32, ge=1, description=_DIM)
+    dim: int = Field(32, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(1, gt=0, description=_ALPHA)
 
 
@@ -277,13 +293,13 @@ class LohaNetwork(_LycorisNetwork):
     type: Literal["loha"] = Field(
         description="LyCORIS LoHa, Hadamard-product low rank (the guide: dim 32 at most, alpha 1)"
     )
-    dim: int = Field(16, ge=1, description=_DIM)
+    dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(1, gt=0, description=_ALPHA)
 
 
 class LokrNetwork(_LycorisNetwork):
     type: Literal["lokr"] = Field(description="LyCORIS LoKr, Kronecker-product low rank")
-    dim: int = Field(16, ge=1, description=_DIM)
+    dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(1, gt=0, description=_ALPHA)
     factor: int = Field(-1, description="LoKr Kronecker factor; -1 picks it from the layer shapes.")
 
@@ -332,11 +348,11 @@ Scheduler = Literal[
 
 class SchedulerSpec(_Section):
     type: Scheduler = Field("constant", description="Learning-rate schedule (sd-scripts --lr_scheduler).")
-    warmup_steps: int | None = Field(None, ge=0, description="Warmup length in optimization steps.")
+    warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS, description="Warmup length in optimization steps.")
     warmup_ratio: float | None = Field(
         None, ge=0, lt=1, description="Warmup as a fraction of all steps (the GUI's '% of steps')."
     )
-    cycles: int = Field(1, ge=1, description="Restarts for cosine_with_restarts.")
+    cycles: int = Field(1, ge=1, le=MAX_STEPS, description="Restarts for cosine_with_restarts.")
     power: float = Field(1.0, gt=0, description="Power for the polynomial schedule.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra scheduler keyword arguments.")
 
@@ -345,30 +361,43 @@ class SchedulerSpec(_Section):
 
 
 class TrainingSpec(_Section):
-    epochs: int | None = Field(10, ge=1, description="Epochs to train (the guide: 10). Give this or max_steps.")
-    max_steps: int | None = Field(None, ge=1, description="Train this many optimization steps instead of epochs.")
-    save_every_n_epochs: int | None = Field(
-        1, ge=1, description="Save a checkpoint every N epochs (the guide: every epoch, then pick by loss)."
+    epochs: int | None = Field(
+        10, ge=1, le=MAX_EPOCHS, description="Epochs to train (the guide: 10). Give this or max_steps."
     )
-    save_every_n_steps: int | None = Field(None, ge=1, description="Also save every N steps.")
-    save_last_n_epochs: int | None = Field(None, ge=1, description="Keep only the newest N epoch checkpoints.")
+    max_steps: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="Train this many optimization steps instead of epochs."
+    )
+    save_every_n_epochs: int | None = Field(
+        1,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="Save a checkpoint every N epochs (the guide: every epoch, then pick by loss).",
+    )
+    save_every_n_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Also save every N steps.")
+    save_last_n_epochs: int | None = Field(
+        None, ge=1, le=MAX_EPOCHS, description="Keep only the newest N epoch checkpoints."
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "bf16", description="bf16 on RTX 30xx and newer; fp16 on older cards; no for CPU."
     )
     save_precision: Literal["fp16", "bf16", "float"] = Field("fp16", description="Precision of saved weights.")
-    seed: int = Field(42, ge=0, description="Random seed, recorded with every run.")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Random seed, recorded with every run.")
     cache_latents: Literal["off", "memory", "disk"] = Field(
         "memory", description="Encode images with the VAE once: in memory, on disk (reused across runs), or off."
     )
     gradient_checkpointing: bool = Field(False, description="Trade speed for VRAM.")
-    gradient_accumulation: int = Field(1, ge=1, description="Steps whose gradients are summed per optimizer step.")
+    gradient_accumulation: int = Field(
+        1, ge=1, le=MAX_BATCH, description="Steps whose gradients are summed per optimizer step."
+    )
     noise_offset: float | None = Field(None, ge=0, le=1, description="Noise offset (darker darks); 0.05-0.1.")
     min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR loss weighting; 5 is common.")
     attention: Literal["sdpa", "xformers", "mem_eff", "none"] = Field(
         "sdpa", description="Attention implementation: sdpa (PyTorch), xformers, mem_eff or none."
     )
     max_token_length: Literal[75, 150, 225] = Field(75, description="Caption token window: 75, 150 or 225.")
-    workers: int = Field(0, ge=0, description="Data-loader worker processes (0 = load in the main process).")
+    workers: int = Field(
+        0, ge=0, le=MAX_PROCESSES, description="Data-loader worker processes (0 = load in the main process)."
+    )
     persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
     stop_on_nan: bool = Field(True, description="Stop the run when the average loss becomes NaN (artlab-kohya).")
 
@@ -397,8 +426,8 @@ class SampleSpec(_Section):
         default_factory=list,
         description="Sample prompts, one per image, with sd-scripts options (--n negative --w 512 --h 512 --s 28).",
     )
-    every_n_epochs: int | None = Field(None, ge=1, description="Render samples every N epochs.")
-    every_n_steps: int | None = Field(None, ge=1, description="Render samples every N steps.")
+    every_n_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="Render samples every N epochs.")
+    every_n_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Render samples every N steps.")
     sampler: Literal[
         "ddim",
         "pndm",
@@ -421,9 +450,13 @@ class SampleSpec(_Section):
 
 
 class LaunchSpec(_Section):
-    num_processes: int = Field(1, ge=1, description="Training processes, one per GPU.")
-    gpu_ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="GPUs to use, e.g. [0, 1].")
-    cpu_threads: int = Field(2, ge=1, description="CPU threads per process (--num_cpu_threads_per_process).")
+    num_processes: int = Field(1, ge=1, le=MAX_PROCESSES, description="Training processes, one per GPU.")
+    gpu_ids: list[Annotated[int, Field(ge=0, lt=MAX_PROCESSES)]] | None = Field(
+        None, description="GPUs to use, e.g. [0, 1]."
+    )
+    cpu_threads: int = Field(
+        2, ge=1, le=MAX_PROCESSES, description="CPU threads per process (--num_cpu_threads_per_process)."
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
         None, description="accelerate's mixed precision; unset = training.mixed_precision."
     )
