@@ -79,6 +79,8 @@ def init(folder: Path, preset: str, vram: float | None, name: str | None) -> Non
         spec_path, images = init_project(folder, preset, vram, name)
     except FileExistsError as exc:
         _fail([str(exc)], 1)
+    except ValueError as exc:
+        _fail([f"error: {exc}"])
     click.echo(f"wrote {spec_path}")
     click.echo(f"put your images and .txt captions in {images}/")
     click.echo(f"then: artlab-kohya check {spec_path}")

@@ -81,8 +81,17 @@ def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
 
 
 def init_project(folder: Path, preset_name: str, vram_gb: float | None, name: str | None = None) -> list[Path]:
-    """Write FOLDER/spec.yaml and FOLDER/img/N_name/; never overwrite an existing spec."""
+    """Write FOLDER/spec.yaml and FOLDER/img/N_name/; never overwrite an existing spec.
+
+    The name becomes output.name, the class tokens and a folder name, so it must be one file name part
+    (ValueError otherwise): `--name ../../x` would write outside FOLDER.
+    """
+    from .spec.model import name_problem
+
     name = name or _name_from(folder)
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"--name {name!r} {problem}")
     spec_path = folder / "spec.yaml"
     if spec_path.exists():
         raise FileExistsError(f"{spec_path} exists already; init never overwrites a spec")
@@ -102,4 +111,4 @@ def init_project(folder: Path, preset_name: str, vram_gb: float | None, name: st
 
 def _name_from(folder: Path) -> str:
     stem = "".join(c if c.isalnum() else "_" for c in folder.resolve().name).strip("_").lower()
-    return stem or "subject"
+    return stem[:64] or "subject"

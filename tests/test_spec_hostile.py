@@ -337,3 +337,31 @@ def test_organize_options_beyond_the_spec_bounds_are_one_line(tmp_path, images):
         auto_repeats(tmp_path / "flat", resolution=100_000)
     with pytest.raises(OrganizeError, match=r"^--epochs must be at most 10000 \(got 100000\)"):
         auto_repeats(tmp_path / "flat", epochs=100_000)
+
+
+# --------------------------------------------------------------------------- names are one safe path part
+
+
+def test_output_name_is_one_safe_path_part(write_spec):
+    for bad in ("..", ".", "a/b", "a\\\\b", "a b", "x" * 201, "é" * 101):
+        (message,) = errors_of(write_spec(MINIMAL + f'output:\n  name: "{bad}"\n'))
+        assert message.startswith("spec.yaml:10: output.name: must "), message
+    (message,) = errors_of(write_spec(MINIMAL + 'output:\n  name: "a\\0b"\n'))
+    assert message.startswith("spec.yaml:10: output.name: control character U+0000")
+    (message,) = errors_of(write_spec(MINIMAL), ("output.name=..",))
+    assert message == "--set output.name=..: output.name: must name a file, not the folder '.' or '..' (got '..')"
+    for good in ("sks_woman", "artlab-style.v1", ".hidden", "é" * 100):
+        assert load_spec(write_spec(MINIMAL + f"output:\n  name: {good}\n")).spec.output.name == good
+
+
+def test_init_refuses_a_name_that_leaves_the_project(tmp_path):
+    for bad in ("../../x", "a/b", "..", "x\nmodel: evil", "my lora"):
+        code, err = cli("init", "--preset", "anime", "--name", bad, str(tmp_path / "p"))
+        assert code == 2 and err.startswith("error: --name "), err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "x").exists()
+    code, _ = cli("init", "--preset", "anime", "--name", "sks", str(tmp_path / "p"))
+    assert code == 0 and (tmp_path / "p/img/10_sks").is_dir()
+    long_folder = tmp_path / ("y" * 250)
+    code, err = cli("init", "--preset", "anime", str(long_folder))
+    assert code == 0, err
+    assert load_spec(long_folder / "spec.yaml").spec.output.name == "y" * 64

@@ -8,6 +8,7 @@ augmentation) live in `rules.py`, where they can name the field they judge.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,6 +66,7 @@ MAX_BATCH = 1_024
 MAX_RANK = 65_536
 MAX_PROCESSES = 1_024
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_NAME_BYTES = 200  # a file name part is at most 255 bytes; sd-scripts appends up to -step00000001.safetensors
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -79,6 +81,28 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 SpecPath = Annotated[Path, Strict(False), AfterValidator(_resolve_path)]
 Scalar = str | int | float | bool
 ArgValue = Scalar | list[Scalar]
+
+
+_NAME = re.compile(r"[\w.\-]+")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be one part of a file name (output files, run and image folders), or None."""
+    if not _NAME.fullmatch(name):
+        return "must be one file name: letters, digits, '_', '-' and '.', no '/', spaces or control characters"
+    if name in (".", ".."):
+        return "must name a file, not the folder '.' or '..'"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"must be at most {MAX_NAME_BYTES} bytes (file names end at 255, and sd-scripts adds suffixes)"
+    return None
+
+
+def _file_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"{problem} (got {shown!r})")
+    return value
 
 
 def _optimizer_name(value: str) -> str:
@@ -403,9 +427,8 @@ class TrainingSpec(_Section):
 
 
 class OutputSpec(_Section):
-    name: str = Field(
+    name: Annotated[str, AfterValidator(_file_name)] = Field(
         "lora",
-        pattern=r"^[\w.\-]+$",
         description="Checkpoint file name stem: NAME-000001.safetensors ... NAME.safetensors.",
     )
     dir: SpecPath | None = Field(
