@@ -365,3 +365,34 @@ def test_init_refuses_a_name_that_leaves_the_project(tmp_path):
     code, err = cli("init", "--preset", "anime", str(long_folder))
     assert code == 0, err
     assert load_spec(long_folder / "spec.yaml").spec.output.name == "y" * 64
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def test_credentials_in_extra_args_point_at_the_environment(write_spec):
+    path = write_spec(
+        MINIMAL
+        + "kohya:\n  extra_args:\n    wandb_api_key: abc123\n    huggingface_token: hf_x\n"
+        + "    my_secret: 1\n    hub_password: x\n    auth_token: y\n    token_warmup_step: 10\n"
+    )
+    assert errors_of(path) == [
+        "spec.yaml:11: kohya.extra_args.wandb_api_key: 'wandb_api_key' is a credential, and a spec is copied into "
+        "every run's record; set the WANDB_API_KEY environment variable instead (sd-scripts' libraries read it)",
+        "spec.yaml:12: kohya.extra_args.huggingface_token: 'huggingface_token' is a credential, and a spec is copied "
+        "into every run's record; set the HF_TOKEN environment variable instead (sd-scripts' libraries read it)",
+        "spec.yaml:13: kohya.extra_args.my_secret: 'my_secret' looks like a credential, and a spec is copied into "
+        "every run's record; pass it in the environment instead (WANDB_API_KEY, HF_TOKEN, ...)",
+        "spec.yaml:14: kohya.extra_args.hub_password: 'hub_password' looks like a credential, and a spec is copied "
+        "into every run's record; pass it in the environment instead (WANDB_API_KEY, HF_TOKEN, ...)",
+        "spec.yaml:15: kohya.extra_args.auth_token: 'auth_token' looks like a credential, and a spec is copied into "
+        "every run's record; pass it in the environment instead (WANDB_API_KEY, HF_TOKEN, ...)",
+    ]
+    (message,) = errors_of(write_spec(MINIMAL), ("kohya.extra_args.wandb_api_key=abc",))
+    assert message.startswith("--set kohya.extra_args.wandb_api_key=abc: kohya.extra_args.wandb_api_key: ")
+
+
+def test_sd_scripts_arguments_that_only_mention_tokens_are_not_credentials(write_spec):
+    extra = "    keep_tokens_separator: '|||'\n    token_warmup_min: 1\n    token_warmup_step: 10\n"
+    spec = load_spec(write_spec(MINIMAL + "kohya:\n  extra_args:\n" + extra)).spec
+    assert set(spec.kohya.extra_args) == {"keep_tokens_separator", "token_warmup_min", "token_warmup_step"}

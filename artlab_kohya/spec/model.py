@@ -105,6 +105,29 @@ def _file_name(value: str) -> str:
     return value
 
 
+# A spec is copied into every run folder and lock; credentials belong in the environment, where
+# wandb and huggingface_hub read them. sd-scripts' own names first, then any key that looks like one.
+CREDENTIAL_ENV = {"wandb_api_key": "WANDB_API_KEY", "huggingface_token": "HF_TOKEN"}
+_CREDENTIAL = re.compile(
+    r"(?:^|[_-])(?:secret|password|passwd|credentials?|api[_-]?key|apikey)(?:$|[_-])|(?:^|[_-])token$", re.IGNORECASE
+)
+
+
+def _not_a_credential(key: str) -> str:
+    if key.lower() in CREDENTIAL_ENV:
+        env = CREDENTIAL_ENV[key.lower()]
+        raise ValueError(
+            f"'{key}' is a credential, and a spec is copied into every run's record; "
+            f"set the {env} environment variable instead (sd-scripts' libraries read it)"
+        )
+    if _CREDENTIAL.search(key):
+        raise ValueError(
+            f"'{key}' looks like a credential, and a spec is copied into every run's record; "
+            f"pass it in the environment instead ({', '.join(CREDENTIAL_ENV.values())}, ...)"
+        )
+    return key
+
+
 def _optimizer_name(value: str) -> str:
     if value in OPTIMIZERS or "." in value:
         return value
@@ -492,7 +515,7 @@ class KohyaSpec(_Section):
     python: SpecPath | None = Field(
         None, description="The trainer's Python or venv (e.g. kohya_ss's); else $ARTLAB_KOHYA_PYTHON, else this one."
     )
-    extra_args: dict[str, ArgValue] = Field(
+    extra_args: dict[Annotated[str, AfterValidator(_not_a_credential)], ArgValue] = Field(
         default_factory=dict,
         description="More train_network.py arguments, checked against its argument surface. Escape hatch.",
     )
