@@ -173,16 +173,34 @@ class AliasSource(_Section):
 def _source_shorthand(value: Any) -> Any:
     """`source: sd15` and `source: models/x.safetensors` are shorthands for the tables."""
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty: give a path, sd15/sdxl/sd2, or {type: hub, repo, file}")
         if value in MODEL_ALIASES:
             return {"type": "alias", "name": value}
         return {"type": "local", "path": value}
     return value
 
 
+class _ShorthandSchema:
+    """The JSON Schema of model.source accepts the shorthand text too, as validation does, so that an
+    editor does not mark `source: sd15` (every `init` spec) as wrong."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        tables = handler(core_schema)
+        text = {
+            "type": "string",
+            "minLength": 1,
+            "description": "A local path (relative to the spec file) or an alias.",
+            "examples": list(MODEL_ALIASES),
+        }
+        return {"anyOf": [text, tables]}
+
+
 ModelSource = Annotated[
     LocalSource | HubSource | AliasSource,
     Field(discriminator="type"),
     BeforeValidator(_source_shorthand),
+    _ShorthandSchema(),
 ]
 
 
@@ -221,6 +239,8 @@ class BucketSpec(_Section):
     no_upscale: bool = Field(False, description="Never upscale an image to fit a bucket.")
 
 
+# ASCII spelled out: JSON Schema's \w (an editor's) is ASCII, Python's is not, and the two must agree.
+CAPTION_EXTENSION = r"^\.[A-Za-z0-9_]+$"
 Repeats = Annotated[int, Field(ge=1, le=MAX_REPEATS)] | Literal["folder", "auto"]
 Side = Annotated[int, Field(ge=64, le=MAX_SIDE)]
 
@@ -236,7 +256,7 @@ class SubsetSpec(_Section):
         None, description="Trigger/class words; the caption of images that have no caption file."
     )
     caption_extension: str | None = Field(
-        None, pattern=r"^\.\w+$", description="Caption file extension for this subset (default: dataset's)."
+        None, pattern=CAPTION_EXTENSION, description="Caption file extension for this subset (default: dataset's)."
     )
     regularization: bool = Field(False, description="A regularization (class) image set, not training images.")
     shuffle_caption: bool = Field(False, description="Shuffle comma-separated caption tags each step.")
@@ -258,7 +278,7 @@ class DatasetSpec(_Section):
         1, ge=1, le=MAX_BATCH, description="Images per step per GPU; by VRAM (the guide: 512 px, 12 GB -> 6)."
     )
     buckets: BucketSpec = Field(default_factory=BucketSpec, description="Aspect-ratio bucketing.")
-    caption_extension: str = Field(".txt", pattern=r"^\.\w+$", description="Extension of caption files.")
+    caption_extension: str = Field(".txt", pattern=CAPTION_EXTENSION, description="Extension of caption files.")
     target_steps: int = Field(
         1500,
         ge=1,
