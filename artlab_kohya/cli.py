@@ -105,11 +105,11 @@ def check(spec_path: Path, overrides: tuple[str, ...], as_json: bool, deep: bool
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the step math and the files training will save."""
-    from .plan import PlanError, make_plan, plan_json, print_plan
+    from .plan import PlanError, plan_checked, plan_json, print_plan
 
     loaded = _load(spec_path, overrides)
     try:
-        result = make_plan(loaded)
+        result = plan_checked(loaded)
     except PlanError as exc:
         _fail([str(i) for i in exc.issues] + [f"{len(exc.issues)} error(s) in {spec_path}"])
     if as_json:

@@ -310,6 +310,19 @@ def make_plan(loaded: LoadedSpec) -> Plan:
     return plan
 
 
+def plan_checked(loaded: LoadedSpec) -> Plan:
+    """make_plan after the files the spec names are checked: `plan` reports a missing base model with the
+    dataset's problems. (render may write files for another machine, and run resolves the model itself.)"""
+    missing = loaded.file_issues()
+    try:
+        plan = make_plan(loaded)
+    except PlanError as exc:
+        raise PlanError(missing + exc.issues) from None
+    if missing:
+        raise PlanError(missing)
+    return plan
+
+
 def _warnings(loaded: LoadedSpec, plan: Plan) -> list[Issue]:
     out = []
     for sub in plan.subsets:

@@ -88,6 +88,13 @@ class LoadedSpec:
     def issue(self, severity: Literal["error", "warning"], path: PathKey, message: str) -> Issue:
         return Issue(severity, path, message, self.locate(path))
 
+    def file_issues(self) -> list[Issue]:
+        """Files the spec names that are not on this disk (the base model first): what `check`, `plan`
+        and `run` report before anything is launched."""
+        from .rules import check_files
+
+        return [self.issue(sev, loc, msg) for sev, loc, msg in check_files(self.spec, self.path.resolve().parent)]
+
 
 def _locate(spec_path: Path, lines: dict[PathKey, int], overrides: list[Override], path: PathKey) -> str:
     for override in overrides:
