@@ -1,5 +1,5 @@
-"""`artlab-kohya schema`: the JSON Schema accepts what validation accepts, checked with a real JSON
-Schema validator."""
+"""`artlab-kohya schema` and `explain`: the JSON Schema accepts what validation accepts, checked with a
+real JSON Schema validator; explain prints plain text."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
+from artlab_kohya.cli import main
 from artlab_kohya.presets import PRESETS, render_preset
 from artlab_kohya.reference import json_schema
 from artlab_kohya.spec import SpecError
@@ -109,3 +111,14 @@ def test_schema_rejects_bad_specs(validator, tmp_path, text, at):
         load_spec_text(text, tmp_path / "spec.yaml")
     errors = schema_errors(validator, text)
     assert errors and any(e.startswith(f"{at}:") or (at and e.startswith(f"{at}.")) for e in errors), errors
+
+
+def test_explain_prints_plain_text_without_markdown_escapes():
+    result = CliRunner().invoke(main, ["explain", "network"])
+    assert result.exit_code == 0
+    assert "\\|" not in result.stdout
+    assert "network.type: lora | dylora | locon | loha | lokr" in result.stdout
+    result = CliRunner().invoke(main, ["explain", "training.mixed_precision"])
+    assert result.stdout.startswith("training.mixed_precision: no | fp16 | bf16 (default: bf16)")
+    markdown = CliRunner().invoke(main, ["explain", "--markdown"]).stdout
+    assert "| `training.mixed_precision` | no \\| fp16 \\| bf16 | bf16 |" in markdown

@@ -348,13 +348,13 @@ def _message(error: Any, path: PathKey, data: Any) -> str:
     if kind == "literal_error":
         names = [c.strip(" '") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
         choices = ", ".join(f"'{n}'" for n in names)
-        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close and close[0] != str(value) else ""
+        near = _nearest(str(value), names)
+        hint = f"; did you mean '{near}'?" if near and near != str(value) else ""
         return f"must be one of {choices} (got {_show(value)}){hint}"
     if kind == "union_tag_invalid":
         tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-        close = difflib.get_close_matches(str(ctx.get("tag")), tags, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        near = _nearest(str(ctx.get("tag")), tags)
+        hint = f"; did you mean '{near}'?" if near else ""
         return f"must be one of {', '.join(tags)} (got {_show(ctx.get('tag'))}){hint}"
     if kind == "union_tag_not_found":
         return "needs a `type:` to say which kind this is"
@@ -368,6 +368,15 @@ def _message(error: Any, path: PathKey, data: Any) -> str:
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     return f"{error['msg']} (got {_show(value)})"
+
+
+def _nearest(value: str, choices: list[str]) -> str | None:
+    """The closest choice, preferring one that starts with the same word: cosine_with_warmup is nearer
+    cosine_with_restarts than constant_with_warmup, with which it only shares the ending."""
+    close = difflib.get_close_matches(value, choices, n=len(choices), cutoff=0.5)
+    head = value.split("_", 1)[0]
+    same_head = [c for c in close if c.split("_", 1)[0] == head]
+    return (same_head or close or [None])[0]
 
 
 def describe_errors(exc: ValidationError, data: Any) -> list[tuple[PathKey, str]]:
