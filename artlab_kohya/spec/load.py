@@ -376,7 +376,8 @@ def _nearest(value: str, choices: list[str]) -> str | None:
     close = difflib.get_close_matches(value, choices, n=len(choices), cutoff=0.5)
     head = value.split("_", 1)[0]
     same_head = [c for c in close if c.split("_", 1)[0] == head]
-    return (same_head or close or [None])[0]
+    found = same_head or close
+    return found[0] if found else None
 
 
 def describe_errors(exc: ValidationError, data: Any) -> list[tuple[PathKey, str]]:
