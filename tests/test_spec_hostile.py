@@ -396,3 +396,18 @@ def test_sd_scripts_arguments_that_only_mention_tokens_are_not_credentials(write
     extra = "    keep_tokens_separator: '|||'\n    token_warmup_min: 1\n    token_warmup_step: 10\n"
     spec = load_spec(write_spec(MINIMAL + "kohya:\n  extra_args:\n" + extra)).spec
     assert set(spec.kohya.extra_args) == {"keep_tokens_separator", "token_warmup_min", "token_warmup_step"}
+
+
+def test_paths_the_os_would_refuse_are_located(write_spec):
+    path = write_spec(MINIMAL)
+    (message,) = errors_of(path, ("dataset.subsets[0].path=" + "a" * 300,))
+    assert message.startswith("--set dataset.subsets[0].path=aaa") and message.endswith(
+        ": dataset.subsets[0].path: has a file name part longer than 255 bytes ('" + "a" * 40 + "...')"
+    )
+    (message,) = errors_of(path, ("model.vae=" + "a/" * 2100,))
+    assert message.endswith(": model.vae: is longer than 4096 bytes")
+
+
+def test_a_set_path_deeper_than_any_spec_is_located(write_spec):
+    (message,) = errors_of(write_spec(MINIMAL), ("training" + ".x" * 5000 + "=1",))
+    assert message.startswith("--set training.x.x") and message.endswith("is more than 64 levels deep")

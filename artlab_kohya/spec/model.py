@@ -71,6 +71,11 @@ MAX_NAME_BYTES = 200  # a file name part is at most 255 bytes; sd-scripts append
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     """Relative paths are relative to the spec file, so a spec moves with its dataset."""
+    too_long = next((part for part in value.parts if len(part.encode("utf-8")) > 255), None)
+    if too_long is not None:  # the OS refuses these with an error, not "does not exist"
+        raise ValueError(f"has a file name part longer than 255 bytes ('{too_long[:40]}...')")
+    if len(str(value).encode("utf-8")) > 4096:
+        raise ValueError("is longer than 4096 bytes")
     value = value.expanduser()
     base = (info.context or {}).get("base_dir")
     if not value.is_absolute() and base is not None:

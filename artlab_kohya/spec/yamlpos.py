@@ -257,7 +257,10 @@ _NAME = re.compile(r"^[A-Za-z_][\w\-]*$")
 def parse_path(text: str) -> PathKey:
     """'dataset.subsets[0].repeats' or 'dataset.subsets.0.repeats' -> a path tuple."""
     parts: list[str | int] = []
-    for part in re.sub(r"\[(\d+)\]", r".\1", text).split("."):
+    names = re.sub(r"\[(\d+)\]", r".\1", text).split(".")
+    if len(names) > MAX_DEPTH:
+        raise ValueError(f"the path '{text[:60]}...' is more than {MAX_DEPTH} levels deep")
+    for part in names:
         if part.isdigit() and parts:
             parts.append(int(part))
         elif _NAME.match(part):
