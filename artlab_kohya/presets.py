@@ -5,6 +5,7 @@ The numbers are the Kohya LoRA guide's beginner table; the template says so next
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -60,7 +61,11 @@ def batch_for_vram(vram_gb: float | None) -> BatchChoice:
 
 
 def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
+    from .spec.yamlpos import parse_scalar
+
     preset = PRESETS[preset_name]
+    # `--name 2024` or `--name true` would read back as a number or a boolean; quote those.
+    name_yaml = name if parse_scalar(name) == name else json.dumps(name)
     batch = batch_for_vram(vram_gb)
     template = resources.files("artlab_kohya").joinpath("templates/spec.yaml.in").read_text(encoding="utf-8")
     return template.format(
@@ -74,6 +79,7 @@ def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
         repeats=preset.repeats,
         repeats_why=preset.repeats_why,
         name=name,
+        name_yaml=name_yaml,
         shuffle="true" if preset.shuffle else "false",
         keep_tokens=preset.keep_tokens,
         gradient_checkpointing="true" if batch.checkpointing else "false",

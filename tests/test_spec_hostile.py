@@ -194,6 +194,9 @@ def test_explicit_tags_with_bad_values_are_located(write_spec):
 
 
 def test_counts_are_capped(write_spec):
+    assert errors_of(write_spec(MINIMAL + "training:\n  epochs: 1e20\n")) == [
+        "spec.yaml:10: training.epochs: must be a whole number (got 1e+20)"
+    ]
     assert errors_of(write_spec(MINIMAL + "training:\n  epochs: 100000000000000000000\n")) == [
         "spec.yaml:10: training.epochs: a whole number of 21 digits; numbers in a spec fit in 64 bits"
     ]
@@ -361,6 +364,11 @@ def test_init_refuses_a_name_that_leaves_the_project(tmp_path):
     assert not (tmp_path / "p").exists() and not (tmp_path / "x").exists()
     code, _ = cli("init", "--preset", "anime", "--name", "sks", str(tmp_path / "p"))
     assert code == 0 and (tmp_path / "p/img/10_sks").is_dir()
+    for name in ("2024", "true", "1e5", ".inf", "null"):  # names YAML would read as something else
+        code, err = cli("init", "--preset", "anime", "--name", name, str(tmp_path / f"n{name}"))
+        assert code == 0, err
+        spec = load_spec(tmp_path / f"n{name}/spec.yaml").spec
+        assert (spec.output.name, spec.dataset.subsets[0].class_tokens) == (name, name)
     long_folder = tmp_path / ("y" * 250)
     code, err = cli("init", "--preset", "anime", str(long_folder))
     assert code == 0, err
