@@ -3,6 +3,10 @@
 PyYAML follows YAML 1.1, where `no` is false and `1e-4` is a string. A spec says
 `mixed_precision: no` and `learning_rate: 1e-4`, so this loader resolves scalars the YAML 1.2
 way: only true/false are booleans, and `1e-4` is a float.
+
+It also refuses, each with its line, what no spec needs and what hostile text relies on: bytes that
+are not UTF-8, control characters, deep nesting, aliases that expand without end (or into themselves)
+and numbers beyond 64 bits, so that reading any file takes bounded time and memory.
 """
 
 from __future__ import annotations
