@@ -41,10 +41,11 @@ h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
 i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
 """
 
-# The CLI in a child process that may use at most 2 GiB of address space.
+# The CLI in a child process that may use at most 2 GiB of address space (where the OS has the limit).
 BOUNDED = (
-    "import resource, sys\n"
-    "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+    "import contextlib, resource, sys\n"
+    "with contextlib.suppress(ValueError, OSError):\n"
+    "    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
     "from artlab_kohya.cli import main\n"
     "main(sys.argv[1:], prog_name='artlab-kohya')\n"
 )
