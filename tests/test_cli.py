@@ -80,6 +80,7 @@ def test_dataset_errors_exit_2(write_spec):
     path = write_spec(
         "model:\n  source: x\n  family: sd15\ndataset:\n  subsets:\n    - path: nowhere\nnetwork:\n  type: lora\n"
     )
+    (path.parent / "x").write_bytes(b"")  # check looks for the base model too; here only the dataset is wrong
     code, _, err = run("check", str(path))
     assert code == 2 and "spec.yaml:6: dataset.subsets[0].path:" in err and "does not exist" in err
 

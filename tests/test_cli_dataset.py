@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_captioning import fake_sd_scripts
+from test_caption_generate import fake_sd_scripts
 
 from artlab_kohya.cli.caption import caption
 from artlab_kohya.cli.check import check_spec, preflight

@@ -72,6 +72,20 @@ def test_imports_point_down(path: Path):
     assert not wrong, "imports against the pipeline's direction:\n" + "\n".join(wrong)
 
 
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_name_modules_that_exist(path: Path):
+    """Lazy imports inside functions run only when called: a wrong relative import would wait for a user."""
+    for line, target in _imports(path):
+        where = PACKAGE.joinpath(*target)
+        if target and not (where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()):
+            parent = PACKAGE.joinpath(*target[:-1])  # `from .pkg import name`: name is in pkg
+            assert (
+                (parent.with_suffix(".py").is_file() or (parent / "__init__.py").is_file())
+                and len(target) > 1
+                or target[0] in {"__version__"}
+            ), f"{path.name}:{line}: no module artlab_kohya.{'.'.join(target)}"
+
+
 def test_scripts_run_inside_the_trainer_import_nothing_of_ours():
     """trainer/inside/ runs in the trainer's Python, where artlab-kohya need not be installed."""
     for path in (PACKAGE / "trainer" / "inside").glob("*.py"):

@@ -27,6 +27,8 @@ from ..spec import Issue, LoadedSpec, SpecError
 from ..spec.families import Architecture, Family, architecture, resolve_family
 from ..spec.model import Spec
 
+MAX_SAVES = 10_000  # checkpoint files one run may write (each is megabytes); also bounds the list kept here
+
 
 
 class PlanError(SpecError):
@@ -118,6 +120,18 @@ def _saves(spec: Spec, epochs: int, steps: int, per_epoch: int) -> tuple[tuple[s
     return tuple(name for _, name in written) + (f"{out.name}.{ext}",), tuple(removed)
 
 
+def _too_many_saves(loaded: LoadedSpec, epochs: int, steps: int) -> Issue | None:
+    """Counted before `_saves` lists them, so that a typo cannot make a list of a million names."""
+    training = loaded.spec.training
+    by_step = steps // training.save_every_n_steps if training.save_every_n_steps else 0
+    by_epoch = (epochs - 1) // training.save_every_n_epochs if training.save_every_n_epochs else 0
+    if by_step + by_epoch <= MAX_SAVES:
+        return None
+    field = "save_every_n_steps" if by_step >= by_epoch else "save_every_n_epochs"
+    message = f"would save {by_step + by_epoch} checkpoints (at most {MAX_SAVES}); save less often"
+    return loaded.issue("error", ("training", field), message)
+
+
 def spec_family(spec: Spec, detected: Architecture | None) -> Family | None:
     """The family to train, from the spec's word, its alias, or what the weights said (`detected`).
     The one place plan, render and run decide it (see spec.families.resolve_family)."""
@@ -175,6 +189,9 @@ def make_plan(loaded: LoadedSpec) -> Plan:
         final = [r for r in repeats if r is not None]
     count, steps, epochs = count_steps(spec, sizes, final)
     per_epoch = steps_per_epoch(count.batches, spec.training.gradient_accumulation, spec.launch.num_processes)
+    too_many = _too_many_saves(loaded, epochs, steps)
+    if too_many:
+        raise PlanError([too_many], loaded.path)
     saves, removed = _saves(spec, epochs, steps, per_epoch)
     family = plan_family(spec)
     lora_bytes, lora_params = _lora_size(spec, family)
@@ -202,6 +219,19 @@ def make_plan(loaded: LoadedSpec) -> Plan:
         auto_repeats=why,
     )
     plan.warnings.extend(_warnings(loaded, plan))
+    return plan
+
+
+def plan_checked(loaded: LoadedSpec) -> Plan:
+    """make_plan after the files the spec names are checked: `plan` reports a missing base model with the
+    dataset's problems. (render may write files for another machine, and run resolves the model itself.)"""
+    missing = loaded.file_issues()
+    try:
+        plan = make_plan(loaded)
+    except PlanError as exc:
+        raise PlanError(missing + exc.issues, loaded.path) from None
+    if missing:
+        raise PlanError(missing, loaded.path)
     return plan
 
 

@@ -37,6 +37,7 @@ def check_spec(loaded: LoadedSpec, spec_path: Path, *, as_json: bool = False, de
     from ..dataset import check_spec_dataset
 
     report = check_spec_dataset(loaded, deep=deep)
+    report.issues[:0] = loaded.file_issues()
     steps = None
     if not report.errors:
         try:
@@ -61,9 +62,13 @@ def preflight(loaded: LoadedSpec, *, force: bool = False) -> bool:
     """The dataset check `run` makes before launching: prints its issues; False means do not launch."""
     from ..dataset import check_spec_dataset
 
+    missing = loaded.file_issues()  # the base model: --ignore-dataset-errors does not reach it
     report = check_spec_dataset(loaded)
-    for issue in report.issues:
+    for issue in missing + report.issues:
         click.echo(str(issue), err=True)
+    if missing:
+        click.echo(f"not launching: {len(missing)} file(s) the spec names are missing", err=True)
+        return False
     if not report.errors:
         return True
     if force:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ArtlabError
+from ..errors import ArtlabError, InputError
 
 
 @click.command()
@@ -27,6 +27,8 @@ def init(folder: Path, preset: str, vram: float | None, name: str | None) -> Non
         spec_path, images = init_project(folder, preset, vram, name)
     except FileExistsError as exc:
         raise ArtlabError(str(exc)) from None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     click.echo(f"wrote {spec_path}")
     click.echo(f"put your images and .txt captions in {images}/")
     click.echo(f"then: artlab-kohya check {spec_path}")

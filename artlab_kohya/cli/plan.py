@@ -16,10 +16,10 @@ from .common import load, print_issues, set_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the step math and the files training will save."""
-    from ..build.plan import make_plan, plan_json, print_plan
+    from ..build.plan import plan_checked, plan_json, print_plan
 
     loaded = load(spec_path, overrides)
-    result = make_plan(loaded)
+    result = plan_checked(loaded)
     if as_json:
         click.echo(json.dumps(plan_json(result), indent=2))
         return

@@ -94,6 +94,9 @@ def check_spec_dataset(
         resolution=_resolution(spec.dataset.resolution),
     )
     report.issues[:0] = repeat_issues
+    report.tokenizer_hint = (  # `check SPEC` has no --tokenizer; it looks where `run` keeps them
+        "`artlab-kohya fetch SPEC` puts one in $ARTLAB_KOHYA_TOKENIZERS (default ~/.cache/artlab-kohya/tokenizers)"
+    )
     return report
 
 

@@ -53,6 +53,9 @@ def auto_repeats(
 ) -> tuple[int, str]:
     """The smallest repeats whose total reaches target_steps, derived exactly as `plan` derives
     `repeats: auto` (same bucket math), and the sentence that explains it."""
+    from pydantic import ValidationError
+
+    from ..spec.load import describe_errors
     from ..spec.model import Spec
     from .images import ImageHeaderError, read_sizes
     from .steps import solve_auto_repeats
@@ -60,22 +63,26 @@ def auto_repeats(
     sizes = [r for r in read_sizes(list_images(src)) if not isinstance(r, ImageHeaderError)]
     if not sizes:
         raise OrganizeError(f"no readable images in {src}: nothing to derive repeats from")
-    spec = Spec.model_validate(
-        {
-            "model": {"source": "sd15"},
-            "network": {"type": "lora"},
-            "dataset": {
-                "resolution": resolution,
-                "batch_size": batch_size,
-                "target_steps": target_steps,
-                "buckets": {"enabled": buckets},
-                "subsets": [{"path": str(src), "repeats": "auto"}],
-            },
-            "training": {"epochs": epochs},
+    data = {
+        "model": {"source": "sd15"},
+        "network": {"type": "lora"},
+        "dataset": {
+            "resolution": resolution,
+            "batch_size": batch_size,
+            "target_steps": target_steps,
+            "buckets": {"enabled": buckets},
+            "subsets": [{"path": str(src), "repeats": "auto"}],
         },
-        context={"base_dir": src.parent},
-    )
-    repeats, why = solve_auto_repeats(spec, [sizes], [None])
+        "training": {"epochs": epochs},
+    }
+    try:
+        spec = Spec.model_validate(data, context={"base_dir": src.parent})
+        repeats, why = solve_auto_repeats(spec, [sizes], [None])
+    except ValidationError as exc:  # an option beyond the spec's bounds (e.g. --epochs 100000)
+        path, message = describe_errors(exc, data)[0]
+        raise OrganizeError(f"--{str(path[-1]).replace('_', '-')} {message}") from None
+    except ValueError as exc:  # buckets that cannot hold the resolution
+        raise OrganizeError(f"--resolution {resolution}: {exc}") from None
     return repeats[0], why
 
 

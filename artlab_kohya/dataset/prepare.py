@@ -58,6 +58,10 @@ def parse_size(text: str) -> Size:
     w, h = values[0], values[-1]
     if w < STEP or h < STEP or w % STEP or h % STEP:
         raise PrepareError(f"--size {text!r}: sides must be multiples of {STEP} (e.g. 512, 768, 768x512)")
+    from ..spec.model import MAX_SIDE  # the spec's bound on a training side, so what is prepared can train
+
+    if max(w, h) > MAX_SIDE:
+        raise PrepareError(f"--size {text!r}: sides must be at most {MAX_SIDE}")
     return w, h
 
 

@@ -102,6 +102,7 @@ class DatasetReport:
     tokens: str  # how captions were counted: "CLIP BPE (<folder>)" or "estimate"
     deep: bool
     issues: list[Issue | FolderIssue] = field(default_factory=list)
+    tokenizer_hint: str = "--tokenizer DIR"  # how to give a tokenizer to the command that made the report
 
     @property
     def errors(self) -> list[Issue | FolderIssue]:
@@ -227,5 +228,7 @@ def print_report(report: DatasetReport, console: Console | None = None) -> None:
                 style=style,
             )  # fmt: skip
         console.print(buckets)
-    counted = report.tokens if report.tokens != "estimate" else "estimate (no CLIP tokenizer found; --tokenizer DIR)"
+    counted = (
+        report.tokens if report.tokens != "estimate" else f"estimate (no CLIP tokenizer found; {report.tokenizer_hint})"
+    )
     console.print(f"caption tokens: {counted}; window {report.max_tokens}", highlight=False)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec import Issue, LoadedSpec
-from ..spec.model import Spec
+from ..spec.model import MAX_REPEATS, Spec
 from .buckets import BucketConfig, SubsetSizes, dataset_batches, epochs_for_steps, total_steps
 from .images import folder_repeats
 
-MAX_AUTO_REPEATS = 10_000
+MAX_AUTO_REPEATS = MAX_REPEATS
 
 
 def bucket_config(spec: Spec) -> BucketConfig:

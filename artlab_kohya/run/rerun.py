@@ -8,12 +8,14 @@ what the lock cannot pin by itself: that the model file still has the recorded s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..errors import ArtlabError
-from ..spec import LoadedSpec, SpecError
-from ..spec.load import load_spec_text
+from ..spec import Issue, LoadedSpec, SpecError
+from ..spec.load import load_spec_data, parse_text, read_text
+from ..spec.yamlpos import PathKey
 from .folder import LOCK_FILE
 from .train import RunOptions
 
@@ -22,24 +24,35 @@ class RerunError(ArtlabError):
     pass
 
 
+# What rerun reads of the lock's model record, each a text.
+_MODEL_KEYS = ("source", "path", "sha256")
+
+
 def load_lock(
     run_dir: Path, *, runs_root: Path | None = None, plain: bool | None = None
 ) -> tuple[LoadedSpec, RunOptions]:
+    """The run's lock as a loaded spec and the options to run it again.
+
+    A lock that cannot be read, is no lock, or whose spec no longer validates raises SpecError located in
+    the lock file (exit 2, as for a spec); a model file that is gone or changed raises RerunError.
+    """
     lock_path = run_dir / LOCK_FILE
     try:
-        lock = yaml.safe_load(lock_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RerunError(f"{lock_path}: cannot read the lock ({exc.strerror or exc})") from None
-    if not isinstance(lock, dict) or "spec" not in lock or "model" not in lock:
-        raise RerunError(f"{lock_path} is not an artlab-kohya run lock")
+        lock, lines = parse_text(read_text(lock_path, "lock"), lock_path)
+        _check_lock(lock, lines, lock_path)
+    except SpecError as exc:
+        raise SpecError(exc.issues, run_dir) from None
     header = f"# Rerun of {run_dir.resolve()}: its locked spec, unchanged.\n"
     text = header + yaml.safe_dump(lock["spec"], sort_keys=False, allow_unicode=True)
+    spec_lines = {path[1:]: line for path, line in lines.items() if path[:1] == ("spec",)}
     try:
-        loaded = load_spec_text(text, lock_path)
+        loaded = load_spec_data(lock["spec"], spec_lines, text, lock_path)
     except SpecError as exc:
-        raise RerunError("the locked spec no longer validates:\n" + "\n".join(str(i) for i in exc.issues)) from None
+        raise SpecError(
+            [Issue(i.severity, ("spec", *i.path), i.message, i.where) for i in exc.issues], run_dir
+        ) from None
     model = lock["model"]
-    if model.get("source") == "local":
+    if model["source"] == "local":
         from ..models.hashing import sha256_file
 
         path = Path(model["path"])
@@ -53,5 +66,33 @@ def load_lock(
         plain=plain,
         rerun_of=run_dir.resolve(),
         tokenizer_dir=Path(tokenizer) if tokenizer and Path(tokenizer).is_dir() else None,
-        expect_sha256=model.get("sha256"),
+        expect_sha256=model["sha256"],
     )
+
+
+def _check_lock(lock: Any, lines: dict[PathKey, int], lock_path: Path) -> None:
+    """The keys rerun relies on, each with its type; SpecError located in the lock otherwise."""
+
+    def issue(path: PathKey, message: str) -> Issue:
+        line = next((lines[path[:end]] for end in range(len(path), -1, -1) if path[:end] in lines), 1)
+        return Issue("error", path, message, f"{lock_path.name}:{line}")
+
+    if not isinstance(lock, dict) or not {"spec", "model"} <= lock.keys():
+        raise SpecError([issue((), "not an artlab-kohya run lock (a YAML table with spec: and model:)")])
+    problems = []
+    if not isinstance(lock["spec"], dict):
+        problems.append(issue(("spec",), "must be a table (the locked spec)"))
+    model = lock["model"]
+    if not isinstance(model, dict):
+        problems.append(issue(("model",), "must be a table (the resolved model)"))
+    else:
+        for key in _MODEL_KEYS:
+            if key not in model:
+                problems.append(issue(("model", key), "is required"))
+            elif not isinstance(model[key], str):
+                problems.append(issue(("model", key), f"must be text (got {model[key]!r})"))
+    tokenizer = lock.get("tokenizer_cache_dir")
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        problems.append(issue(("tokenizer_cache_dir",), f"must be a path (got {tokenizer!r})"))
+    if problems:
+        raise SpecError(problems)

@@ -18,7 +18,16 @@ from pydantic import ValidationError
 from ..errors import SPEC_ERROR, ArtlabError
 from .model import Spec
 from .schema import field_paths, model_at, tag_of, union_siblings
-from .yamlpos import PathKey, SpecYamlError, format_path, load_with_lines, parse_path, parse_scalar
+from .yamlpos import (
+    MAX_BYTES,
+    PathKey,
+    SpecYamlError,
+    decode,
+    format_path,
+    load_with_lines,
+    parse_path,
+    parse_scalar,
+)
 
 # Keys people carry over from sd-scripts or the GUI that have no place in a spec.
 KNOWN_KEY_HINTS = {
@@ -87,35 +96,74 @@ class LoadedSpec:
     def issue(self, severity: Literal["error", "warning"], path: PathKey, message: str) -> Issue:
         return Issue(severity, path, message, self.locate(path))
 
+    def file_issues(self) -> list[Issue]:
+        """Files the spec names that are not on this disk (the base model first): what `check`, `plan`
+        and `run` report before anything is launched."""
+        from .rules import check_files
+
+        return [self.issue(sev, loc, msg) for sev, loc, msg in check_files(self.spec, self.path.resolve().parent)]
+
 
 def _locate(spec_path: Path, lines: dict[PathKey, int], overrides: list[Override], path: PathKey) -> str:
     for override in overrides:
         if path[: len(override.path)] == override.path:
             return f"--set {override.text}"
+    if path not in lines:  # a table that only an override made (`--set trainning.epochs=3`)
+        for override in overrides:
+            if override.path[: len(path)] == path:
+                return f"--set {override.text}"
     for end in range(len(path), -1, -1):
         if path[:end] in lines:
             return f"{spec_path.name}:{lines[path[:end]]}"
     return f"{spec_path.name}:1"
 
 
+def read_text(path: Path, what: str = "spec") -> str:
+    """The text of a spec (or lock) file: UTF-8 and at most MAX_BYTES, else SpecError at the first bad byte."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+        return decode(raw)
+    except OSError as exc:
+        raise SpecError([Issue("error", (), f"cannot read the {what}: {exc.strerror or exc}", str(path))]) from None
+    except SpecYamlError as exc:
+        raise SpecError([Issue("error", (), exc.message, _where(path, exc))]) from None
+
+
+def _where(path: Path, exc: SpecYamlError) -> str:
+    return f"{path.name}:{exc.line}" if exc.line else path.name
+
+
 def load_spec(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Read, override and validate; raise SpecError with every problem found."""
     path = Path(path)
+    return load_spec_text(read_text(path), path, overrides)
+
+
+def parse_text(text: str, path: Path) -> tuple[Any, dict[PathKey, int]]:
+    """YAML text -> (data, lines), or SpecError located in `path`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Issue("error", (), f"cannot read the spec: {exc.strerror or exc}", str(path))], path) from None
-    return load_spec_text(text, path, overrides)
+        return load_with_lines(text)
+    except SpecYamlError as exc:
+        raise SpecError([Issue("error", exc.path, exc.message, _where(path, exc))], path) from None
 
 
 def load_spec_text(text: str, path: Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
-    """As load_spec, for text that came from elsewhere (a run's lock); `path` names it and anchors paths."""
+    """As load_spec, for text that came from elsewhere; `path` names it and anchors relative paths."""
+    data, lines = parse_text(text, path)
+    return load_spec_data(data, lines, text, path, overrides)
+
+
+def load_spec_data(
+    data: Any,
+    lines: dict[PathKey, int],
+    text: str,
+    path: Path,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> LoadedSpec:
+    """Validate parsed data whose values sit at `lines` of `path` (a spec file, or a lock that holds one)."""
     from .rules import check_rules
 
-    try:
-        data, lines = load_with_lines(text)
-    except SpecYamlError as exc:
-        raise SpecError([Issue("error", (), exc.message, f"{path.name}:{exc.line}")], path) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -149,8 +197,9 @@ def apply_overrides(
     data = copy.deepcopy(data)
     applied: list[Override] = []
     problems: list[Issue] = []
-    for text in overrides:
-        key, sep, raw = text.partition("=")
+    for given in overrides:
+        text = printable(given)
+        key, sep, raw = given.partition("=")
         where = f"--set {text}"
         try:
             if not sep:
@@ -159,10 +208,20 @@ def apply_overrides(
             value = parse_scalar(raw) if raw.strip() else None
             previous = _assign(data, path, value)
         except (ValueError, SpecYamlError) as exc:
-            problems.append(Issue("error", (), str(exc), where))
+            problems.append(Issue("error", (), printable(str(exc)), where))
             continue
         applied.append(Override(path, value, None if previous is _MISSING else previous, text))
     return data, applied, problems
+
+
+def printable(text: str) -> str:
+    """`text` safe to print: bytes that were not UTF-8 and control characters as backslash escapes."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    shown = raw.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in shown)
 
 
 def _assign(data: Any, path: PathKey, value: Any) -> Any:
@@ -195,6 +254,7 @@ _KIND = {
     "int_type": "a whole number",
     "int_from_float": "a whole number",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "bool_type": "true or false",
     "string_type": "text",
     "list_type": "a list",
@@ -298,13 +358,13 @@ def _message(error: Any, path: PathKey, data: Any) -> str:
     if kind == "literal_error":
         names = [c.strip(" '") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
         choices = ", ".join(f"'{n}'" for n in names)
-        close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close and close[0] != str(value) else ""
+        near = _nearest(str(value), names)
+        hint = f"; did you mean '{near}'?" if near and near != str(value) else ""
         return f"must be one of {choices} (got {_show(value)}){hint}"
     if kind == "union_tag_invalid":
         tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
-        close = difflib.get_close_matches(str(ctx.get("tag")), tags, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        near = _nearest(str(ctx.get("tag")), tags)
+        hint = f"; did you mean '{near}'?" if near else ""
         return f"must be one of {', '.join(tags)} (got {_show(ctx.get('tag'))}){hint}"
     if kind == "union_tag_not_found":
         return "needs a `type:` to say which kind this is"
@@ -320,6 +380,16 @@ def _message(error: Any, path: PathKey, data: Any) -> str:
     return f"{error['msg']} (got {_show(value)})"
 
 
+def _nearest(value: str, choices: list[str]) -> str | None:
+    """The closest choice, preferring one that starts with the same word: cosine_with_warmup is nearer
+    cosine_with_restarts than constant_with_warmup, with which it only shares the ending."""
+    close = difflib.get_close_matches(value, choices, n=len(choices), cutoff=0.5)
+    head = value.split("_", 1)[0]
+    same_head = [c for c in close if c.split("_", 1)[0] == head]
+    found = same_head or close
+    return found[0] if found else None
+
+
 def describe_errors(exc: ValidationError, data: Any) -> list[tuple[PathKey, str]]:
     """One message per location; alternatives of a union are joined with "or"."""
     by_path: dict[PathKey, list[str]] = {}
@@ -331,7 +401,13 @@ def describe_errors(exc: ValidationError, data: Any) -> list[tuple[PathKey, str]
         bucket = by_path.setdefault(path, [])
         if message not in bucket:
             bucket.append(message)
-    return [(path, _join_alternatives(messages)) for path, messages in by_path.items()]
+    return [(path, _join_alternatives(_narrow(messages))) for path, messages in by_path.items()]
+
+
+def _narrow(messages: list[str]) -> list[str]:
+    """An infinite or NaN number is the problem, whatever else the field could have been (text, true...)."""
+    finite = [m for m in messages if m.startswith(f"must be {_KIND['finite_number']} ")]
+    return finite or messages
 
 
 def _join_alternatives(messages: list[str]) -> str:

@@ -8,6 +8,7 @@ augmentation) live in `rules.py`, where they can name the field they judge.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,9 +53,26 @@ OPTIMIZERS = (
     "SGDScheduleFree",
 )
 
+# Upper bounds far above any real run, so that a typo (or a hostile spec) cannot make `plan` count,
+# list or allocate without end. The dataset tools take their size limit from here too.
+MAX_SIDE = 8192  # pixels: resolution, bucket sides, `dataset prepare --size`
+MAX_EPOCHS = 10_000
+MAX_STEPS = 1_000_000
+MAX_REPEATS = 10_000
+MAX_BATCH = 1_024
+MAX_RANK = 65_536
+MAX_PROCESSES = 1_024
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_NAME_BYTES = 200  # a file name part is at most 255 bytes; sd-scripts appends up to -step00000001.safetensors
+
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     """Relative paths are relative to the spec file, so a spec moves with its dataset."""
+    too_long = next((part for part in value.parts if len(part.encode("utf-8")) > 255), None)
+    if too_long is not None:  # the OS refuses these with an error, not "does not exist"
+        raise ValueError(f"has a file name part longer than 255 bytes ('{too_long[:40]}...')")
+    if len(str(value).encode("utf-8")) > 4096:
+        raise ValueError("is longer than 4096 bytes")
     value = value.expanduser()
     base = (info.context or {}).get("base_dir")
     if not value.is_absolute() and base is not None:
@@ -65,6 +83,51 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 SpecPath = Annotated[Path, Strict(False), AfterValidator(_resolve_path)]
 Scalar = str | int | float | bool
 ArgValue = Scalar | list[Scalar]
+
+
+_NAME = re.compile(r"[\w.\-]+")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be one part of a file name (output files, run and image folders), or None."""
+    if not _NAME.fullmatch(name):
+        return "must be one file name: letters, digits, '_', '-' and '.', no '/', spaces or control characters"
+    if name in (".", ".."):
+        return "must name a file, not the folder '.' or '..'"
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        return f"must be at most {MAX_NAME_BYTES} bytes (file names end at 255, and sd-scripts adds suffixes)"
+    return None
+
+
+def _file_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"{problem} (got {shown!r})")
+    return value
+
+
+# A spec is copied into every run folder and lock; credentials belong in the environment, where
+# wandb and huggingface_hub read them. sd-scripts' own names first, then any key that looks like one.
+CREDENTIAL_ENV = {"wandb_api_key": "WANDB_API_KEY", "huggingface_token": "HF_TOKEN"}
+_CREDENTIAL = re.compile(
+    r"(?:^|[_-])(?:secret|password|passwd|credentials?|api[_-]?key|apikey)(?:$|[_-])|(?:^|[_-])token$", re.IGNORECASE
+)
+
+
+def _not_a_credential(key: str) -> str:
+    if key.lower() in CREDENTIAL_ENV:
+        env = CREDENTIAL_ENV[key.lower()]
+        raise ValueError(
+            f"'{key}' is a credential, and a spec is copied into every run's record; "
+            f"set the {env} environment variable instead (sd-scripts' libraries read it)"
+        )
+    if _CREDENTIAL.search(key):
+        raise ValueError(
+            f"'{key}' looks like a credential, and a spec is copied into every run's record; "
+            f"pass it in the environment instead ({', '.join(CREDENTIAL_ENV.values())}, ...)"
+        )
+    return key
 
 
 def _optimizer_name(value: str) -> str:
@@ -79,7 +142,7 @@ def _optimizer_name(value: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=False)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, validate_default=False, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- model
@@ -111,16 +174,34 @@ class AliasSource(_Section):
 def _source_shorthand(value: Any) -> Any:
     """`source: sd15` and `source: models/x.safetensors` are shorthands for the tables."""
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty: give a path, sd15/sdxl/sd2, or {type: hub, repo, file}")
         if value in ALIAS_NAMES:
             return {"type": "alias", "name": value}
         return {"type": "local", "path": value}
     return value
 
 
+class _ShorthandSchema:
+    """The JSON Schema of model.source accepts the shorthand text too, as validation does, so that an
+    editor does not mark `source: sd15` (every `init` spec) as wrong."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        tables = handler(core_schema)
+        text = {
+            "type": "string",
+            "minLength": 1,
+            "description": "A local path (relative to the spec file) or an alias.",
+            "examples": list(ALIAS_NAMES),
+        }
+        return {"anyOf": [text, tables]}
+
+
 ModelSource = Annotated[
     LocalSource | HubSource | AliasSource,
     Field(discriminator="type"),
     BeforeValidator(_source_shorthand),
+    _ShorthandSchema(),
 ]
 
 
@@ -153,14 +234,16 @@ class ModelSpec(_Section):
 
 class BucketSpec(_Section):
     enabled: bool = Field(True, description="Aspect-ratio bucketing: train images at their own aspect ratio.")
-    min_resolution: int = Field(256, ge=64, description="Smallest bucket side in pixels.")
-    max_resolution: int = Field(1024, ge=64, description="Largest bucket side in pixels.")
-    step: int = Field(64, ge=8, description="Bucket sides are multiples of this.")
+    min_resolution: int = Field(256, ge=64, le=MAX_SIDE, description="Smallest bucket side in pixels.")
+    max_resolution: int = Field(1024, ge=64, le=MAX_SIDE, description="Largest bucket side in pixels.")
+    step: int = Field(64, ge=8, le=MAX_SIDE, description="Bucket sides are multiples of this.")
     no_upscale: bool = Field(False, description="Never upscale an image to fit a bucket.")
 
 
-Repeats = Annotated[int, Field(ge=1)] | Literal["folder", "auto"]
-Side = Annotated[int, Field(ge=64)]
+# ASCII spelled out: JSON Schema's \w (an editor's) is ASCII, Python's is not, and the two must agree.
+CAPTION_EXTENSION = r"^\.[A-Za-z0-9_]+$"
+Repeats = Annotated[int, Field(ge=1, le=MAX_REPEATS)] | Literal["folder", "auto"]
+Side = Annotated[int, Field(ge=64, le=MAX_SIDE)]
 
 
 class SubsetSpec(_Section):
@@ -174,11 +257,11 @@ class SubsetSpec(_Section):
         None, description="Trigger/class words; the caption of images that have no caption file."
     )
     caption_extension: str | None = Field(
-        None, pattern=r"^\.\w+$", description="Caption file extension for this subset (default: dataset's)."
+        None, pattern=CAPTION_EXTENSION, description="Caption file extension for this subset (default: dataset's)."
     )
     regularization: bool = Field(False, description="A regularization (class) image set, not training images.")
     shuffle_caption: bool = Field(False, description="Shuffle comma-separated caption tags each step.")
-    keep_tokens: int = Field(0, ge=0, description="Leading caption tags kept in place when shuffling.")
+    keep_tokens: int = Field(0, ge=0, le=MAX_BATCH, description="Leading caption tags kept in place when shuffling.")
     flip_aug: bool = Field(False, description="Random horizontal flips (not for asymmetric subjects).")
     color_aug: bool = Field(False, description="Random hue shifts; needs training.cache_latents: off.")
     random_crop: bool = Field(False, description="Random crops instead of centre crops; needs cache_latents: off.")
@@ -192,11 +275,16 @@ class DatasetSpec(_Section):
     resolution: Side | Annotated[list[Side], Field(min_length=2, max_length=2)] = Field(
         512, description="Training resolution: one side (square) or [width, height]. 512-768 for SD1.5."
     )
-    batch_size: int = Field(1, ge=1, description="Images per step per GPU; by VRAM (the guide: 512 px, 12 GB -> 6).")
+    batch_size: int = Field(
+        1, ge=1, le=MAX_BATCH, description="Images per step per GPU; by VRAM (the guide: 512 px, 12 GB -> 6)."
+    )
     buckets: BucketSpec = Field(default_factory=BucketSpec, description="Aspect-ratio bucketing.")
-    caption_extension: str = Field(".txt", pattern=r"^\.\w+$", description="Extension of caption files.")
+    caption_extension: str = Field(".txt", pattern=CAPTION_EXTENSION, description="Extension of caption files.")
     target_steps: int = Field(
-        1500, ge=1, description="Total optimization steps that `repeats: auto` aims for (the guide: above ~1500)."
+        1500,
+        ge=1,
+        le=MAX_STEPS,
+        description="Total optimization steps that `repeats: auto` aims for (the guide: above ~1500).",
     )
     subsets: list[SubsetSpec] = Field(min_length=1, description="One entry per image folder.")
 
@@ -224,13 +312,13 @@ class _NetworkCommon(_Section):
 
 class LoraNetwork(_NetworkCommon):
     type: Literal["lora"] = Field(description="standard LoRA, sd-scripts networks.lora (the guide: dim 128, alpha 64)")
-    dim: int = Field(128, ge=1, description=_DIM)
+    dim: int = Field(128, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(64, gt=0, description=_ALPHA)
-    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    conv_dim: int | None = Field(None, ge=1, le=MAX_RANK, description=_CONV_DIM)
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
     rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
     module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
-    block_dims: list[Annotated[int, Field(ge=0)]] | None = Field(
+    block_dims: list[Annotated[int, Field(ge=0, le=MAX_RANK)]] | None = Field(
         None, description="Per-block ranks (25 values for SD1.x/SD2: IN0-11, MID, OUT0-11)."
     )
     block_alphas: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="Per-block alphas (25 values).")
@@ -245,15 +333,15 @@ class LoraNetwork(_NetworkCommon):
 
 class DyLoraNetwork(_NetworkCommon):
     type: Literal["dylora"] = Field(description="DyLoRA, trains every rank up to dim at once (networks.dylora)")
-    dim: int = Field(16, ge=1, description=_DIM)
+    dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(8, gt=0, description=_ALPHA)
-    unit: int = Field(4, ge=1, description="DyLoRA rank step; dim must be a multiple of it.")
-    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    unit: int = Field(4, ge=1, le=MAX_RANK, description="DyLoRA rank step; dim must be a multiple of it.")
+    conv_dim: int | None = Field(None, ge=1, le=MAX_RANK, description=_CONV_DIM)
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
 
 
 class _LycorisNetwork(_NetworkCommon):
-    conv_dim: int | None = Field(None, ge=1, description=_CONV_DIM)
+    conv_dim: int | None = Field(None, ge=1, le=MAX_RANK, description=_CONV_DIM)
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
     rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
     module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
@@ -265,7 +353,7 @@ class LoconNetwork(_LycorisNetwork):
     type: Literal["locon"] = Field(
         description="LyCORIS LoCon, LoRA for linear and conv layers (the guide: dim 64 at most, alpha 1)"
     )
-    dim: int = Field(32, ge=1, description=_DIM)
+    dim: int = Field(32, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(1, gt=0, description=_ALPHA)
 
 
@@ -273,13 +361,13 @@ class LohaNetwork(_LycorisNetwork):
     type: Literal["loha"] = Field(
         description="LyCORIS LoHa, Hadamard-product low rank (the guide: dim 32 at most, alpha 1)"
     )
-    dim: int = Field(16, ge=1, description=_DIM)
+    dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(1, gt=0, description=_ALPHA)
 
 
 class LokrNetwork(_LycorisNetwork):
     type: Literal["lokr"] = Field(description="LyCORIS LoKr, Kronecker-product low rank")
-    dim: int = Field(16, ge=1, description=_DIM)
+    dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(1, gt=0, description=_ALPHA)
     factor: int = Field(-1, description="LoKr Kronecker factor; -1 picks it from the layer shapes.")
 
@@ -328,11 +416,11 @@ Scheduler = Literal[
 
 class SchedulerSpec(_Section):
     type: Scheduler = Field("constant", description="Learning-rate schedule (sd-scripts --lr_scheduler).")
-    warmup_steps: int | None = Field(None, ge=0, description="Warmup length in optimization steps.")
+    warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS, description="Warmup length in optimization steps.")
     warmup_ratio: float | None = Field(
         None, ge=0, lt=1, description="Warmup as a fraction of all steps (the GUI's '% of steps')."
     )
-    cycles: int = Field(1, ge=1, description="Restarts for cosine_with_restarts.")
+    cycles: int = Field(1, ge=1, le=MAX_STEPS, description="Restarts for cosine_with_restarts.")
     power: float = Field(1.0, gt=0, description="Power for the polynomial schedule.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra scheduler keyword arguments.")
 
@@ -341,38 +429,50 @@ class SchedulerSpec(_Section):
 
 
 class TrainingSpec(_Section):
-    epochs: int | None = Field(10, ge=1, description="Epochs to train (the guide: 10). Give this or max_steps.")
-    max_steps: int | None = Field(None, ge=1, description="Train this many optimization steps instead of epochs.")
-    save_every_n_epochs: int | None = Field(
-        1, ge=1, description="Save a checkpoint every N epochs (the guide: every epoch, then pick by loss)."
+    epochs: int | None = Field(
+        10, ge=1, le=MAX_EPOCHS, description="Epochs to train (the guide: 10). Give this or max_steps."
     )
-    save_every_n_steps: int | None = Field(None, ge=1, description="Also save every N steps.")
-    save_last_n_epochs: int | None = Field(None, ge=1, description="Keep only the newest N epoch checkpoints.")
+    max_steps: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="Train this many optimization steps instead of epochs."
+    )
+    save_every_n_epochs: int | None = Field(
+        1,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="Save a checkpoint every N epochs (the guide: every epoch, then pick by loss).",
+    )
+    save_every_n_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Also save every N steps.")
+    save_last_n_epochs: int | None = Field(
+        None, ge=1, le=MAX_EPOCHS, description="Keep only the newest N epoch checkpoints."
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "bf16", description="bf16 on RTX 30xx and newer; fp16 on older cards; no for CPU."
     )
     save_precision: Literal["fp16", "bf16", "float"] = Field("fp16", description="Precision of saved weights.")
-    seed: int = Field(42, ge=0, description="Random seed, recorded with every run.")
+    seed: int = Field(42, ge=0, le=MAX_SEED, description="Random seed, recorded with every run.")
     cache_latents: Literal["off", "memory", "disk"] = Field(
         "memory", description="Encode images with the VAE once: in memory, on disk (reused across runs), or off."
     )
     gradient_checkpointing: bool = Field(False, description="Trade speed for VRAM.")
-    gradient_accumulation: int = Field(1, ge=1, description="Steps whose gradients are summed per optimizer step.")
+    gradient_accumulation: int = Field(
+        1, ge=1, le=MAX_BATCH, description="Steps whose gradients are summed per optimizer step."
+    )
     noise_offset: float | None = Field(None, ge=0, le=1, description="Noise offset (darker darks); 0.05-0.1.")
     min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR loss weighting; 5 is common.")
     attention: Literal["sdpa", "xformers", "mem_eff", "none"] = Field(
         "sdpa", description="Attention implementation: sdpa (PyTorch), xformers, mem_eff or none."
     )
     max_token_length: Literal[75, 150, 225] = Field(75, description="Caption token window: 75, 150 or 225.")
-    workers: int = Field(0, ge=0, description="Data-loader worker processes (0 = load in the main process).")
+    workers: int = Field(
+        0, ge=0, le=MAX_PROCESSES, description="Data-loader worker processes (0 = load in the main process)."
+    )
     persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
     stop_on_nan: bool = Field(True, description="Stop the run when the average loss becomes NaN (artlab-kohya).")
 
 
 class OutputSpec(_Section):
-    name: str = Field(
+    name: Annotated[str, AfterValidator(_file_name)] = Field(
         "lora",
-        pattern=r"^[\w.\-]+$",
         description="Checkpoint file name stem: NAME-000001.safetensors ... NAME.safetensors.",
     )
     dir: SpecPath | None = Field(
@@ -393,8 +493,8 @@ class SampleSpec(_Section):
         default_factory=list,
         description="Sample prompts, one per image, with sd-scripts options (--n negative --w 512 --h 512 --s 28).",
     )
-    every_n_epochs: int | None = Field(None, ge=1, description="Render samples every N epochs.")
-    every_n_steps: int | None = Field(None, ge=1, description="Render samples every N steps.")
+    every_n_epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="Render samples every N epochs.")
+    every_n_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Render samples every N steps.")
     sampler: Literal[
         "ddim",
         "pndm",
@@ -417,9 +517,13 @@ class SampleSpec(_Section):
 
 
 class LaunchSpec(_Section):
-    num_processes: int = Field(1, ge=1, description="Training processes, one per GPU.")
-    gpu_ids: list[Annotated[int, Field(ge=0)]] | None = Field(None, description="GPUs to use, e.g. [0, 1].")
-    cpu_threads: int = Field(2, ge=1, description="CPU threads per process (--num_cpu_threads_per_process).")
+    num_processes: int = Field(1, ge=1, le=MAX_PROCESSES, description="Training processes, one per GPU.")
+    gpu_ids: list[Annotated[int, Field(ge=0, lt=MAX_PROCESSES)]] | None = Field(
+        None, description="GPUs to use, e.g. [0, 1]."
+    )
+    cpu_threads: int = Field(
+        2, ge=1, le=MAX_PROCESSES, description="CPU threads per process (--num_cpu_threads_per_process)."
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
         None, description="accelerate's mixed precision; unset = training.mixed_precision."
     )
@@ -432,7 +536,7 @@ class KohyaSpec(_Section):
     python: SpecPath | None = Field(
         None, description="The trainer's Python or venv (e.g. kohya_ss's); else $ARTLAB_KOHYA_PYTHON, else this one."
     )
-    extra_args: dict[str, ArgValue] = Field(
+    extra_args: dict[Annotated[str, AfterValidator(_not_a_credential)], ArgValue] = Field(
         default_factory=dict,
         description="More train_network.py arguments, checked against its argument surface. Escape hatch.",
     )

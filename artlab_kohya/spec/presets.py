@@ -5,6 +5,7 @@ The numbers are the Kohya LoRA guide's beginner table; the template says so next
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -60,7 +61,11 @@ def batch_for_vram(vram_gb: float | None) -> BatchChoice:
 
 
 def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
+    from .yamlpos import parse_scalar
+
     preset = PRESETS[preset_name]
+    # `--name 2024` or `--name true` would read back as a number or a boolean; quote those.
+    name_yaml = name if parse_scalar(name) == name else json.dumps(name)
     batch = batch_for_vram(vram_gb)
     template = resources.files("artlab_kohya").joinpath("spec/templates/spec.yaml.in").read_text(encoding="utf-8")
     return template.format(
@@ -74,6 +79,7 @@ def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
         repeats=preset.repeats,
         repeats_why=preset.repeats_why,
         name=name,
+        name_yaml=name_yaml,
         shuffle="true" if preset.shuffle else "false",
         keep_tokens=preset.keep_tokens,
         gradient_checkpointing="true" if batch.checkpointing else "false",
@@ -81,8 +87,17 @@ def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
 
 
 def init_project(folder: Path, preset_name: str, vram_gb: float | None, name: str | None = None) -> list[Path]:
-    """Write FOLDER/spec.yaml and FOLDER/img/N_name/; never overwrite an existing spec."""
+    """Write FOLDER/spec.yaml and FOLDER/img/N_name/; never overwrite an existing spec.
+
+    The name becomes output.name, the class tokens and a folder name, so it must be one file name part
+    (ValueError otherwise): `--name ../../x` would write outside FOLDER.
+    """
+    from .model import name_problem
+
     name = name or _name_from(folder)
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"--name {name!r} {problem}")
     spec_path = folder / "spec.yaml"
     if spec_path.exists():
         raise FileExistsError(f"{spec_path} exists already; init never overwrites a spec")
@@ -102,4 +117,4 @@ def init_project(folder: Path, preset_name: str, vram_gb: float | None, name: st
 
 def _name_from(folder: Path) -> str:
     stem = "".join(c if c.isalnum() else "_" for c in folder.resolve().name).strip("_").lower()
-    return stem or "subject"
+    return stem[:64] or "subject"

@@ -39,11 +39,11 @@ def _type_name(annotation: Any) -> str:
     args = get_args(annotation)
     name = getattr(origin, "__name__", str(origin))
     if name == "Literal":
-        return " \\| ".join(str(a) for a in args)
+        return " | ".join(str(a) for a in args)
     if name == "Annotated":
         return _type_name(args[0])
     if name in ("Union", "UnionType"):
-        return " \\| ".join(dict.fromkeys(_type_name(a) for a in args))
+        return " | ".join(dict.fromkeys(_type_name(a) for a in args))
     if name == "list":
         return f"list of {_type_name(args[0])}"
     if name == "tuple":
@@ -90,7 +90,7 @@ def _variant_docs(variants: list[type[BaseModel]], prefix: str) -> list[FieldDoc
         infos = [v.model_fields[name] for v in owners]
         if name == "type":
             text = "; ".join(f"{tags[v]}: {v.model_fields['type'].description}" for v in owners)
-            docs.append(FieldDoc(f"{prefix}.type", " \\| ".join(tags[v] for v in owners), "required", text))
+            docs.append(FieldDoc(f"{prefix}.type", " | ".join(tags[v] for v in owners), "required", text))
             continue
         defaults = [_default(i) for i in infos]
         default = (
@@ -108,9 +108,9 @@ def _variant_docs(variants: list[type[BaseModel]], prefix: str) -> list[FieldDoc
 
 def reference_markdown() -> str:
     rows = ["| field | type | default | description |", "|---|---|---|---|"]
-    for doc in field_docs():
-        text, default = (s.replace("|", "\\|") for s in (doc.description, doc.default))
-        rows.append(f"| `{doc.path}` | {doc.type} | {default} | {text} |")
+    for doc in field_docs():  # plain text in the docs; only the table escapes its column separator
+        kind, default, text = (s.replace("|", "\\|") for s in (doc.type, doc.default, doc.description))
+        rows.append(f"| `{doc.path}` | {kind} | {default} | {text} |")
     return "\n".join(rows) + "\n"
 
 

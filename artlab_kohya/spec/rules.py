@@ -2,14 +2,19 @@
 
 Errors are what sd-scripts would reject (often only after minutes of model loading); warnings
 are the practice of the Kohya LoRA guide. Rules that need the images (counts, total steps) live
-in plan.py.
+in plan.py. `check_files` looks at the disk for the files a spec names (the base model first); it is
+kept apart from `check_rules` because `render` may write files for a machine that has them.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
+from .families import ALIAS_NAMES
 from .model import DyLoraNetwork, LoconNetwork, LohaNetwork, LoraNetwork, Spec
 from .yamlpos import PathKey
 
@@ -184,3 +189,51 @@ def _warnings(spec: Spec) -> Iterator[Found]:
         )
     if spec.sample.prompts and not (spec.sample.every_n_epochs or spec.sample.every_n_steps or spec.sample.at_first):
         yield "warning", ("sample", "prompts"), "no sample.every_n_epochs/every_n_steps is set, so they are never used"
+
+
+# --------------------------------------------------------------------------- files on this disk
+
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_HUB_REPO = re.compile(r"[\w.\-]+/[\w.\-]+")
+
+
+def check_files(spec: Spec, base_dir: Path) -> list[Found]:
+    """Errors for files the spec names that this disk lacks: the base model, its VAE, network weights.
+
+    A local model.source that does not exist may be a typo of an alias (`sd-15`) or a hub repository
+    written as a path (`owner/repo`); the message says which form was probably meant.
+    """
+    found: list[Found] = []
+    source = spec.model.source
+    if source.type == "local" and not _exists(source.path):
+        found.append(("error", ("model", "source"), _missing_model(source.path, base_dir)))
+    for at, path in ((("model", "vae"), spec.model.vae), (("network", "weights"), spec.network.weights)):
+        if path is not None and not _exists(path):
+            found.append(("error", at, f"{path} does not exist"))
+    return found
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system, a folder we may not enter
+        return False
+
+
+def _missing_model(path: Path, base_dir: Path) -> str:
+    try:
+        written = path.relative_to(base_dir.resolve()).as_posix()
+    except ValueError:
+        written = str(path)
+    squashed = re.sub(r"[\W_]", "", written).lower()
+    alias: str | None = next((a for a in ALIAS_NAMES if a == squashed), None)
+    alias = alias or next(iter(difflib.get_close_matches(written.lower(), ALIAS_NAMES, n=1, cutoff=0.6)), None)
+    if alias is not None:
+        aliases = ", ".join(ALIAS_NAMES)
+        return f"no file '{written}' next to the spec; did you mean {alias} (one of the aliases {aliases})?"
+    if _HUB_REPO.fullmatch(written) and not written.lower().endswith(MODEL_SUFFIXES):
+        return (
+            f"'{written}' is not a file next to the spec; for a Hugging Face hub repository write "
+            f"{{type: hub, repo: {written}, file: <file>.safetensors}}"
+        )
+    return f"{path} does not exist (a checkpoint file or a diffusers folder; relative paths start at the spec's folder)"
