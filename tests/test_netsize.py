@@ -4,8 +4,8 @@ MEASURED and REAL_FILES were taken from sd-scripts 48d368fa with lycoris-lora 3.
 transformers 4.54.1): MEASURED by test_engine_* below (PROBE builds sd-scripts' own U-Nets and text
 encoders on the meta device, creates each network the way train_network.py does and counts its
 state_dict), REAL_FILES from LoRA files written by real SD1.5 training runs
-(/work/shared/kohya/output_files_metadata.json). To re-measure after a pin moves:
-source the engine's env.sh (from /work/shared/kohya/setup-engine.sh) and run
+(the safetensors metadata of real training runs). To re-measure after a pin moves:
+source the engine env (scripts/setup_engine.sh, see CONTRIBUTING.md) and run
 `pytest -m engine tests/test_netsize.py` (about 5 minutes and 7 GB of RAM on 2 CPU cores); a
 stale row makes it print the real numbers.
 """
@@ -216,7 +216,7 @@ def test_bytes_match_real_training_output(
 
 
 def test_readme_lora_dim4() -> None:
-    """/work/shared/kohya/README.md: LoRA dim 4 = 264 modules, 792 tensors, 9.5 MB fp32."""
+    """Measured on a real run: LoRA dim 4 = 264 modules, 792 tensors, 9.5 MB fp32."""
     got = predict("sd15", "lora", dim=4)
     assert (got.modules, got.tensors) == (264, 792)
     assert 9_500_000 <= got.bytes < 9_600_000

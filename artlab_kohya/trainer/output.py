@@ -4,8 +4,8 @@ The engine writes to two pipes. stdout carries `print` output (epoch headers, ch
 paths, the "running training" summary, the LyCORIS logger); stderr carries tqdm bars,
 separated by "\\r" and only closed by "\\n", and Python logging through rich, wrapped at 80
 columns with a 29-space continuation indent. Log lines are written straight after a tqdm
-frame, with no newline in between. The facts behind every rule here are measured in
-/work/shared/kohya/README.md and the transcripts in tests/data/transcripts.
+frame, with no newline in between. The facts behind every rule here were measured on real runs;
+the transcripts in tests/data/transcripts are their raw output.
 
 `Parser` is incremental and pure: text in, events out, no clock and no I/O, and the events do
 not depend on how the text was chunked. Two things are emitted lazily, because only the next
