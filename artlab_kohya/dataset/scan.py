@@ -73,8 +73,10 @@ def read_subset(
             report.sizes.append(result)
             report.names.append(path.name)
     _captions(report, paths, counter, max_tokens)
-    if deep:
-        for name, kind, detail in _map_parallel(_decode, paths, threads=os.cpu_count() or 2):
+    if deep:  # the files found unreadable above are not decoded again
+        readable = set(report.names)
+        todo = [p for p in paths if p.name in readable]
+        for name, kind, detail in _map_parallel(_decode, todo, threads=os.cpu_count() or 2):
             if kind:
                 report.add(kind, f"{name}: {detail}")
 
