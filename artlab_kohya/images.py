@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -273,6 +274,8 @@ else:  # Windows
 def _sniff_and_size(win: _Window, path: str) -> tuple[tuple[int, int], str]:
     head = win.head
     if not head:
+        if not stat.S_ISREG(os.fstat(win.fd).st_mode):  # a FIFO or a device: glob picks up any name
+            raise _Bad("not a regular file (a FIFO or a device)")
         raise _Bad("empty file (0 bytes)")
     if path.endswith((".jxl", ".JXL")):  # get_image_size's own branch, whatever the content
         return _jxl(win), "JPEG XL"

@@ -89,7 +89,12 @@ def _scan(loaded: LoadedSpec) -> tuple[list[list[tuple[int, int]]], list[Issue]]
             issues.append(loaded.issue("error", at, f"{subset.path} {what}"))
             sizes.append([])
             continue
-        paths = list_images(subset.path)
+        try:
+            paths = list_images(subset.path)
+        except OSError as exc:  # no permission, a symlink loop
+            issues.append(loaded.issue("error", at, f"{subset.path} cannot be read: {exc.strerror or exc}"))
+            sizes.append([])
+            continue
         if not paths:
             issues.append(
                 loaded.issue(

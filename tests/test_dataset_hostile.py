@@ -9,7 +9,11 @@ as root, the commands run in a child without the capabilities that let root read
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +160,158 @@ dataset:
 network:
   type: lora
 """
+
+
+# --------------------------------------------------------------------------- 2. hostile folders
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="symlinks, FIFOs and permission bits are POSIX here")
+SETPRIV = shutil.which("setpriv")
+# what lets root read and write whatever the permission bits say
+ROOT_OVERRIDES = "--bounding-set=-dac_override,-dac_read_search"
+
+
+def finishes(fn, fifos: list[Path], timeout: float = 30.0):
+    """fn(), which must not block on the FIFOs; if it does, they are opened for writing so the test ends."""
+    import threading
+
+    result: list[object] = []
+
+    def call() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test below
+            result.append(exc)
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        for fifo in fifos:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout)
+        pytest.fail(f"blocked on a FIFO ({', '.join(f.name for f in fifos)})")
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
+
+
+@posix_only
+def test_symlink_loops_fifos_and_folders_named_like_files(tmp_path, images):
+    folder = tmp_path / "10_sks"
+    paths = images(folder, [(512, 512)] * 15, caption="sks, a photo")
+    for i in (0, 1, 2):
+        paths[i].with_suffix(".txt").unlink()
+    paths[0].with_suffix(".txt").symlink_to(paths[0].with_suffix(".txt").name)  # a loop
+    os.mkfifo(paths[1].with_suffix(".txt"))
+    paths[2].with_suffix(".txt").mkdir()
+    (folder / "loop.png").symlink_to("loop.png")
+    (folder / "elsewhere").symlink_to("elsewhere")  # a loop that is no image: listed with the other files
+    os.mkfifo(folder / "pipe.png")
+    (folder / "face_1_2_3_4.png").write_bytes(paths[3].read_bytes() + b"\0")
+    (folder / "face_1_2_3_4.txt").mkdir()  # passed over: the face-crop name's caption is read instead
+    (folder / "face.txt").write_text("sks, face")
+    fifos = [paths[1].with_suffix(".txt"), folder / "pipe.png"]
+    report = finishes(lambda: check_folder(folder), fifos)
+    found = report.subsets[0].findings
+    assert found["caption_not_file"] == [
+        "face_1_2_3_4.txt: a folder",
+        "img000.txt: too many levels of symbolic links",
+        "img001.txt: a FIFO",
+        "img002.txt: a folder",
+    ]
+    # as sd-scripts: class tokens for these (loop.png and pipe.png have no caption either)
+    assert found["caption_missing"] == ["img000.png", "img001.png", "img002.png", "loop.png", "pipe.png"]
+    assert found["unreadable"] == [
+        "loop.png: cannot open: Too many levels of symbolic links",
+        "pipe.png: not a regular file (a FIFO or a device)",
+    ]
+    assert report.subsets[0].captioned == 13
+    loop = tmp_path / "10_loop"
+    loop.symlink_to(loop.name)
+    (issue,) = check_folder(loop).issues
+    assert issue.message == f"{loop} cannot be read: Too many levels of symbolic links" and issue.severity == "error"
+    report = check_folder(tmp_path)  # kohya's img/ layout: like sd-scripts, only the N_name folders count
+    assert [s.path.name for s in report.subsets] == ["10_sks"]
+
+
+@pytest.fixture(scope="module")
+def unprivileged(tmp_path_factory):
+    """A way to run the CLI where permission bits hold: as root, a child without root's overrides."""
+    argv: list[str] = []
+    if os.geteuid() == 0:
+        if SETPRIV is None:
+            pytest.skip("running as root and setpriv is not installed: root reads chmod 000 files")
+        argv = [SETPRIV, "--inh-caps=-all", ROOT_OVERRIDES]
+    probe = tmp_path_factory.mktemp("probe") / "secret"
+    probe.write_text("x")
+    probe.chmod(0)
+    code = f"open({str(probe)!r}).read()"
+    result = subprocess.run([*argv, sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    probe.chmod(0o600)
+    if "PermissionError" not in result.stderr:
+        pytest.skip(f"cannot run a process that permission bits stop here ({result.stderr.strip()[-200:]})")
+
+    def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        command = [*argv, sys.executable, "-m", "artlab_kohya", *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
+
+    return run
+
+
+@pytest.fixture
+def chmod(request):
+    """chmod(path, mode), put back after the test so that the temporary folder can be removed."""
+
+    def change(path: Path, mode: int) -> None:
+        old = path.stat().st_mode & 0o7777
+        request.addfinalizer(lambda: path.chmod(old))
+        path.chmod(mode)
+
+    return change
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+@posix_only
+def test_dataset_check_unreadable_folders_and_captions(tmp_path, images, unprivileged, chmod):
+    folder = tmp_path / "img/10_sks"
+    paths = images(folder, [(512, 512)] * 15, caption="sks")
+    chmod(paths[4].with_suffix(".txt"), 0)
+    result = unprivileged("dataset", "check", folder)
+    err = no_traceback(result)
+    assert result.returncode == 1
+    assert f"{folder}: 1 caption file(s) cannot be read: sd-scripts stops when it opens them: img004.txt: " \
+        "Permission denied" in err  # fmt: skip
+    chmod(folder, 0)
+    result = unprivileged("dataset", "check", folder)  # the argument itself: click says so, as a usage error
+    assert result.returncode == 2 and f"Path '{folder}' is not readable" in no_traceback(result)
+    result = unprivileged("dataset", "check", folder.parent)  # the img/ layout, one N_name folder locked
+    err = no_traceback(result)
+    assert result.returncode == 1 and f"{folder}: {folder} cannot be read: Permission denied" in err
+    chmod(folder, 0o644)  # names can be listed, files not opened
+    result = unprivileged("dataset", "check", folder)
+    err = no_traceback(result)
+    assert result.returncode == 1 and "16 image(s) cannot be read" not in err
+    assert "15 image(s) cannot be read: img000.png: cannot open: Permission denied" in err
+
+
+@posix_only
+def test_check_spec_unreadable_folder_and_caption(tmp_path, images, write_spec, unprivileged, chmod):
+    folder = tmp_path / "img/10_sks"
+    paths = images(folder, [(512, 512)] * 15, caption="sks")
+    spec = write_spec(SPEC.format(path="img/10_sks"))
+    chmod(paths[0].with_suffix(".txt"), 0)
+    result = unprivileged("check", spec)
+    err = no_traceback(result)
+    assert result.returncode == 2
+    assert "spec.yaml:6: dataset.subsets[0].path: 1 caption file(s) cannot be read" in err
+    assert "img000.txt: Permission denied" in err
+    chmod(folder, 0)
+    result = unprivileged("check", spec)
+    err = no_traceback(result)
+    assert result.returncode == 2 and f"spec.yaml:6: dataset.subsets[0].path: {folder} cannot be read" in err
+    result = unprivileged("plan", spec)
+    assert result.returncode != 0 and f"{folder} cannot be read: Permission denied" in no_traceback(result)

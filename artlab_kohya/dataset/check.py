@@ -112,8 +112,11 @@ def check_folder(
     """Check a bare folder: one `N_name` image folder, or a folder of them (kohya's img/ layout)."""
     root = Path(folder)
     subfolders = []
-    if root.is_dir() and folder_repeats(root) is None and not list_images(root):
-        subfolders = sorted(p for p in root.iterdir() if p.is_dir() and folder_repeats(p) is not None)
+    try:
+        if root.is_dir() and folder_repeats(root) is None and not list_images(root):
+            subfolders = sorted(p for p in root.iterdir() if folder_repeats(p) is not None and p.is_dir())
+    except OSError:  # the folder cannot be listed: checked as one subset, whose check says why
+        subfolders = []
     inputs = []
     for path in subfolders or [root]:
         named = folder_repeats(path)
@@ -175,9 +178,9 @@ def _check(
     for report in reports:
         paths, problems = list_subset(report)
         issues += [locator(report.index)(sev, msg) for sev, msg in problems]
-        paths_by_subset.append(paths)
-    for report, paths in zip(reports, paths_by_subset, strict=True):
-        read_subset(report, paths, counter, max_tokens, deep)
+        if paths is not None:
+            read_subset(report, paths, counter, max_tokens, deep)
+        paths_by_subset.append(paths or [])
     for index, entry in find_duplicates(paths_by_subset):
         reports[index].add("duplicate", entry)
     repeats = solve_repeats(reports)
