@@ -315,3 +315,56 @@ def test_check_spec_unreadable_folder_and_caption(tmp_path, images, write_spec, 
     assert result.returncode == 2 and f"spec.yaml:6: dataset.subsets[0].path: {folder} cannot be read" in err
     result = unprivileged("plan", spec)
     assert result.returncode != 0 and f"{folder} cannot be read: Permission denied" in no_traceback(result)
+
+
+@posix_only
+def test_organize_stops_on_a_file_it_cannot_place_and_leaves_nothing(tmp_path, images):
+    from artlab_kohya.organize import OrganizeError, organize
+
+    images(tmp_path / "raw", [(512, 512)] * 3)
+    (tmp_path / "raw/loop.png").symlink_to("loop.png")
+    with pytest.raises(OrganizeError, match=r"raw/loop.png: Too many levels of symbolic links; nothing was left"):
+        organize(tmp_path / "raw", tmp_path / "img", "sks", 10, mode="copy")
+    assert not (tmp_path / "img/10_sks").exists()
+    (tmp_path / "raw/loop.png").unlink()
+    (tmp_path / "raw/elsewhere.png.bak").symlink_to("elsewhere.png.bak")  # a loop among the other files
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OrganizeError, match=r"cannot create .*file/10_sks: Not a directory"):
+        organize(tmp_path / "raw", tmp_path / "file", "sks", 10)
+    assert organize(tmp_path / "raw", tmp_path / "img", "sks", 10).images == 3
+
+
+@posix_only
+def test_organize_unreadable_caption_and_read_only_out(tmp_path, images, unprivileged, chmod):
+    paths = images(tmp_path / "raw", [(512, 512)] * 3)
+    chmod(paths[1].with_suffix(".txt"), 0)
+    result = unprivileged("dataset", "organize", tmp_path / "raw", "--name", "sks", "--repeats", "5",
+                          "--out", tmp_path / "img")  # fmt: skip
+    assert result.returncode == 1
+    assert f"error: {paths[1].with_suffix('.txt')}: Permission denied; nothing was left" in no_traceback(result)
+    assert not (tmp_path / "img/5_sks").exists()
+    paths[1].with_suffix(".txt").chmod(0o644)
+    (tmp_path / "locked").mkdir()
+    chmod(tmp_path / "locked", 0o555)
+    result = unprivileged("dataset", "organize", tmp_path / "raw", "--name", "sks", "--repeats", "5",
+                          "--out", tmp_path / "locked")  # fmt: skip
+    assert result.returncode == 1
+    assert f"error: cannot create {tmp_path / 'locked/5_sks'}: Permission denied" in no_traceback(result)
+
+
+@posix_only
+def test_prepare_read_only_destination_and_unreadable_caption(tmp_path, images, unprivileged, chmod):
+    paths = images(tmp_path / "raw", [(600, 600)] * 3)
+    (tmp_path / "file").write_text("x")
+    result = unprivileged("dataset", "prepare", tmp_path / "raw", tmp_path / "file/out", "--size", "512")
+    assert result.returncode == 1 and "cannot write in" in no_traceback(result) and "Not a directory" in result.stderr
+    (tmp_path / "locked").mkdir()
+    chmod(tmp_path / "locked", 0o555)
+    result = unprivileged("dataset", "prepare", tmp_path / "raw", tmp_path / "locked", "--size", "512")
+    assert result.returncode == 1
+    assert f"error: cannot write in {tmp_path / 'locked'}: Permission denied" in no_traceback(result)
+    chmod(paths[2].with_suffix(".txt"), 0)
+    result = unprivileged("dataset", "prepare", tmp_path / "raw", tmp_path / "out", "--size", "512")
+    assert result.returncode == 1
+    assert "error: img002.txt: cannot copy the caption: Permission denied" in no_traceback(result)
+    assert "3 images (512x512: 3), 2 captions" in result.stdout
