@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .captions import Backup, Edit, apply_edit, write_captions
+from .captions import Backup, CaptionError, Edit, apply_edit, write_captions
 from .images import list_images
 from .launch import CHILD_ENV, Install
 from .progress import Event, LogRecord, ModuleNotFound, Parser, Progress, Traceback
@@ -152,7 +152,10 @@ def caption_folder(
             caption = made.read_text(encoding="utf-8").strip()
             texts[image.with_suffix(ext)] = apply_edit(caption, edit) + "\n"
         command = f"caption --model {options.model}" + (" --overwrite" if overwrite else "")
-        result.backup = write_captions(root, texts, command)
+        try:
+            result.backup = write_captions(root, texts, command)
+        except CaptionError as exc:
+            raise CaptioningError(f"the new captions were not all written: {exc}") from None
         result.written = len(result.backup.changed) + len(result.backup.created) if result.backup else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

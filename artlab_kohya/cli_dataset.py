@@ -363,7 +363,7 @@ def edit(
     dry_run: bool,
 ) -> None:
     """Edit every caption file in FOLDER: atomic writes, each changed file backed up first."""
-    from .captions import Edit, diff, plan_edit, write_captions
+    from .captions import CaptionError, Edit, diff, edit_captions
 
     pairs = []
     for item in replacements:
@@ -376,19 +376,22 @@ def edit(
         raise click.UsageError(
             "nothing to do: give --prefix, --postfix, --replace, --remove-tag, --dedupe-tags, --trigger"
         )
-    changes, unreadable = plan_edit(folder, change, caption_extension)
-    for name in unreadable:
+    what = [f"--{k.replace('_', '-')} {v!r}" for k, v in vars(change).items() if v and k != "separator"]
+    try:
+        result = edit_captions(folder, change, caption_extension, "caption edit " + " ".join(what), dry_run=dry_run)
+    except CaptionError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(DATASET_ERROR)
+    for name in result.not_utf8:
         click.echo(f"warning: {name} is not UTF-8; left alone", err=True)
     if dry_run:
-        for c in changes:
+        for c in result.changes:
             click.echo(diff(c), nl=False)
-        click.echo(f"{len(changes)} caption file(s) would change (dry run: nothing written)", err=True)
+        click.echo(f"{len(result.changes)} caption file(s) would change (dry run: nothing written)", err=True)
         return
-    what = [f"--{k.replace('_', '-')} {v!r}" for k, v in vars(change).items() if v and k != "separator"]
-    backup = write_captions(folder, {c.path: c.new for c in changes}, "caption edit " + " ".join(what))
-    click.echo(f"{len(changes)} caption file(s) changed")
-    if backup is not None:
-        click.echo(f"backup {backup.id}; undo with: artlab-kohya caption restore {folder}")
+    click.echo(f"{len(result.changes)} caption file(s) changed")
+    if result.backup is not None:
+        click.echo(f"backup {result.backup.id}; undo with: artlab-kohya caption restore {folder}")
 
 
 @caption.command()
@@ -397,7 +400,7 @@ def edit(
 @click.option("--list", "list_only", is_flag=True, help="List the backup sets and exit.")
 def restore(folder: Path, backup_id: str | None, list_only: bool) -> None:
     """Undo a caption change in FOLDER (the newest by default); the undo is backed up too."""
-    from .captions import list_backups
+    from .captions import CaptionError, list_backups
     from .captions import restore as undo
 
     if list_only:
@@ -406,7 +409,7 @@ def restore(folder: Path, backup_id: str | None, list_only: bool) -> None:
         return
     try:
         restored, saved = undo(folder, backup_id)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, CaptionError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(DATASET_ERROR)
     click.echo(

@@ -368,3 +368,211 @@ def test_prepare_read_only_destination_and_unreadable_caption(tmp_path, images, 
     assert result.returncode == 1
     assert "error: img002.txt: cannot copy the caption: Permission denied" in no_traceback(result)
     assert "3 images (512x512: 3), 2 captions" in result.stdout
+
+
+@posix_only
+def test_caption_edit_passes_over_loops_fifos_and_folders(tmp_path, images):
+    from click.testing import CliRunner
+
+    from artlab_kohya.cli_dataset import caption
+
+    folder = tmp_path / "10_sks"
+    images(folder, [(512, 512)] * 2, caption="1girl")
+    (folder / "loop.txt").symlink_to("loop.txt")
+    os.mkfifo(folder / "pipe.txt")
+    (folder / "sub.txt").mkdir()
+    result = finishes(
+        lambda: CliRunner().invoke(caption, ["edit", str(folder), "--prefix", "sks"]), [folder / "pipe.txt"]
+    )
+    assert result.exit_code == 0 and "2 caption file(s) changed" in result.stdout, result.output
+    assert (folder / "img000.txt").read_text() == "sks, 1girl"
+
+
+@posix_only
+def test_caption_edit_unreadable_caption_and_read_only_folder(tmp_path, images, unprivileged, chmod):
+    folder = tmp_path / "10_sks"
+    paths = images(folder, [(512, 512)] * 3, caption="1girl")
+    chmod(paths[1].with_suffix(".txt"), 0)
+    result = unprivileged("caption", "edit", folder, "--prefix", "sks")
+    assert result.returncode == 1
+    assert f"error: cannot read 1 caption file(s) in {folder}: img001.txt (Permission denied); nothing was " \
+        "changed" in no_traceback(result)  # fmt: skip
+    assert paths[0].with_suffix(".txt").read_text() == "1girl"
+    paths[1].with_suffix(".txt").chmod(0o644)
+    shutil.rmtree(folder / ".artlab-captions")  # the lock file made it
+    chmod(folder, 0o555)
+    result = unprivileged("caption", "edit", folder, "--prefix", "sks")
+    assert result.returncode == 1
+    assert f"error: cannot write in {folder}/.artlab-captions: Permission denied; nothing was changed" in no_traceback(
+        result
+    )
+    folder.chmod(0o755)
+    (folder / ".artlab-captions").mkdir()  # the backup area can be written, the folder itself not
+    folder.chmod(0o555)
+    result = unprivileged("caption", "edit", folder, "--prefix", "sks")
+    err = no_traceback(result)
+    assert result.returncode == 1
+    assert f"error: cannot write {folder}/img000.txt: Permission denied; nothing was changed" in err
+    assert [p.read_text() for p in sorted(folder.glob("*.txt"))] == ["1girl"] * 3
+    assert [p.name for p in (folder / ".artlab-captions").iterdir()] == ["lock"]  # no backup of nothing
+
+
+# --------------------------------------------------------------------------- 3. two edits at once, restores cut off
+
+SLOW_WRITES = """
+import os, sys, time
+replace = os.replace
+def slow(a, b):
+    time.sleep(0.4)
+    replace(a, b)
+os.replace = slow
+from artlab_kohya.cli import main
+main(sys.argv[1:])
+"""
+
+
+def captions_of(folder: Path) -> list[str]:
+    return [p.read_text() for p in sorted(folder.glob("img*.txt"))]
+
+
+@posix_only
+def test_a_second_caption_edit_is_refused_not_lost(tmp_path, images):
+    folder = tmp_path / "10_sks"
+    images(folder, [(512, 512)] * 5, caption="1girl")
+    slow = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITES, "caption", "edit", str(folder), "--prefix", "first"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    backups = folder / ".artlab-captions"
+    for _ in range(200):  # until the first edit has backed up and is writing (0.4 s a file)
+        if list(backups.glob("*/manifest.json")):
+            break
+        slow.poll()
+        assert slow.returncode is None, slow.communicate()
+        subprocess.run(["sleep", "0.05"], check=True)
+    second = subprocess.run(
+        [sys.executable, "-m", "artlab_kohya", "caption", "edit", str(folder), "--prefix", "second"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    out, err = slow.communicate(timeout=60)
+    assert slow.returncode == 0 and "5 caption file(s) changed" in out, err
+    assert second.returncode == 1, second.stdout
+    assert f"another caption edit, restore or captioning run (process {slow.pid}) is changing the captions in " \
+        f"{folder}; nothing was changed" in second.stderr  # fmt: skip
+    assert captions_of(folder) == ["first, 1girl"] * 5  # the first edit whole, the second one refused
+    assert subprocess.run(
+        [sys.executable, "-m", "artlab_kohya", "caption", "edit", str(folder), "--prefix", "second"],
+        capture_output=True, text=True, timeout=60, check=False,
+    ).returncode == 0  # fmt: skip
+    assert captions_of(folder) == ["second, first, 1girl"] * 5
+
+
+def edited(tmp_path, images) -> Path:
+    """Three captions changed and a fourth created by one edit (one backup set)."""
+    from artlab_kohya.captions import write_captions
+
+    folder = tmp_path / "10_sks"
+    images(folder, [(512, 512)] * 4, caption="1girl")
+    (folder / "img003.txt").unlink()
+    texts = {folder / f"img00{i}.txt": "sks, 1girl" for i in range(3)} | {folder / "img003.txt": "sks, new"}
+    write_captions(folder, texts, "caption edit --prefix 'sks'")
+    assert captions_of(folder) == EDITED
+    return folder
+
+
+EDITED, ORIGINAL = ["sks, 1girl"] * 3 + ["sks, new"], ["1girl"] * 3
+
+
+def test_a_restore_that_fails_half_way_is_finished_not_repeated(tmp_path, images, monkeypatch):
+    from artlab_kohya.captions import CaptionError, list_backups, restore
+
+    folder = edited(tmp_path, images)
+    (edit_set,) = list_backups(folder)
+    replace, calls = os.replace, []
+
+    def fails_third(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:  # the first is the restore's own pending.json, the second img000.txt
+            raise OSError(28, "No space left on device")
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fails_third)
+    with pytest.raises(CaptionError, match=f"the restore of {edit_set.id} stopped at img001.txt: No space left"):
+        restore(folder)
+    monkeypatch.setattr(os, "replace", replace)
+    assert captions_of(folder) == ["1girl", "sks, 1girl", "sks, 1girl", "sks, new"]  # cut off half-way
+    restored, undo = restore(folder)  # the same command again finishes that restore; it does not start another
+    assert restored.id == edit_set.id and undo is not None
+    assert captions_of(folder) == ORIGINAL
+    assert (undo.changed, undo.created) == (("img000.txt", "img001.txt", "img002.txt", "img003.txt"), ())
+    assert [b.command for b in list_backups(folder)] == [edit_set.command, f"restore {edit_set.id}"]
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name == "pending.json"]
+    restore(folder)  # and undoing the restore brings the whole edit back, as it was before the first try
+    assert captions_of(folder) == EDITED
+
+
+KILLED_AT = """
+import os, shutil, sys
+count, target = [0], int(sys.argv[2])
+real = {module}.{name}
+def killed(*args, **kw):
+    count[0] += 1
+    if count[0] == target:
+        os._exit(9)  # no cleanup of any kind runs, as when the process is killed
+    return real(*args, **kw)
+{module}.{name} = killed
+from artlab_kohya.captions import restore
+restore(sys.argv[1])
+"""
+
+
+@posix_only
+@pytest.mark.parametrize(
+    ("module", "name", "nth", "state"),
+    [
+        ("shutil", "copy2", 2, EDITED),  # while copying what the restore replaces: nothing changed yet
+        ("os", "replace", 2, EDITED),  # between the first caption's temporary file and its rename
+        ("os", "replace", 3, ["1girl"] + EDITED[1:]),  # after one caption
+        ("os", "replace", 5, ORIGINAL),  # after every caption, before the manifest
+    ],
+)
+def test_a_restore_killed_at_any_point_is_finished_by_the_next(tmp_path, images, module, name, nth, state):
+    from artlab_kohya.captions import list_backups, restore
+
+    folder = edited(tmp_path, images)
+    (edit_set,) = list_backups(folder)
+    code = KILLED_AT.format(module=module, name=name)
+    killed = subprocess.run([sys.executable, "-c", code, str(folder), str(nth)], capture_output=True, text=True)
+    assert killed.returncode == 9, killed.stderr
+    assert captions_of(folder) == state
+    assert list_backups(folder) == [edit_set]  # the restore's own set is not complete yet
+    restored, undo = restore(folder)
+    assert restored == edit_set and undo is not None and undo.command == f"restore {edit_set.id}"
+    assert captions_of(folder) == ORIGINAL
+    assert list_backups(folder) == [edit_set, undo]
+    leftovers = [p.name for p in folder.rglob("*") if p.name.endswith(".tmp") or p.name == "pending.json"]
+    assert leftovers == []
+    restore(folder)
+    assert captions_of(folder) == EDITED
+
+
+def test_an_edit_waits_for_an_unfinished_restore(tmp_path, images, monkeypatch):
+    from artlab_kohya.captions import CaptionError, Edit, edit_captions, restore
+
+    folder = edited(tmp_path, images)
+    replace, calls = os.replace, []
+
+    def fails_after_first(src, dst):
+        calls.append(dst)
+        if len(calls) > 1:
+            raise OSError(5, "Input/output error")
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fails_after_first)
+    with pytest.raises(CaptionError, match="stopped at img000.txt: Input/output error"):
+        restore(folder)
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(CaptionError, match="a restore of the captions in .* was cut off; nothing was changed: run"):
+        edit_captions(folder, Edit(prefix="x"))
+    restore(folder)
+    assert edit_captions(folder, Edit(prefix="x")).backup is not None
