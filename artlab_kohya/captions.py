@@ -18,6 +18,7 @@ import contextlib
 import difflib
 import json
 import os
+import re
 import shutil
 import stat
 import sys
@@ -36,6 +37,7 @@ __all__ = [
     "Edit",
     "EditResult",
     "apply_edit",
+    "check_caption_extension",
     "diff",
     "edit_captions",
     "folder_lock",
@@ -50,9 +52,27 @@ _MANIFEST = "manifest.json"
 _PENDING = "pending.json"  # a restore's undo set, complete, while the restore is being applied
 _LOCK = "lock"
 
+# The spec's rule for caption_extension (spec.model): a dot, then letters, digits or "_". sd-scripts appends
+# the extension to the image's name without adding a dot, so "txt" would mean "img001txt"; and "" would make
+# every file in the folder a caption.
+CAPTION_EXTENSION = re.compile(r"^\.\w+$")
+
 
 class CaptionError(Exception):
     """A caption change that cannot be made or finished; one line for the user, saying what was changed."""
+
+
+def check_caption_extension(extension: str) -> str:
+    """The extension, if sd-scripts would read captions by it; ValueError (one line) otherwise."""
+    if CAPTION_EXTENSION.match(extension):
+        return extension
+    if not extension:
+        raise ValueError("an empty caption extension would make every file in the folder a caption; e.g. .txt")
+    if CAPTION_EXTENSION.match("." + extension):
+        raise ValueError(
+            f"{extension!r} has no leading dot: sd-scripts would look for 'img001{extension}'; write '.{extension}'"
+        )
+    raise ValueError(f"{extension!r}: a caption extension is a dot and letters or digits, e.g. .txt or .caption")
 
 
 @dataclass(frozen=True)
@@ -142,7 +162,7 @@ def plan_edit(
     A caption file that cannot be read, or a folder that cannot be listed, is a CaptionError.
     """
     root = Path(folder)
-    ext = caption_extension
+    ext = check_caption_extension(caption_extension)
     try:
         names = sorted(n for n in os.listdir(root) if n.endswith(ext) and not n.startswith("."))
     except OSError as exc:

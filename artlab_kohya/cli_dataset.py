@@ -32,6 +32,20 @@ def _size(text: str) -> tuple[int, int]:
     return values[0], values[-1]
 
 
+def _caption_extension(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from .captions import check_caption_extension
+
+    try:
+        return check_caption_extension(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+CAPTION_EXTENSION_HELP = (
+    'Caption file extension with its dot (.txt, .caption): sd-scripts adds none, so txt and "" are refused.'
+)
+
+
 def emit_report(report: DatasetReport, as_json: bool, extra: dict[str, Any] | None = None) -> int:
     """Print a dataset report: JSON on stdout, or the tables on stdout and the issues on stderr.
     Returns 1 when it has errors, else 0."""
@@ -113,7 +127,8 @@ def dataset() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per batch.")
 @click.option("--no-buckets", is_flag=True, help="Bucketing off: every image is cropped to the resolution.")
 @click.option("--trigger", "class_tokens", help="Class tokens captions must contain (default: from N_name).")
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=_caption_extension,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 @click.option("--max-token-length", type=click.Choice(["75", "150", "225"]), default="75", show_default=True)
 @click.option("--tokenizer", type=click.Path(file_okay=False, path_type=Path), help="A CLIP tokenizer folder.")
 @click.option("--deep", is_flag=True, help="Decode every image in full (slower; finds truncated pixel data).")
@@ -169,7 +184,8 @@ def check_command(
     show_default=True,
     help="Images: hard links (copies across filesystems), copies or symlinks. Captions are always copied.",
 )
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=_caption_extension,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 def organize(
     src: Path,
     name: str,
@@ -222,7 +238,8 @@ def organize(
     help="center: fill the size and crop; none: fit the whole picture, trimmed to multiples of 64.",
 )
 @click.option("--bucket", is_flag=True, help="Crop each image to the bucket sd-scripts would give it.")
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=_caption_extension,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 def prepare(src: Path, dst: Path, size: str, crop: str, bucket: bool, caption_extension: str) -> None:
     """Write resized copies of SRC's images (RGB, EXIF rotation applied) and their captions to DST."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -278,7 +295,8 @@ def caption() -> None:
 @click.option("--skip-existing/--overwrite", default=True, show_default=True,
               help="Caption only images without a caption file, or all (old captions are backed up).")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=_caption_extension,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 @click.option("--kohya-dir", type=click.Path(file_okay=False, path_type=Path), help="sd-scripts (or kohya_ss) folder "
               "(default: $ARTLAB_KOHYA_DIR, else vendor/sd-scripts).")  # fmt: skip
 @click.option("--python", "python_exe", help="The trainer's Python or venv folder (default: this Python).")
@@ -348,7 +366,8 @@ def generate(
 @click.option("--dedupe-tags", is_flag=True, help="Keep the first of repeated tags.")
 @click.option("--trigger", help="Make WORD the first tag (added if absent).")
 @click.option("--separator", default=", ", show_default=True, help="Between tags, prefix and postfix.")
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=_caption_extension,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
 def edit(
     folder: Path,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -576,3 +577,44 @@ def test_an_edit_waits_for_an_unfinished_restore(tmp_path, images, monkeypatch):
         edit_captions(folder, Edit(prefix="x"))
     restore(folder)
     assert edit_captions(folder, Edit(prefix="x")).backup is not None
+
+
+# --------------------------------------------------------------------------- 4. the caption extension
+
+
+BAD_EXTENSIONS = [("", "an empty caption extension"), ("txt", "'txt' has no leading dot"), (".t*", "'.t*'")]
+
+
+def test_caption_edit_refuses_an_empty_or_dotless_extension(tmp_path, images):
+    from click.testing import CliRunner
+
+    from artlab_kohya.cli_dataset import caption, dataset
+
+    folder = tmp_path / "10_sks"
+    images(folder, [(512, 512)] * 2, caption="1girl")
+    (folder / "notes.md").write_text("# notes\n")
+    (folder / "meta.json").write_text("{}\n")
+    (folder / "imgtxt").write_text("no dot\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    for ext, says in BAD_EXTENSIONS:
+        result = CliRunner().invoke(caption, ["edit", str(folder), "--prefix", "sks", "--caption-extension", ext])
+        assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before, ext
+        assert result.exit_code == 2 and says in result.stderr, result.output
+        result = CliRunner().invoke(dataset, ["check", str(folder), "--caption-extension", ext])
+        assert result.exit_code == 2 and says in result.stderr, result.output
+    result = CliRunner().invoke(caption, ["edit", "--help"])
+    assert "sd-scripts adds none, so txt and" in " ".join(result.stdout.split())
+
+
+def test_caption_extension_rule_is_the_specs(tmp_path):
+    from artlab_kohya.captions import CAPTION_EXTENSION, Edit, check_caption_extension, plan_edit
+    from artlab_kohya.spec.model import DatasetSpec, SubsetSpec
+
+    for ext, says in BAD_EXTENSIONS:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            plan_edit(tmp_path, Edit(prefix="sks"), ext)
+    assert check_caption_extension(".caption") == ".caption"
+    for model in (DatasetSpec, SubsetSpec):
+        field = model.model_json_schema()["properties"]["caption_extension"]
+        patterns = [field.get("pattern")] + [a.get("pattern") for a in field.get("anyOf", [])]
+        assert CAPTION_EXTENSION.pattern in patterns, (model, field)
