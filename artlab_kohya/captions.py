@@ -64,11 +64,11 @@ class CaptionError(Exception):
 
 def check_caption_extension(extension: str) -> str:
     """The extension, if sd-scripts would read captions by it; ValueError (one line) otherwise."""
-    if CAPTION_EXTENSION.match(extension):
+    if CAPTION_EXTENSION.fullmatch(extension):
         return extension
     if not extension:
         raise ValueError("an empty caption extension would make every file in the folder a caption; e.g. .txt")
-    if CAPTION_EXTENSION.match("." + extension):
+    if CAPTION_EXTENSION.fullmatch("." + extension):
         raise ValueError(
             f"{extension!r} has no leading dot: sd-scripts would look for 'img001{extension}'; write '.{extension}'"
         )

@@ -618,3 +618,26 @@ def test_caption_extension_rule_is_the_specs(tmp_path):
         field = model.model_json_schema()["properties"]["caption_extension"]
         patterns = [field.get("pattern")] + [a.get("pattern") for a in field.get("anyOf", [])]
         assert CAPTION_EXTENSION.pattern in patterns, (model, field)
+
+
+# --------------------------------------------------------------------------- 5. sd-scripts' latent cache files
+
+
+def test_latent_cache_files_are_not_dataset_problems(tmp_path, images, write_spec):
+    from artlab_kohya.captions import Edit, plan_edit
+    from artlab_kohya.organize import organize
+
+    folder = tmp_path / "img/10_sks"
+    paths = images(folder, [(512, 512)] * 15, caption="sks, a photo")
+    for path in paths:  # what cache_latents_to_disk (and the text encoder cache) write beside each image
+        path.with_suffix(".npz").write_bytes(b"PK\x03\x04 latents")
+        (folder / f"{path.stem}_0512x0512_sd3.npz").write_bytes(b"PK\x03\x04 latents")
+        (folder / f"{path.stem}_te_outputs.npz").write_bytes(b"PK\x03\x04 outputs")
+    (folder / "removed_image.npz").write_bytes(b"PK\x03\x04 stale")  # its image was deleted since
+    report = check_folder(folder)
+    assert report.issues == [] and report.subsets[0].findings == {}
+    assert report.subsets[0].images == 15 and report.subsets[0].captioned == 15
+    assert check_spec_dataset(load_spec(write_spec(SPEC.format(path="img/10_sks")))).issues == []
+    changes, _ = plan_edit(folder, Edit(prefix="x"))
+    assert len(changes) == 15 and {c.path.suffix for c in changes} == {".txt"}
+    assert organize(folder, tmp_path / "out", "sks", 1).skipped == []
