@@ -316,6 +316,12 @@ def test_check_spec_unreadable_folder_and_caption(tmp_path, images, write_spec, 
     assert result.returncode == 2 and f"spec.yaml:6: dataset.subsets[0].path: {folder} cannot be read" in err
     result = unprivileged("plan", spec)
     assert result.returncode != 0 and f"{folder} cannot be read: Permission denied" in no_traceback(result)
+    chmod(folder, 0o755)
+    chmod(folder.parent, 0)  # the folder cannot even be looked at
+    for command in ("check", "plan"):
+        result = unprivileged(command, spec)
+        err = no_traceback(result)
+        assert result.returncode != 0 and f"dataset.subsets[0].path: {folder} cannot be read: Permission denied" in err
 
 
 @posix_only
