@@ -101,7 +101,11 @@ def organize(
     if not _NAME.match(name) or name in (".", ".."):
         raise OrganizeError(f"--name {name!r} cannot be a folder name")
     target = out_path / f"{repeats}_{name}"
-    if _inside(target, src_path):
+    try:
+        inside = _inside(target, src_path)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise OrganizeError(f"{target} cannot be resolved: {exc}") from None
+    if inside:
         raise OrganizeError(f"{target} is inside {src_path}: the source folder is never written to")
     try:
         if target.exists() and any(target.iterdir()):
@@ -133,10 +137,11 @@ def organize(
                 shutil.copy2(caption, target / caption.name)
                 placed.append(target / caption.name)
                 result.captions += 1
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # RuntimeError: resolving a symlink loop (symlink mode)
         _remove(placed, target if made else None)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise OrganizeError(
-            f"{source}: {exc.strerror or exc}; nothing was left in {target} (fix or remove the file, then retry)"
+            f"{source}: {why}; nothing was left in {target} (fix or remove the file, then retry)"
         ) from None
     return result
 

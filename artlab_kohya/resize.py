@@ -105,7 +105,11 @@ def prepare(
     src_path, dst_path = Path(src), Path(dst)
     if not src_path.is_dir():
         raise PrepareError(f"{src_path} is not a folder")
-    if dst_path.resolve() == src_path.resolve() or src_path.resolve() in dst_path.resolve().parents:
+    try:
+        src_real, dst_real = src_path.resolve(), dst_path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise PrepareError(f"{dst_path} cannot be resolved: {exc}") from None
+    if dst_real == src_real or src_real in dst_real.parents:
         raise PrepareError(f"{dst_path} is inside {src_path}: the source folder is never written to")
     try:
         images = list_images(src_path)

@@ -338,6 +338,13 @@ def test_organize_stops_on_a_file_it_cannot_place_and_leaves_nothing(tmp_path, i
     (tmp_path / "file").write_text("x")
     with pytest.raises(OrganizeError, match=r"cannot create .*file/10_sks: Not a directory"):
         organize(tmp_path / "raw", tmp_path / "file", "sks", 10)
+    with pytest.raises(OrganizeError, match=r"raw/loop.png: .*[Ll]oop.*; nothing was left"):
+        (tmp_path / "raw/loop.png").symlink_to("loop.png")
+        organize(tmp_path / "raw", tmp_path / "img", "sks", 10, mode="symlink")
+    (tmp_path / "raw/loop.png").unlink()
+    (tmp_path / "out").symlink_to("out")
+    with pytest.raises(OrganizeError, match=r"out/10_sks cannot be resolved: "):
+        organize(tmp_path / "raw", tmp_path / "out", "sks", 10)
     assert organize(tmp_path / "raw", tmp_path / "img", "sks", 10).images == 3
 
 
@@ -365,6 +372,9 @@ def test_prepare_read_only_destination_and_unreadable_caption(tmp_path, images, 
     (tmp_path / "file").write_text("x")
     result = unprivileged("dataset", "prepare", tmp_path / "raw", tmp_path / "file/out", "--size", "512")
     assert result.returncode == 1 and "cannot write in" in no_traceback(result) and "Not a directory" in result.stderr
+    (tmp_path / "loop").symlink_to("loop")
+    result = unprivileged("dataset", "prepare", tmp_path / "raw", tmp_path / "loop", "--size", "512")
+    assert result.returncode == 1 and "loop cannot be resolved: " in no_traceback(result)
     (tmp_path / "locked").mkdir()
     chmod(tmp_path / "locked", 0o555)
     result = unprivileged("dataset", "prepare", tmp_path / "raw", tmp_path / "locked", "--size", "512")
