@@ -400,19 +400,29 @@ def restore(folder: str | os.PathLike[str], backup_id: str | None = None) -> tup
         return chosen, undo
 
 
-def _apply(root: Path, chosen: Backup, undo: Backup) -> None:
-    """Put `chosen` back, then make `undo` a complete set. Safe to repeat from the start at any point."""
-    name = ""
+def _apply(root: Path, chosen: Backup, undo: Backup, *, fresh: bool = True) -> None:
+    """Put `chosen` back, then make `undo` a complete set. Safe to repeat from the start at any point.
+
+    A fresh restore that fails before its first change (a read-only folder) removes `undo` again.
+    """
+    name, started = "", False
     try:
         for temp in stale_temps(root, chosen.changed + chosen.created):
             temp.unlink(missing_ok=True)
         for name in chosen.changed:
             write_atomic(root / name, (chosen.folder / name).read_bytes())
+            started = True
         for name in chosen.created:
             (root / name).unlink(missing_ok=True)
+            started = True
         name = _MANIFEST
         os.replace(undo.folder / _PENDING, undo.folder / _MANIFEST)  # written last: the restore is done
     except OSError as exc:
+        if fresh and not started:
+            shutil.rmtree(undo.folder, ignore_errors=True)
+            raise CaptionError(
+                f"cannot restore {chosen.id}: {name}: {exc.strerror or exc}; nothing was changed"
+            ) from None
         raise CaptionError(
             f"the restore of {chosen.id} stopped at {name}: {exc.strerror or exc}; run `artlab-kohya caption "
             f"restore {root}` again to finish it"
@@ -446,7 +456,7 @@ def _finish_unfinished(root: Path) -> tuple[Backup, Backup] | None:
                 f"an unfinished restore in {sub} cannot be finished: the backup it restores ({restores or '?'}) "
                 "is gone; move that folder away to go on"
             )
-        _apply(root, chosen, undo)
+        _apply(root, chosen, undo, fresh=False)
         finished = (chosen, undo)
     return finished
 

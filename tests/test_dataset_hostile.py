@@ -579,14 +579,14 @@ def test_an_edit_waits_for_an_unfinished_restore(tmp_path, images, monkeypatch):
     folder = edited(tmp_path, images)
     replace, calls = os.replace, []
 
-    def fails_after_first(src, dst):
+    def fails_after_second(src, dst):
         calls.append(dst)
-        if len(calls) > 1:
+        if len(calls) > 2:  # pending.json and img000.txt are written, img001.txt is not
             raise OSError(5, "Input/output error")
         return replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", fails_after_first)
-    with pytest.raises(CaptionError, match="stopped at img000.txt: Input/output error"):
+    monkeypatch.setattr(os, "replace", fails_after_second)
+    with pytest.raises(CaptionError, match="stopped at img001.txt: Input/output error"):
         restore(folder)
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(CaptionError, match="a restore of the captions in .* was cut off; nothing was changed: run"):
@@ -657,3 +657,18 @@ def test_latent_cache_files_are_not_dataset_problems(tmp_path, images, write_spe
     changes, _ = plan_edit(folder, Edit(prefix="x"))
     assert len(changes) == 15 and {c.path.suffix for c in changes} == {".txt"}
     assert organize(folder, tmp_path / "out", "sks", 1).skipped == []
+
+
+@posix_only
+def test_caption_restore_in_a_read_only_folder_changes_nothing(tmp_path, images, unprivileged, chmod):
+    folder = edited(tmp_path, images)
+    chmod(folder, 0o555)
+    result = unprivileged("caption", "restore", folder)
+    assert result.returncode == 1
+    assert ": img000.txt: Permission denied; nothing was changed" in no_traceback(result)
+    assert captions_of(folder) == EDITED
+    folder.chmod(0o755)
+    result = unprivileged("caption", "edit", folder, "--prefix", "x")  # no unfinished restore in the way
+    assert result.returncode == 0, result.stderr
+    result = unprivileged("caption", "restore", folder)
+    assert result.returncode == 0 and captions_of(folder) == EDITED, result.stderr
