@@ -131,7 +131,7 @@ def dataset() -> None:
               help=CAPTION_EXTENSION_HELP)  # fmt: skip
 @click.option("--max-token-length", type=click.Choice(["75", "150", "225"]), default="75", show_default=True)
 @click.option("--tokenizer", type=click.Path(file_okay=False, path_type=Path), help="A CLIP tokenizer folder.")
-@click.option("--deep", is_flag=True, help="Decode every image in full (slower; finds truncated pixel data).")
+@click.option("--deep", is_flag=True, help="Decode every image in full (slower; finds damaged pixel data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_command(
     folder: Path,

@@ -4,7 +4,7 @@ Most failed trainings are dataset mistakes that sd-scripts reports late or never
 caption file that is empty (an assertion after the model has loaded), captions cut at 75 tokens, a
 trigger word that no caption contains, a bucket with fewer images than the batch. This looks at the
 folders the way the pinned sd-scripts does (same extensions, same caption lookup, same buckets) and
-returns a typed report. By default only file headers and caption files are read.
+returns a typed report. By default only file headers and ends and caption files are read.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reading one image folder the way sd-scripts does: images, caption files, headers, duplicates.
 
-Headers and captions only, unless deep: then every image is decoded in full (Pillow, in threads).
+Headers (and ends) of images and captions only, unless deep: then every image is decoded in full (Pillow, in threads).
 Many small reads run serially while the page cache answers fast and in threads when reads block.
 """
 
