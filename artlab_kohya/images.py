@@ -54,7 +54,7 @@ OPTIONAL_EXTENSIONS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
 PIL_PIXEL_LIMIT = 2 * (1024 * 1024 * 1024 // 4 // 3)
 
 _HEAD = 4096  # first read; JPEG segments beyond it are reached with further small reads
-_TAIL, _SCAN = 4096, 1 << 20  # the end of a file is read in a block of _TAIL; searches go on in _SCAN blocks
+_TAIL, _SCAN = 4096, 1 << 20  # the end of a file is read in a block of _TAIL (<= _HEAD); searches go on in _SCAN
 _PROBE, _SLOW_FILE_S, _THREADS = 256, 25e-6, 8  # read_sizes: files timed serially, "slow", threads then
 # O_NONBLOCK: a FIFO named like an image opens (and reads as empty) instead of blocking the check forever
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -221,6 +221,7 @@ class _Window:
         self.buf = os.read(fd, _HEAD)
         self.head = self.buf
         self._size = len(self.head) if len(self.head) < _HEAD else -1  # a short first read is the whole file
+        self._tail: tuple[int, bytes] | None = None
 
     def get(self, pos: int, n: int, what: str) -> bytes:
         """n bytes at pos; _Bad("truncated ...") when the file ends first."""
@@ -241,22 +242,33 @@ class _Window:
             self._size = os.fstat(self.fd).st_size
         return self._size
 
-    def read(self, pos: int, n: int) -> bytes:
-        """Up to n bytes at pos (fewer at the end of the file), uncached."""
-        if pos + n <= len(self.head):
-            return self.head[pos : pos + n]
-        return _pread(self.fd, n, pos)
+    def tail(self) -> tuple[int, bytes]:
+        """(offset, bytes) of the file's last _TAIL bytes, or of all of it when it is shorter.
+
+        A small file is all in the first read; a larger one costs a seek from its end and one read, which
+        also gives its size."""
+        if self._tail is None:
+            if 0 <= self._size <= len(self.head):
+                start = max(0, self._size - _TAIL)
+                self._tail = (start, self.head[start:])
+            else:  # the first read was full, so the file has at least _HEAD >= _TAIL bytes
+                start = os.lseek(self.fd, -_TAIL, os.SEEK_END)
+                self._tail = (start, os.read(self.fd, _TAIL))
+                self._size = start + len(self._tail[1])
+        return self._tail
 
     def rfind(self, needle: bytes, floor: int) -> int:
         """The last position >= floor where needle starts, or -1: the file's end first, then backwards."""
-        end, block = self.size(), _TAIL
-        while end - floor >= len(needle):
-            start = max(floor, end - block)
-            found = self.read(start, end - start).rfind(needle)
+        start, block = self.tail()
+        while True:
+            found = block.rfind(needle, max(0, floor - start))
             if found >= 0:
                 return start + found
-            end, block = start + len(needle) - 1, _SCAN
-        return -1
+            end = start + len(needle) - 1  # a needle across the block boundary is found in the next block
+            if start <= floor or end - floor < len(needle):
+                return -1
+            start = max(floor, end - _SCAN)
+            block = _pread(self.fd, end - start, start)
 
 
 if hasattr(os, "pread"):
@@ -357,9 +369,9 @@ _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the whole end chunk: no data, so al
 def _png_complete(win: _Window) -> None:
     # Pillow reads chunks until IEND; a file cut short ends inside an IDAT. The end chunk is normally
     # the last 12 bytes; only when it is not near the end (data appended after it) is the chunk chain walked.
-    end = win.size()
-    if win.read(max(0, end - _TAIL), _TAIL).find(_IEND) >= 0:
+    if _IEND in win.tail()[1]:
         return
+    end = win.size()
     pos = 8
     while pos + 12 <= end:
         length, kind = struct.unpack(">I4s", win.get(pos, 8, "PNG chunk header"))

@@ -117,6 +117,18 @@ def test_complete_files_with_bytes_after_their_end_are_fine(tmp_path):
         read_size(_write(tmp_path / "motion_cut.jpg", (tmp_path / "motion.jpg").read_bytes()[:5000]))
 
 
+def test_the_end_marker_is_found_across_read_blocks(tmp_path, monkeypatch):
+    from artlab_kohya import images
+
+    jpg = encoded((200, 150), "JPEG", quality=85)
+    monkeypatch.setattr(images, "_TAIL", 16)
+    monkeypatch.setattr(images, "_SCAN", 3)  # every position of FF D9 against a block boundary comes up
+    for extra in range(40):
+        read_size(_write(tmp_path / "a.jpg", jpg + bytes(range(1, extra + 1))))  # no FF D9 in the extra bytes
+    with pytest.raises(ImageHeaderError, match="no JPEG end-of-image marker"):
+        read_size(_write(tmp_path / "a.jpg", jpg[:-2] + bytes(range(1, 30))))
+
+
 def test_spec_check_and_plan_see_cut_files(tmp_path, images, write_spec):
     from artlab_kohya.plan import PlanError, make_plan
 
