@@ -177,8 +177,8 @@ def plan_edit(
         except UnicodeDecodeError:
             not_utf8.append(name)
             continue
-        except OSError as exc:
-            if os.path.isfile(path):  # a loop or broken link is no caption; a file that cannot be read is
+        except OSError as exc:  # a loop or broken link is no caption; one that cannot be read or looked at is
+            if isinstance(exc, PermissionError) or os.path.isfile(path):
                 failed.append(f"{name} ({exc.strerror or exc})")
             continue
         new = apply_edit(old, edit)
@@ -352,13 +352,23 @@ def _new_backup(root: Path, command: str, paths: Iterable[Path], *, manifest: st
 
 def list_backups(folder: str | os.PathLike[str]) -> list[Backup]:
     """Complete backup sets of FOLDER, oldest first."""
-    base = Path(folder) / BACKUP_DIR
     out = []
-    for sub in sorted(base.iterdir()) if base.is_dir() else []:
+    for sub in _sets(Path(folder)):
         backup = _read_set(sub, _MANIFEST)
         if backup is not None:  # else: the lock file, or a set that is not complete (see _new_backup)
             out.append(backup)
     return out
+
+
+def _sets(root: Path) -> list[Path]:
+    """The entries of ROOT's backup area, in order (set folders are named by time); none if it is absent."""
+    base = root / BACKUP_DIR
+    try:
+        return sorted(base.iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CaptionError(f"{base} cannot be read: {exc.strerror or exc}") from None
 
 
 def _read_set(sub: Path, manifest: str) -> Backup | None:
@@ -431,10 +441,9 @@ def _apply(root: Path, chosen: Backup, undo: Backup, *, fresh: bool = True) -> N
 
 def _unfinished(root: Path) -> tuple[list[Path], list[Path]]:
     """(sets of a restore cut off while applying, sets cut off while copying) in FOLDER's backup area."""
-    base = root / BACKUP_DIR
     pending: list[Path] = []
     partial: list[Path] = []
-    for sub in sorted(base.iterdir()) if base.is_dir() else []:
+    for sub in _sets(root):
         if not sub.is_dir() or (sub / _MANIFEST).is_file():
             continue
         (pending if (sub / _PENDING).is_file() else partial).append(sub)

@@ -422,11 +422,11 @@ def restore(folder: Path, backup_id: str | None, list_only: bool) -> None:
     from .captions import CaptionError, list_backups
     from .captions import restore as undo
 
-    if list_only:
-        for b in list_backups(folder):
-            click.echo(f"{b.id}  {len(b.changed)} changed, {len(b.created)} created  {b.command}")
-        return
     try:
+        if list_only:
+            for b in list_backups(folder):
+                click.echo(f"{b.id}  {len(b.changed)} changed, {len(b.created)} created  {b.command}")
+            return
         restored, saved = undo(folder, backup_id)
     except (FileNotFoundError, CaptionError) as exc:
         click.echo(f"error: {exc}", err=True)
