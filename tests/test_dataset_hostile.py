@@ -607,6 +607,37 @@ def test_an_edit_waits_for_an_unfinished_restore(tmp_path, images, monkeypatch):
     assert edit_captions(folder, Edit(prefix="x")).backup is not None
 
 
+@posix_only
+def test_caption_restore_in_a_read_only_folder_changes_nothing(tmp_path, images, unprivileged, chmod):
+    folder = edited(tmp_path, images)
+    chmod(folder, 0o555)
+    result = unprivileged("caption", "restore", folder)
+    assert result.returncode == 1
+    assert ": img000.txt: Permission denied; nothing was changed" in no_traceback(result)
+    assert captions_of(folder) == EDITED
+    folder.chmod(0o755)
+    result = unprivileged("caption", "edit", folder, "--prefix", "x")  # no unfinished restore in the way
+    assert result.returncode == 0, result.stderr
+    result = unprivileged("caption", "restore", folder)
+    assert result.returncode == 0 and captions_of(folder) == EDITED, result.stderr
+
+
+@posix_only
+def test_caption_folders_that_can_be_listed_but_not_entered(tmp_path, images, unprivileged, chmod):
+    folder = edited(tmp_path, images)
+    chmod(folder / ".artlab-captions", 0o311)  # the backup area cannot be listed
+    for args in (["restore", folder, "--list"], ["restore", folder], ["edit", folder, "--prefix", "x"]):
+        result = unprivileged("caption", *args)
+        err = no_traceback(result)
+        assert result.returncode == 1 and f"error: {folder}/.artlab-captions cannot be read: Permission" in err, args
+    (folder / ".artlab-captions").chmod(0o755)
+    chmod(folder, 0o644)  # the names can be listed, the files not looked at
+    result = unprivileged("caption", "edit", folder, "--prefix", "x", "--dry-run")
+    err = no_traceback(result)
+    assert result.returncode == 1 and "error: cannot read 4 caption file(s) in" in err
+    assert "img000.txt (Permission denied)" in err
+
+
 # --------------------------------------------------------------------------- 4. the caption extension
 
 
@@ -669,34 +700,3 @@ def test_latent_cache_files_are_not_dataset_problems(tmp_path, images, write_spe
     changes, _ = plan_edit(folder, Edit(prefix="x"))
     assert len(changes) == 15 and {c.path.suffix for c in changes} == {".txt"}
     assert organize(folder, tmp_path / "out", "sks", 1).skipped == []
-
-
-@posix_only
-def test_caption_restore_in_a_read_only_folder_changes_nothing(tmp_path, images, unprivileged, chmod):
-    folder = edited(tmp_path, images)
-    chmod(folder, 0o555)
-    result = unprivileged("caption", "restore", folder)
-    assert result.returncode == 1
-    assert ": img000.txt: Permission denied; nothing was changed" in no_traceback(result)
-    assert captions_of(folder) == EDITED
-    folder.chmod(0o755)
-    result = unprivileged("caption", "edit", folder, "--prefix", "x")  # no unfinished restore in the way
-    assert result.returncode == 0, result.stderr
-    result = unprivileged("caption", "restore", folder)
-    assert result.returncode == 0 and captions_of(folder) == EDITED, result.stderr
-
-
-@posix_only
-def test_caption_folders_that_can_be_listed_but_not_entered(tmp_path, images, unprivileged, chmod):
-    folder = edited(tmp_path, images)
-    chmod(folder / ".artlab-captions", 0o311)  # the backup area cannot be listed
-    for args in (["restore", folder, "--list"], ["restore", folder], ["edit", folder, "--prefix", "x"]):
-        result = unprivileged("caption", *args)
-        err = no_traceback(result)
-        assert result.returncode == 1 and f"error: {folder}/.artlab-captions cannot be read: Permission" in err, args
-    (folder / ".artlab-captions").chmod(0o755)
-    chmod(folder, 0o644)  # the names can be listed, the files not looked at
-    result = unprivileged("caption", "edit", folder, "--prefix", "x", "--dry-run")
-    err = no_traceback(result)
-    assert result.returncode == 1 and "error: cannot read 4 caption file(s) in" in err
-    assert "img000.txt (Permission denied)" in err
