@@ -6,8 +6,10 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,20 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_TEMP = re.compile(r"\.(.+)\.[A-Za-z0-9_]+\.tmp")  # write_atomic's mkstemp names: .NAME.XXXXXXXX.tmp
+
+
+def stale_temps(folder: Path, names: Iterable[str]) -> list[Path]:
+    """Temporary files write_atomic left in `folder` for the given file names: a process killed between
+    its write and its rename leaves one, hidden, beside the file it was replacing."""
+    wanted = set(names)
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    return [folder / n for n in entries if (m := _TEMP.fullmatch(n)) is not None and m.group(1) in wanted]
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -199,8 +199,9 @@ def test_deep_decodes_and_reads_exif(tmp_path, images):
     folder = tmp_path / "10_sks"
     images(folder, [(512, 512)] * 14)
     Image.effect_noise((256, 256), 40).convert("RGB").save(folder / "cut.png")
-    data = (folder / "cut.png").read_bytes()
-    (folder / "cut.png").write_bytes(data[: len(data) // 2])  # header fine, pixels cut off
+    data = bytearray((folder / "cut.png").read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # header and end fine, pixels damaged
+    (folder / "cut.png").write_bytes(bytes(data))
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("RGB", (768, 512)).save(folder / "phone.jpg", exif=exif)

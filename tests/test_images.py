@@ -140,11 +140,6 @@ def make_valid(folder: Path) -> dict[str, tuple[int, int]]:
     save(add("tiff_be_named.png", (91, 46)), (91, 46), "I;16B", format="TIFF")  # big-endian
     add("tiff_short_be.png", (91, 46)).write_bytes(tiff_short_sizes((folder / "tiff_be_named.png").read_bytes()))
     save(add("webp_named.png", (77, 55)), (77, 55), format="WEBP", lossless=True)
-    # cut inside the pixel data: the header is intact, so it is sized (and fails later, at decoding)
-    whole = folder / "whole.jpg"
-    save(whole, (256, 256), "RGB", quality=95)
-    add("cut_in_pixels.jpg", (256, 256)).write_bytes(whole.read_bytes()[:-500])
-    whole.unlink()
     return out
 
 
@@ -197,6 +192,10 @@ def make_broken(folder: Path) -> dict[str, str]:
     add("dnl_height.jpg", "height 0", bytes(dnl))
     add("png_named.jxl", "not JPEG XL", png.getvalue())
     add("cut.jxl", "truncated", b"\xff\x0a\x10")
+    # cut inside the pixel data: the header is intact, but the end-of-image marker is gone
+    whole = io.BytesIO()
+    Image.new("RGB", (256, 256), (10, 20, 30)).save(whole, "JPEG", quality=95)
+    add("cut_in_pixels.jpg", "no JPEG end-of-image marker", whole.getvalue()[:-500])
     return out
 
 

@@ -74,12 +74,18 @@ def _scan(loaded: LoadedSpec) -> tuple[list[list[tuple[int, int]]], list[Issue]]
     issues: list[Issue] = []
     for i, subset in enumerate(loaded.spec.dataset.subsets):
         at = ("dataset", "subsets", i, "path")
-        if not subset.path.is_dir():
-            what = "is a file, not a folder" if subset.path.exists() else "does not exist"
+        try:
+            paths = list_images(subset.path)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                what = "does not exist"
+            elif isinstance(exc, NotADirectoryError):
+                what = "is a file, not a folder"
+            else:  # no permission, a symlink loop
+                what = f"cannot be read: {exc.strerror or exc}"
             issues.append(loaded.issue("error", at, f"{subset.path} {what}"))
             sizes.append([])
             continue
-        paths = list_images(subset.path)
         if not paths:
             issues.append(
                 loaded.issue(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .dataset import DATASET_ERROR
+from .dataset import CAPTION_EXTENSION_HELP, DATASET_ERROR, caption_extension_option
 
 
 class _DefaultGroup(click.Group):
@@ -35,7 +35,8 @@ def caption() -> None:
 @click.option("--skip-existing/--overwrite", default=True, show_default=True,
               help="Caption only images without a caption file, or all (old captions are backed up).")  # fmt: skip
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=caption_extension_option,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 @click.option("--kohya-dir", type=click.Path(file_okay=False, path_type=Path), help="sd-scripts (or kohya_ss) folder "
               "(default: $ARTLAB_KOHYA_DIR, else vendor/sd-scripts).")  # fmt: skip
 @click.option("--python", "python_exe", help="The trainer's Python or venv folder (default: this Python).")
@@ -105,7 +106,8 @@ def generate(
 @click.option("--dedupe-tags", is_flag=True, help="Keep the first of repeated tags.")
 @click.option("--trigger", help="Make WORD the first tag (added if absent).")
 @click.option("--separator", default=", ", show_default=True, help="Between tags, prefix and postfix.")
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=caption_extension_option,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
 def edit(
     folder: Path,
@@ -120,7 +122,7 @@ def edit(
     dry_run: bool,
 ) -> None:
     """Edit every caption file in FOLDER: atomic writes, each changed file backed up first."""
-    from ..dataset.caption_edit import Edit, diff, plan_edit, write_captions
+    from ..dataset.caption_edit import Edit, diff, edit_captions
 
     pairs = []
     for item in replacements:
@@ -133,19 +135,18 @@ def edit(
         raise click.UsageError(
             "nothing to do: give --prefix, --postfix, --replace, --remove-tag, --dedupe-tags, --trigger"
         )
-    changes, unreadable = plan_edit(folder, change, caption_extension)
-    for name in unreadable:
+    what = [f"--{k.replace('_', '-')} {v!r}" for k, v in vars(change).items() if v and k != "separator"]
+    result = edit_captions(folder, change, caption_extension, "caption edit " + " ".join(what), dry_run=dry_run)
+    for name in result.not_utf8:
         click.echo(f"warning: {name} is not UTF-8; left alone", err=True)
     if dry_run:
-        for c in changes:
+        for c in result.changes:
             click.echo(diff(c), nl=False)
-        click.echo(f"{len(changes)} caption file(s) would change (dry run: nothing written)", err=True)
+        click.echo(f"{len(result.changes)} caption file(s) would change (dry run: nothing written)", err=True)
         return
-    what = [f"--{k.replace('_', '-')} {v!r}" for k, v in vars(change).items() if v and k != "separator"]
-    backup = write_captions(folder, {c.path: c.new for c in changes}, "caption edit " + " ".join(what))
-    click.echo(f"{len(changes)} caption file(s) changed")
-    if backup is not None:
-        click.echo(f"backup {backup.id}; undo with: artlab-kohya caption restore {folder}")
+    click.echo(f"{len(result.changes)} caption file(s) changed")
+    if result.backup is not None:
+        click.echo(f"backup {result.backup.id}; undo with: artlab-kohya caption restore {folder}")
 
 
 @caption.command()
@@ -163,7 +164,7 @@ def restore(folder: Path, backup_id: str | None, list_only: bool) -> None:
         return
     try:
         restored, saved = undo(folder, backup_id)
-    except FileNotFoundError as exc:
+    except FileNotFoundError as exc:  # no backup set (a CaptionError reaches the entry point as it is)
         click.echo(f"error: {exc}", err=True)
         sys.exit(DATASET_ERROR)
     click.echo(

@@ -26,6 +26,20 @@ def _size(text: str) -> tuple[int, int]:
     return values[0], values[-1]
 
 
+def caption_extension_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from ..dataset.caption_edit import check_caption_extension
+
+    try:
+        return check_caption_extension(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+CAPTION_EXTENSION_HELP = (
+    'Caption file extension with its dot (.txt, .caption): sd-scripts adds none, so txt and "" are refused.'
+)
+
+
 def emit_report(report: DatasetReport, as_json: bool, extra: dict[str, Any] | None = None) -> int:
     """Print a dataset report: JSON on stdout, or the tables on stdout and the issues on stderr.
     Returns 1 when it has errors, else 0."""
@@ -55,10 +69,11 @@ def dataset() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Images per batch.")
 @click.option("--no-buckets", is_flag=True, help="Bucketing off: every image is cropped to the resolution.")
 @click.option("--trigger", "class_tokens", help="Class tokens captions must contain (default: from N_name).")
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=caption_extension_option,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 @click.option("--max-token-length", type=click.Choice(["75", "150", "225"]), default="75", show_default=True)
 @click.option("--tokenizer", type=click.Path(file_okay=False, path_type=Path), help="A CLIP tokenizer folder.")
-@click.option("--deep", is_flag=True, help="Decode every image in full (slower; finds truncated pixel data).")
+@click.option("--deep", is_flag=True, help="Decode every image in full (slower; finds damaged pixel data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def check_command(
     folder: Path,
@@ -111,7 +126,8 @@ def check_command(
     show_default=True,
     help="Images: hard links (copies across filesystems), copies or symlinks. Captions are always copied.",
 )
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=caption_extension_option,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 def organize(
     src: Path,
     name: str,
@@ -164,7 +180,8 @@ def organize(
     help="center: fill the size and crop; none: fit the whole picture, trimmed to multiples of 64.",
 )
 @click.option("--bucket", is_flag=True, help="Crop each image to the bucket sd-scripts would give it.")
-@click.option("--caption-extension", default=".txt", show_default=True)
+@click.option("--caption-extension", default=".txt", show_default=True, callback=caption_extension_option,
+              help=CAPTION_EXTENSION_HELP)  # fmt: skip
 def prepare(src: Path, dst: Path, size: str, crop: str, bucket: bool, caption_extension: str) -> None:
     """Write resized copies of SRC's images (RGB, EXIF rotation applied) and their captions to DST."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn

@@ -22,7 +22,7 @@ from ..errors import ArtlabError
 from ..trainer.install import Install
 from ..trainer.output import Event, LogRecord, ModuleNotFound, Progress, Traceback
 from ..trainer.process import CHILD_ENV
-from .caption_edit import Backup, Edit, apply_edit, write_captions
+from .caption_edit import Backup, CaptionError, Edit, apply_edit, write_captions
 from .images import list_images
 
 if TYPE_CHECKING:
@@ -148,7 +148,10 @@ def caption_folder(
             caption = made.read_text(encoding="utf-8").strip()
             texts[image.with_suffix(ext)] = apply_edit(caption, edit) + "\n"
         command = f"caption --model {options.model}" + (" --overwrite" if overwrite else "")
-        result.backup = write_captions(root, texts, command)
+        try:
+            result.backup = write_captions(root, texts, command)
+        except CaptionError as exc:
+            raise CaptioningError(f"the new captions were not all written: {exc}") from None
         result.written = len(result.backup.changed) + len(result.backup.created) if result.backup else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

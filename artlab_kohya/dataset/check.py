@@ -4,7 +4,7 @@ Most failed trainings are dataset mistakes that sd-scripts reports late or never
 caption file that is empty (an assertion after the model has loaded), captions cut at 75 tokens, a
 trigger word that no caption contains, a bucket with fewer images than the batch. This looks at the
 folders the way the pinned sd-scripts does (same extensions, same caption lookup, same buckets) and
-returns a typed report. By default only file headers and caption files are read.
+returns a typed report. By default only file headers and ends and caption files are read.
 """
 
 from __future__ import annotations
@@ -115,8 +115,11 @@ def check_folder(
     """Check a bare folder: one `N_name` image folder, or a folder of them (kohya's img/ layout)."""
     root = Path(folder)
     subfolders = []
-    if root.is_dir() and folder_repeats(root) is None and not list_images(root):
-        subfolders = sorted(p for p in root.iterdir() if p.is_dir() and folder_repeats(p) is not None)
+    try:
+        if root.is_dir() and folder_repeats(root) is None and not list_images(root):
+            subfolders = sorted(p for p in root.iterdir() if folder_repeats(p) is not None and p.is_dir())
+    except OSError:  # the folder cannot be listed: checked as one subset, whose check says why
+        subfolders = []
     inputs = []
     for path in subfolders or [root]:
         named = folder_repeats(path)
@@ -178,9 +181,9 @@ def _check(
     for report in reports:
         paths, problems = list_subset(report)
         issues += [locator(report.index)(sev, msg) for sev, msg in problems]
-        paths_by_subset.append(paths)
-    for report, paths in zip(reports, paths_by_subset, strict=True):
-        read_subset(report, paths, counter, max_tokens, deep)
+        if paths is not None:
+            read_subset(report, paths, counter, max_tokens, deep)
+        paths_by_subset.append(paths or [])
     for index, entry in find_duplicates(paths_by_subset):
         reports[index].add("duplicate", entry)
     repeats = solve_repeats(reports)

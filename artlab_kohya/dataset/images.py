@@ -1,4 +1,4 @@
-"""What sd-scripts sees in an image folder, read from file headers only (stdlib, no decoding).
+"""What sd-scripts sees in an image folder, read from file headers and ends only (stdlib, no decoding).
 
 Two questions decide how many steps a LoRA run takes before any model is loaded: which files does
 sd-scripts pick up in a DreamBooth subset folder, and which size does it bucket each one on? This module
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 import time
 from collections.abc import Iterable, Sequence
@@ -53,8 +54,10 @@ OPTIONAL_EXTENSIONS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
 PIL_PIXEL_LIMIT = 2 * (1024 * 1024 * 1024 // 4 // 3)
 
 _HEAD = 4096  # first read; JPEG segments beyond it are reached with further small reads
+_TAIL, _SCAN = 4096, 1 << 20  # the end of a file is read in a block of _TAIL (<= _HEAD); searches go on in _SCAN
 _PROBE, _SLOW_FILE_S, _THREADS = 256, 25e-6, 8  # read_sizes: files timed serially, "slow", threads then
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+# O_NONBLOCK: a FIFO named like an image opens (and reads as empty) instead of blocking the check forever
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 _EXT_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP", ".bmp": "BMP",
                ".avif": "AVIF", ".jxl": "JPEG XL"}  # fmt: skip
 
@@ -123,9 +126,15 @@ def read_size(path: str | os.PathLike[str], *, strict: bool = False) -> tuple[in
       to treat such a mismatch as an error anyway. `.jxl` names are the exception: sd-scripts always runs
       its JPEG XL reader on them.
 
-    Only the header is checked: a file cut off inside its pixel data is sized here and fails later, when
-    sd-scripts decodes it. Raises ImageHeaderError (empty, truncated or corrupt header, not an image, a
-    format this reader does not parse, over Pillow's pixel limit, or unreadable).
+    Besides the header, the file's end is checked, cheaply: a file cut short (an interrupted download or
+    copy) is sized fine from its header, and sd-scripts only fails on it when it decodes it, mid-run. PNG
+    must end with its IEND chunk, JPEG must have an end-of-image marker after its frame header (trailing
+    padding or appended data, e.g. a motion photo's video, are allowed), WebP must be as long as its RIFF
+    header says, uncompressed BMP as long as its rows, AVIF and JPEG XL boxes must fit in the file. Most
+    files cost no extra read (the end of a small file is in the first read, a large one costs one more);
+    damage inside the pixel data is found only by decoding (`dataset check --deep`).
+    Raises ImageHeaderError (empty, truncated or corrupt file, not an image, a format this reader does not
+    parse, over Pillow's pixel limit, or unreadable).
     """
     p = os.fspath(path)
     try:
@@ -211,6 +220,8 @@ class _Window:
         self.base = 0
         self.buf = os.read(fd, _HEAD)
         self.head = self.buf
+        self._size = len(self.head) if len(self.head) < _HEAD else -1  # a short first read is the whole file
+        self._tail: tuple[int, bytes] | None = None
 
     def get(self, pos: int, n: int, what: str) -> bytes:
         """n bytes at pos; _Bad("truncated ...") when the file ends first."""
@@ -227,7 +238,37 @@ class _Window:
         return data
 
     def size(self) -> int:
-        return os.fstat(self.fd).st_size
+        if self._size < 0:
+            self._size = os.fstat(self.fd).st_size
+        return self._size
+
+    def tail(self) -> tuple[int, bytes]:
+        """(offset, bytes) of the file's last _TAIL bytes, or of all of it when it is shorter.
+
+        A small file is all in the first read; a larger one costs a seek from its end and one read, which
+        also gives its size."""
+        if self._tail is None:
+            if 0 <= self._size <= len(self.head):
+                start = max(0, self._size - _TAIL)
+                self._tail = (start, self.head[start:])
+            else:  # the first read was full, so the file has at least _HEAD >= _TAIL bytes
+                start = os.lseek(self.fd, -_TAIL, os.SEEK_END)
+                self._tail = (start, os.read(self.fd, _TAIL))
+                self._size = start + len(self._tail[1])
+        return self._tail
+
+    def rfind(self, needle: bytes, floor: int) -> int:
+        """The last position >= floor where needle starts, or -1: the file's end first, then backwards."""
+        start, block = self.tail()
+        while True:
+            found = block.rfind(needle, max(0, floor - start))
+            if found >= 0:
+                return start + found
+            end = start + len(needle) - 1  # a needle across the block boundary is found in the next block
+            if start <= floor or end - floor < len(needle):
+                return -1
+            start = max(floor, end - _SCAN)
+            block = _pread(self.fd, end - start, start)
 
 
 if hasattr(os, "pread"):
@@ -245,6 +286,8 @@ else:  # Windows
 def _sniff_and_size(win: _Window, path: str) -> tuple[tuple[int, int], str]:
     head = win.head
     if not head:
+        if not stat.S_ISREG(os.fstat(win.fd).st_mode):  # a FIFO or a device: glob picks up any name
+            raise _Bad("not a regular file (a FIFO or a device)")
         raise _Bad("empty file (0 bytes)")
     if path.endswith((".jxl", ".JXL")):  # get_image_size's own branch, whatever the content
         return _jxl(win), "JPEG XL"
@@ -315,7 +358,27 @@ def _png(win: _Window) -> tuple[int, int]:
     if ihdr[4:8] != b"IHDR":
         raise _Bad(f"corrupt PNG: the first chunk is {ihdr[4:8]!r}, not IHDR")
     w, h = struct.unpack_from(">II", ihdr, 8)
-    return _positive("PNG", w, h)
+    size = _positive("PNG", w, h)
+    _png_complete(win)
+    return size
+
+
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the whole end chunk: no data, so always these 12 bytes
+
+
+def _png_complete(win: _Window) -> None:
+    # Pillow reads chunks until IEND; a file cut short ends inside an IDAT. The end chunk is normally
+    # the last 12 bytes; only when it is not near the end (data appended after it) is the chunk chain walked.
+    if _IEND in win.tail()[1]:
+        return
+    end = win.size()
+    pos = 8
+    while pos + 12 <= end:
+        length, kind = struct.unpack(">I4s", win.get(pos, 8, "PNG chunk header"))
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+    raise _Bad(f"truncated: the file ends ({end} bytes) before the PNG end chunk (IEND); it was cut short")
 
 
 # Start-of-frame markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC), the set imagesize stops at.
@@ -344,8 +407,22 @@ def _jpeg(win: _Window) -> tuple[int, int]:
             h, w = struct.unpack(">HH", win.get(pos + 3, 4, "JPEG frame header"))
             if h == 0:
                 raise _Bad("JPEG height 0 (given later by a DNL marker): sd-scripts cannot bucket it")
-            return _positive("JPEG", w, h)
+            size = _positive("JPEG", w, h)
+            _jpeg_complete(win, pos + length)
+            return size
         pos += length
+
+
+def _jpeg_complete(win: _Window, frame_end: int) -> None:
+    # The end-of-image marker FF D9 cannot occur inside entropy-coded data (an FF there is followed by 00
+    # or a restart marker), so one after the frame header means the image data ended; usually it is in
+    # the last bytes, followed by nothing, zero padding or an appended file (a motion photo's video, a
+    # maker trailer). The EOI of an EXIF thumbnail comes before the frame header and does not count.
+    if win.rfind(b"\xff\xd9", frame_end) < 0:
+        raise _Bad(
+            f"truncated: the file ends ({win.size()} bytes) with no JPEG end-of-image marker (FFD9) after "
+            "the image data; it was cut short"
+        )
 
 
 def _webp(win: _Window) -> tuple[int, int]:
@@ -371,7 +448,11 @@ def _webp(win: _Window) -> tuple[int, int]:
             raise _Bad("WebP 1 pixel high: sd-scripts (imagesize 1.4.1) reads its height as 0")
     else:
         raise _Bad(f"corrupt WebP: unknown first chunk {chunk!r}")
-    return _positive("WebP", w, h)
+    size = _positive("WebP", w, h)
+    declared = 8 + int.from_bytes(head[4:8], "little")  # the RIFF size counts what follows its 8-byte header
+    if win.size() < declared:
+        raise _Bad(f"truncated: the file has {win.size()} of the {declared} bytes its RIFF header declares")
+    return size
 
 
 _BMP_BITS = frozenset([1, 4, 8, 16, 24, 32])
@@ -394,7 +475,13 @@ def _bmp(win: _Window) -> tuple[int, int]:
         raise _Bad(f"unsupported BMP bit depth {bits} (Pillow cannot open it)")
     if compression not in (0, 1, 2, 3):
         raise _Bad(f"unsupported BMP compression {compression} (Pillow cannot open it)")
-    return _positive("BMP", w, h)
+    size = _positive("BMP", w, h)
+    (offset,) = struct.unpack("<I", win.get(10, 4, "BMP header"))
+    # uncompressed rows (BI_RGB, BI_BITFIELDS) are padded to 4 bytes; RLE data has no size to check against
+    needed = offset + ((w * bits + 31) // 32) * 4 * h if compression in (0, 3) else offset + 1
+    if win.size() < needed:
+        raise _Bad(f"truncated: the file has {win.size()} of the {needed} bytes its BMP header implies")
+    return size
 
 
 def _gif(win: _Window) -> tuple[int, int]:
@@ -447,7 +534,9 @@ def _avif(win: _Window) -> tuple[int, int]:
     # The primary item's 'ispe' (image spatial extents): the size libavif, hence Pillow, reports, before
     # any 'irot'/'imir' rotation (Pillow turns those into an EXIF orientation, which sd-scripts ignores).
     end = win.size()
-    meta = next(((a, b) for kind, a, b in _boxes(win, 0, end) if kind == b"meta"), None)
+    top = list(_boxes(win, 0, end))
+    _boxes_fit(top, end)
+    meta = next(((a, b) for kind, a, b in top if kind == b"meta"), None)
     if meta is None:
         raise _Bad("corrupt AVIF: no 'meta' box")
     primary: int | None = None
@@ -468,6 +557,15 @@ def _avif(win: _Window) -> tuple[int, int]:
         if size is not None:
             return _positive("AVIF", *size)
     raise _Bad("corrupt AVIF: no image size ('ispe') for the primary item")
+
+
+def _boxes_fit(boxes: Iterable[tuple[bytes, int, int]], end: int) -> None:
+    for kind, _start, box_end in boxes:
+        if box_end > end:
+            raise _Bad(
+                f"truncated: the {kind.decode('latin-1')!r} box runs to byte {box_end}, past the end of the "
+                f"file ({end} bytes)"
+            )
 
 
 def _ispe(win: _Window, kind: bytes, start: int, end: int) -> tuple[int, int] | None:
@@ -513,7 +611,9 @@ def _jxl(win: _Window) -> tuple[int, int]:
             raise _Bad("corrupt JPEG XL: the file-type box is not the one sd-scripts expects")
         parts: list[tuple[int, int, int]] = []
         code = b""
-        for kind, a, b in _boxes(win, 32, win.size()):
+        boxes = list(_boxes(win, 32, win.size()))
+        _boxes_fit(boxes, win.size())
+        for kind, a, b in boxes:
             if kind == b"jxlc":
                 code = win.get(a, min(16, b - a), "JPEG XL codestream")
                 break

@@ -9,6 +9,7 @@ the source.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -60,7 +61,7 @@ def auto_repeats(
     from .images import ImageHeaderError, read_sizes
     from .steps import solve_auto_repeats
 
-    sizes = [r for r in read_sizes(list_images(src)) if not isinstance(r, ImageHeaderError)]
+    sizes = [r for r in read_sizes(_list(src)) if not isinstance(r, ImageHeaderError)]
     if not sizes:
         raise OrganizeError(f"no readable images in {src}: nothing to derive repeats from")
     data = {
@@ -98,7 +99,8 @@ def organize(
     """Build OUT/<repeats>_<name>/ from the images sd-scripts would pick up in SRC, captions paired.
 
     Refuses to write into an existing non-empty folder or into SRC itself; never moves or changes a
-    file of SRC.
+    file of SRC. A file that cannot be read or placed stops it with an OrganizeError naming the file,
+    and what was placed so far is removed again, so a second try starts from the same state.
     """
     src_path, out_path = Path(src), Path(out)
     if not src_path.is_dir():
@@ -108,25 +110,65 @@ def organize(
     if not _NAME.match(name) or name in (".", ".."):
         raise OrganizeError(f"--name {name!r} cannot be a folder name")
     target = out_path / f"{repeats}_{name}"
-    if _inside(target, src_path):
+    try:
+        inside = _inside(target, src_path)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise OrganizeError(f"{target} cannot be resolved: {exc}") from None
+    if inside:
         raise OrganizeError(f"{target} is inside {src_path}: the source folder is never written to")
-    if target.exists() and any(target.iterdir()):
-        raise OrganizeError(f"{target} already exists and is not empty; choose another --out or --name")
-    images = list_images(src_path)
+    try:
+        if target.exists() and any(target.iterdir()):
+            raise OrganizeError(f"{target} already exists and is not empty; choose another --out or --name")
+    except OSError as exc:
+        raise OrganizeError(f"{target} cannot be read: {exc.strerror or exc}") from None
+    images = _list(src_path)
     if not images:
         raise OrganizeError(f"no images in {src_path} that sd-scripts would use")
     result = Organized(folder=target, repeats=repeats)
     result.skipped = _skipped(src_path, {p.name for p in images}, caption_extension)
-    target.mkdir(parents=True, exist_ok=True)
-    for image in images:
-        how = _place(image, target / image.name, mode)
-        setattr(result, how, getattr(result, how) + 1)
-        result.images += 1
-        caption = image.with_suffix(caption_extension)
-        if caption.is_file():
-            shutil.copy2(caption, target / caption.name)
-            result.captions += 1
+    made = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OrganizeError(f"cannot create {target}: {exc.strerror or exc}") from None
+    placed: list[Path] = []
+    source = src_path
+    try:
+        for image in images:
+            source = image
+            how = _place(image, target / image.name, mode)
+            placed.append(target / image.name)
+            setattr(result, how, getattr(result, how) + 1)
+            result.images += 1
+            caption = image.with_suffix(caption_extension)
+            if caption.is_file():  # as sd-scripts: anything else under the name is no caption
+                source = caption
+                shutil.copy2(caption, target / caption.name)
+                placed.append(target / caption.name)
+                result.captions += 1
+    except (OSError, RuntimeError) as exc:  # RuntimeError: resolving a symlink loop (symlink mode)
+        _remove(placed, target if made else None)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise OrganizeError(
+            f"{source}: {why}; nothing was left in {target} (fix or remove the file, then retry)"
+        ) from None
     return result
+
+
+def _list(src: Path) -> list[Path]:
+    try:
+        return list_images(src)
+    except OSError as exc:  # no permission, a symlink loop
+        raise OrganizeError(f"{src} cannot be read: {exc.strerror or exc}") from None
+
+
+def _remove(placed: list[Path], folder: Path | None) -> None:
+    """Undo a partial organize: the files placed, and the folder when this run made it."""
+    with contextlib.suppress(OSError):
+        for path in placed:
+            path.unlink(missing_ok=True)
+        if folder is not None:
+            folder.rmdir()
 
 
 def _place(src: Path, dst: Path, mode: Mode) -> str:
@@ -152,5 +194,12 @@ def _inside(path: Path, folder: Path) -> bool:
 def _skipped(src: Path, images: set[str], caption_extension: str) -> list[str]:
     image_like = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".heic")
     with os.scandir(src) as entries:
-        names = [e.name for e in entries if e.is_file() and e.name not in images and not e.name.startswith(".")]
+        names = [e.name for e in entries if e.name not in images and not e.name.startswith(".") and _is_file(e)]
     return sorted(n for n in names if n.lower().endswith(image_like) and not n.endswith(caption_extension))
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:  # a symlink loop
+        return False

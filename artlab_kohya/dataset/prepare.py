@@ -110,16 +110,26 @@ def prepare(
     src_path, dst_path = Path(src), Path(dst)
     if not src_path.is_dir():
         raise PrepareError(f"{src_path} is not a folder")
-    if dst_path.resolve() == src_path.resolve() or src_path.resolve() in dst_path.resolve().parents:
+    try:
+        src_real, dst_real = src_path.resolve(), dst_path.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise PrepareError(f"{dst_path} cannot be resolved: {exc}") from None
+    if dst_real == src_real or src_real in dst_real.parents:
         raise PrepareError(f"{dst_path} is inside {src_path}: the source folder is never written to")
-    images = list_images(src_path)
+    try:
+        images = list_images(src_path)
+    except OSError as exc:  # no permission, a symlink loop
+        raise PrepareError(f"{src_path} cannot be read: {exc.strerror or exc}") from None
     if not images:
         raise PrepareError(f"no images in {src_path} that sd-scripts would use")
-    clashes = [p.name for p in images if (dst_path / p.name).exists()]
+    try:
+        clashes = [p.name for p in images if (dst_path / p.name).exists()]
+    except OSError as exc:
+        raise PrepareError(f"{dst_path} cannot be read: {exc.strerror or exc}") from None
     if clashes:
         shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
         raise PrepareError(f"{dst_path} already has {shown}; choose an empty destination (nothing is overwritten)")
-    dst_path.mkdir(parents=True, exist_ok=True)
+    _writable(dst_path)
     result = Prepared()
     done = 0
 
@@ -140,13 +150,30 @@ def prepare(
                 result.upscaled += upscaled
                 result.sizes[out_size] = result.sizes.get(out_size, 0) + 1
                 caption = image.with_suffix(caption_extension)
-                if caption.is_file():
-                    shutil.copy2(caption, dst_path / caption.name)
-                    result.captions += 1
+                if caption.is_file():  # as sd-scripts: anything else under the name is no caption
+                    try:
+                        shutil.copy2(caption, dst_path / caption.name)
+                    except OSError as exc:  # sd-scripts stops on a caption it cannot read
+                        result.failed.append(f"{caption.name}: cannot copy the caption: {exc.strerror or exc}")
+                    else:
+                        result.captions += 1
             if on_progress is not None:
                 on_progress(done, len(images))
     result.sizes = dict(sorted(result.sizes.items()))
     return result
+
+
+def _writable(folder: Path) -> None:
+    """Make FOLDER and write a file in it, so that a folder that cannot take the copies fails once, up front."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".artlab-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PrepareError(f"cannot write in {folder}: {exc.strerror or exc}") from None
 
 
 def _convert(src: Path, dst: Path, target: Size, crop: Crop, bucket: bool) -> tuple[Size, bool]:

@@ -1,6 +1,6 @@
 """Reading one image folder the way sd-scripts does: images, caption files, headers, duplicates.
 
-Headers and captions only, unless deep: then every image is decoded in full (Pillow, in threads).
+Headers (and ends) of images and captions only, unless deep: then every image is decoded in full (Pillow, in threads).
 Many small reads run serially while the page cache answers fast and in threads when reads block.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from .cliptok import ClipCounter
 
 _HEAD_HASH = 65536
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_CAPTION_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -32,13 +33,18 @@ _R = TypeVar("_R")
 _IMAGE_LIKE = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".jxl", ".heic", ".heif")
 
 
-def list_subset(report: SubsetReport) -> tuple[list[Path], list[tuple[Severity, str]]]:
-    """The images sd-scripts will pick up in one folder, and problems with their number."""
+def list_subset(report: SubsetReport) -> tuple[list[Path] | None, list[tuple[Severity, str]]]:
+    """The images sd-scripts will pick up in one folder (None: the folder cannot be listed), and problems
+    with their number."""
     sub = report.input
-    if not sub.path.is_dir():
-        what = "is a file, not a folder" if sub.path.exists() else "does not exist"
-        return [], [("error", f"{sub.path} {what}")]
-    paths = list_images(sub.path)
+    try:
+        paths = list_images(sub.path)
+    except FileNotFoundError:
+        return None, [("error", f"{sub.path} does not exist")]
+    except NotADirectoryError:
+        return None, [("error", f"{sub.path} is a file, not a folder")]
+    except OSError as exc:  # no permission, a symlink loop: sd-scripts finds no images there either
+        return None, [("error", f"{sub.path} cannot be read: {exc.strerror or exc}")]
     report.images = len(paths)
     problems: list[tuple[Severity, str]] = []
     if not paths:
@@ -60,9 +66,7 @@ def list_subset(report: SubsetReport) -> tuple[list[Path], list[tuple[Severity, 
 def read_subset(
     report: SubsetReport, paths: list[Path], counter: ClipCounter | None, max_tokens: int, deep: bool
 ) -> None:
-    """Headers, captions and the other files of one folder (and with deep, every image decoded)."""
-    if not paths and not report.input.path.is_dir():
-        return
+    """Headers, captions and the other files of one listed folder (and with deep, every image decoded)."""
     _other_entries(report, {p.name for p in paths})
     for path, result in zip(paths, read_sizes(paths, strict=True), strict=True):
         if isinstance(result, ImageHeaderError) and result.reason.startswith("extension says"):
@@ -74,8 +78,10 @@ def read_subset(
             report.sizes.append(result)
             report.names.append(path.name)
     _captions(report, paths, counter, max_tokens)
-    if deep:
-        for name, kind, detail in _map_parallel(_decode, paths, threads=os.cpu_count() or 2):
+    if deep:  # the files found unreadable above are not decoded again
+        readable = set(report.names)
+        todo = [p for p in paths if p.name in readable]
+        for name, kind, detail in _map_parallel(_decode, todo, threads=os.cpu_count() or 2):
             if kind:
                 report.add(kind, f"{name}: {detail}")
 
@@ -87,18 +93,21 @@ def _other_entries(report: SubsetReport, image_names: set[str]) -> None:
     stems = {os.path.splitext(n)[0] for n in image_names}
     stems |= {_face_stem(s) for s in stems}
     subfolders = []
-    with os.scandir(sub.path) as entries:
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or name in image_names:
-                continue
-            if entry.is_dir():
-                subfolders.append(entry.path)
-            elif name.endswith(ext):
-                if name[: -len(ext)] not in stems:
-                    report.add("caption_orphan", name)
-            elif name.lower().endswith(_IMAGE_LIKE):
-                report.add("skipped_files", name)
+    try:
+        entries = list(os.scandir(sub.path))
+    except OSError:  # listed a moment ago; gone or locked since: nothing more to say about its other files
+        entries = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or name in image_names:
+            continue
+        if _is_dir(entry):
+            subfolders.append(entry.path)
+        elif name.endswith(ext):
+            if name[: -len(ext)] not in stems:
+                report.add("caption_orphan", name)
+        elif name.lower().endswith(_IMAGE_LIKE):
+            report.add("skipped_files", name)
     for folder in sorted(subfolders)[:50]:
         try:
             found = list_images(folder)
@@ -111,26 +120,65 @@ def _other_entries(report: SubsetReport, image_names: set[str]) -> None:
             report.findings[kind].sort()
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop, or no permission to look: not a folder sd-scripts could read
+        return False
+
+
 def _face_stem(stem: str) -> str:
     """sd-scripts' second caption name: a face-crop file `name_a_b_c_d` also reads `name`'s caption."""
     tokens = stem.split("_")
     return "_".join(tokens[:-4]) if len(tokens) >= 5 else stem
 
 
-def _read_caption(path: str) -> tuple[str, bytes | None]:
+# (finding kind, why) when a caption name cannot be read as a caption; None when it is read or absent
+_Trouble = tuple[str, str] | None
+
+
+def _read_caption(path: str) -> tuple[str, bytes | None, _Trouble]:
+    """(path, content or None, trouble) as read_caption meets NAME<ext>.
+
+    sd-scripts opens the name only when `os.path.isfile` says it is a regular file: a folder, a FIFO, a
+    symlink loop or a broken link is passed over as if absent, while a regular file it cannot open or read
+    (no permission, an I/O error) stops it. The same split here: "caption_not_file" or "caption_unreadable".
+    O_NONBLOCK keeps a FIFO from blocking the check; the file type is looked up only when a read is odd.
+    """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, _CAPTION_FLAGS)
     except FileNotFoundError:
-        return path, None
-    except OSError as exc:  # a folder named like a caption, no permission: sd-scripts fails on it too
-        return path, f"cannot read: {exc.strerror or exc}".encode()
+        return path, None, None
+    except OSError as exc:
+        return path, None, _caption_trouble(path, exc)
     try:
         chunks = [os.read(fd, 65536)]
+        if (not chunks[0] or len(chunks[0]) == 65536) and not stat.S_ISREG(os.fstat(fd).st_mode):
+            return path, None, ("caption_not_file", _file_type(path))  # a FIFO or a device reads so
         while len(chunks[-1]) == 65536:
             chunks.append(os.read(fd, 65536))
+    except OSError as exc:  # a folder opens, then fails to read
+        return path, None, _caption_trouble(path, exc)
     finally:
         os.close(fd)
-    return path, b"".join(chunks)
+    return path, b"".join(chunks), None
+
+
+def _caption_trouble(path: str, exc: OSError) -> tuple[str, str]:
+    if os.path.isfile(path):
+        return "caption_unreadable", exc.strerror or str(exc)
+    return "caption_not_file", _file_type(path)
+
+
+def _file_type(path: str) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:  # a symlink loop, a broken link
+        return (exc.strerror or str(exc)).lower()
+    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
 
 
 def _captions(report: SubsetReport, paths: list[Path], counter: ClipCounter | None, max_tokens: int) -> None:
@@ -142,17 +190,22 @@ def _captions(report: SubsetReport, paths: list[Path], counter: ClipCounter | No
         base = os.path.splitext(str(p))[0]
         wanted.append((base + ext, _face_stem(base) + ext))
     first = _map_adaptive(_read_caption, [a for a, _ in wanted])
-    texts: list[tuple[str, bytes | None]] = []
-    for (path, data), (_, face) in zip(first, wanted, strict=True):
-        if data is None and face != path:
-            path, data = _read_caption(face)
-        texts.append((path, data))
+    texts: list[tuple[str, bytes | None, _Trouble]] = []
+    for (path, data, trouble), (_, face) in zip(first, wanted, strict=True):
+        if trouble is not None:
+            report.add(trouble[0], f"{os.path.basename(path)}: {trouble[1]}")
+        if data is None and face != path and (trouble is None or trouble[0] == "caption_not_file"):
+            path, data, trouble = _read_caption(face)
+            if trouble is not None:
+                report.add(trouble[0], f"{os.path.basename(path)}: {trouble[1]}")
+        texts.append((path, data, trouble))
     missing = []
     tokens_re = _token_pattern(sub.class_tokens) if sub.class_tokens and not sub.regularization else None
     count = counter.count if counter is not None else _estimate
-    for image, (path, data) in zip(paths, texts, strict=True):
+    for image, (path, data, trouble) in zip(paths, texts, strict=True):
         if data is None:
-            missing.append(image.name)
+            if trouble is None or trouble[0] == "caption_not_file":
+                missing.append(image.name)
             continue
         report.captioned += 1
         cap_name = os.path.basename(path)
