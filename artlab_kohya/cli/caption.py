@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -63,12 +64,12 @@ def generate(
 ) -> None:
     """Caption the images of FOLDER in the trainer's environment, with live progress."""
     from .. import settings
-    from ..dataset.caption_generate import CaptioningError, CaptionOptions, ConsoleProgress, caption_folder
+    from ..dataset.caption_generate import CaptioningError, CaptionOptions, ConsoleProgress, Model, caption_folder
     from ..trainer.install import locate_install
 
     install = locate_install(kohya_dir, python_exe)  # as `run` finds it: kohya_ss roots and venv folders too
     options = CaptionOptions(
-        model=model,  # type: ignore[arg-type]
+        model=cast(Model, model),
         caption_extension=caption_extension,
         batch_size=batch_size,
         onnx=onnx,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -141,7 +141,7 @@ def organize(
     caption_extension: str,
 ) -> None:
     """Build kohya's N_NAME/ folder from a flat folder SRC (linked or copied; SRC is never changed)."""
-    from ..dataset.organize import OrganizeError, auto_repeats
+    from ..dataset.organize import Mode, OrganizeError, auto_repeats
     from ..dataset.organize import organize as build
 
     try:
@@ -154,7 +154,8 @@ def organize(
             count = int(repeats)
         else:
             raise click.BadParameter(f"{repeats!r}: a number of at least 1, or auto", param_hint="--repeats")
-        result = build(src, out or Path("img"), name, count, mode=mode, caption_extension=caption_extension)  # type: ignore[arg-type]
+        placing = cast(Mode, mode)
+        result = build(src, out or Path("img"), name, count, mode=placing, caption_extension=caption_extension)
     except OrganizeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(DATASET_ERROR)
@@ -186,7 +187,7 @@ def prepare(src: Path, dst: Path, size: str, crop: str, bucket: bool, caption_ex
     """Write resized copies of SRC's images (RGB, EXIF rotation applied) and their captions to DST."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from ..dataset.prepare import PrepareError, parse_size
+    from ..dataset.prepare import Crop, PrepareError, parse_size
     from ..dataset.prepare import prepare as run_prepare
 
     try:
@@ -194,7 +195,7 @@ def prepare(src: Path, dst: Path, size: str, crop: str, bucket: bool, caption_ex
         with Progress("resizing", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True) as bar:
             task = bar.add_task("resizing", total=None)
             result = run_prepare(
-                src, dst, target, crop=crop, bucket=bucket, caption_extension=caption_extension,  # type: ignore[arg-type]
+                src, dst, target, crop=cast(Crop, crop), bucket=bucket, caption_extension=caption_extension,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
     except PrepareError as exc:

@@ -201,7 +201,7 @@ def resolve_hub(
 
 def resolve_alias(name: str, *, offline: bool | None = None, verify: bool = False) -> ResolvedModel:
     """`sd15`, `sdxl` or `sd2`: the repository and file in ALIASES, at its main branch."""
-    alias = ALIASES.get(name)  # type: ignore[call-overload]
+    alias = next((a for n, a in ALIASES.items() if n == name), None)
     if alias is None:
         raise ModelError(f"unknown model alias {name!r}; known: {', '.join(sorted(ALIASES))}")
     return resolve_hub(alias.repo, alias.filename, "main", offline=offline, verify=verify)

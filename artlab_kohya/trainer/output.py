@@ -25,7 +25,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Stream = Literal["stdout", "stderr"]
 
@@ -320,7 +320,7 @@ class _StreamParser:
         self.frame_end: int | None = None  # the unterminated segment's frame was already emitted
         self.record: _Record | None = None
         self.block: _Block | None = None
-        self.summary: dict[str, int | tuple[int, ...]] | None = None
+        self.summary: dict[str, Any] | None = None  # the fields of a TrainingSummary, as they come
 
     def feed(self, text: str) -> list[Event]:
         out: list[Event] = []
@@ -444,7 +444,7 @@ class _StreamParser:
 
     def _close_summary(self, out: list[Event]) -> None:
         if self.summary is not None:
-            out.append(TrainingSummary(**self.summary))  # type: ignore[arg-type]
+            out.append(TrainingSummary(**self.summary))
             self.summary = None
 
     def _close_record(self, out: list[Event]) -> None:

@@ -102,13 +102,14 @@ def _pump(proc: subprocess.Popen[bytes], on_output: OnOutput, received: list[int
     """Read both pipes until they close and the group is gone, escalating signals on the way."""
     with selectors.DefaultSelector() as selector:
         for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            assert pipe is not None  # Popen(stdout=PIPE, stderr=PIPE)
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            selector.register(pipe, selectors.EVENT_READ, (name, decoder))  # type: ignore[arg-type]
+            selector.register(pipe, selectors.EVENT_READ, (name, decoder, pipe))
         try:
             _loop(proc, selector, on_output, received, grace)
         finally:
             for key in list(selector.get_map().values()):
-                key.fileobj.close()  # type: ignore[union-attr]
+                key.data[2].close()
 
 
 def _loop(
@@ -121,11 +122,11 @@ def _loop(
     stage, deadline, handled = -1, float("inf"), 0  # stage: index into _ESCALATION
     while True:
         for key, _ in selector.select(timeout=0.1):
-            name, decoder = key.data
+            name, decoder, pipe = key.data
             data = os.read(key.fd, 65536)
             if not data:
-                selector.unregister(key.fileobj)
-                key.fileobj.close()  # type: ignore[union-attr]
+                selector.unregister(pipe)
+                pipe.close()
             if text := decoder.decode(data, final=not data):
                 on_output(name, text)
         proc.poll()
