@@ -101,3 +101,13 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def parse_transcript(stdout: str, stderr: str) -> list:
+    """All events of a finished run. The pipes' interleaving is lost in a transcript, so
+    stdout's events come first, then stderr's; within each stream the order is the real one."""
+    from artlab_kohya.trainer.output import Parser
+
+    parser = Parser()
+    events = parser.feed("stdout", stdout) + parser._streams["stdout"].close()
+    return events + parser.feed("stderr", stderr) + parser.close()

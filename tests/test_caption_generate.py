@@ -197,10 +197,10 @@ def test_real_blip_script(engine, tmp_path, images):
 def test_console_progress(terminal):
     import io
 
+    from replay import parse_transcript
     from rich.console import Console
 
     from artlab_kohya.dataset.caption_generate import ConsoleProgress
-    from artlab_kohya.trainer.output import parse_transcript
 
     out = io.StringIO()
     display = ConsoleProgress(Console(file=out, force_terminal=terminal, width=100))

@@ -7,10 +7,11 @@ import json
 import os
 from pathlib import Path
 
+from replay import parse_transcript
 from rich.console import Console
 
 from artlab_kohya.run.display import Display, EpochRecord
-from artlab_kohya.trainer.output import CheckpointSaved, EpochStarted, Event, Parser, Step, parse_transcript
+from artlab_kohya.trainer.output import CheckpointSaved, EpochStarted, Event, Parser, Step
 
 DATA = Path(__file__).parent / "data"
 TRANSCRIPTS = DATA / "transcripts"

@@ -31,7 +31,6 @@ from artlab_kohya.trainer.install import (
     pip_name,
     read_surface,
     require_install,
-    script_path,
     surface_cache_file,
     trainer_versions,
     version_tuple,
@@ -213,16 +212,6 @@ def test_require_install_checks(tmp_path, monkeypatch):
     monkeypatch.setenv("ARTLAB_KOHYA_DIR", str(tmp_path / "gone"))
     with pytest.raises(InstallError, match="does not exist"):
         require_install(None)
-
-
-def test_script_by_family(tmp_path):
-    sd = fake_sd_scripts(tmp_path / "sd")
-    install = Install(sd, sys.executable)
-    assert script_path(install, "sd15").name == "train_network.py"
-    assert script_path(install, "sdxl").name == "sdxl_train_network.py"
-    (sd / "sdxl_train_network.py").unlink()
-    with pytest.raises(InstallError, match="cannot train sdxl"):
-        script_path(install, "sdxl")
 
 
 # --------------------------------------------------------------------------- argument surface

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from replay import parse_transcript
 
 from artlab_kohya.trainer.output import (
     CheckpointSaved,
@@ -34,7 +35,6 @@ from artlab_kohya.trainer.output import (
     Traceback,
     TrainingSummary,
     UsageError,
-    parse_transcript,
 )
 
 DATA = Path(__file__).parent / "data"

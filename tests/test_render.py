@@ -11,21 +11,32 @@ import os
 import shlex
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import toml
 
 from artlab_kohya.build.inputs import render_for
-from artlab_kohya.build.render import RenderError, RenderInputs, check_dataset_keys, render
+from artlab_kohya.build.render import RenderError, RenderInputs, render
 from artlab_kohya.build.tomlio import tomllib
 from artlab_kohya.spec import SpecError, load_spec
 from artlab_kohya.trainer.install import Install
-from artlab_kohya.trainer.surface import bundled_surface, surface_from_dump
+from artlab_kohya.trainer.surface import DATASET_KEYS, SUBSET_KEYS, bundled_surface, surface_from_dump
 
 HERE = Path(__file__).parent
 SPECS = sorted((HERE / "specs").glob("*.yaml"))
 INSTALL = Install(dir=Path("/opt/sd-scripts"), python="/opt/venv/bin/python")
 OUT = Path("/runs/render")
+
+
+def check_dataset_keys(doc: dict[str, Any]) -> list[str]:
+    """Keys sd-scripts' config_util schema would reject."""
+    bad = []
+    for dataset in doc.get("datasets", []):
+        bad += [k for k in dataset if k != "subsets" and k not in DATASET_KEYS and k not in SUBSET_KEYS]
+        for subset in dataset.get("subsets", []):
+            bad += [k for k in subset if k not in SUBSET_KEYS]
+    return bad
 
 
 def rendered_files(spec_path: Path) -> dict[str, str]:

@@ -281,13 +281,3 @@ def _check(sections: dict[str, dict[str, Any]], spec: Spec, surface: Surface) ->
             if wrong:
                 problems.append(((), f"internal: rendered {wrong}"))
     return problems
-
-
-def check_dataset_keys(doc: dict[str, Any]) -> list[str]:
-    """Keys config_util's schema would reject (a test keeps render honest with this)."""
-    bad = []
-    for dataset in doc.get("datasets", []):
-        bad += [k for k in dataset if k != "subsets" and k not in DATASET_KEYS and k not in SUBSET_KEYS]
-        for subset in dataset.get("subsets", []):
-            bad += [k for k in subset if k not in SUBSET_KEYS]
-    return bad

@@ -131,10 +131,6 @@ class RunFolder:
         self._logs, self._events = {}, None
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def owner() -> dict[str, Any]:
     """Who is running a run, recorded in result.json while it runs: a `running` run whose process is
     gone was abandoned (its wrapper was killed with no chance to record the end)."""

@@ -68,11 +68,6 @@ class DoctorResult:
         }
 
 
-def doctor_report(install: Install) -> list[Check]:
-    """Every check, in reading order; a failure early on (no folder, no Python) ends the list."""
-    return run_doctor(install).checks
-
-
 def run_doctor(install: Install, *, surface: bool = True) -> DoctorResult:
     """The checks plus what they found, for `doctor --json` and for choosing the smoke run's precision."""
     from .. import __version__

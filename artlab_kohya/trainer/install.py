@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import settings
 from ..errors import ArtlabError
 from ..files import write_json_atomic
-from ..spec.families import Family, script_for
 from .pins import KNOWN_BROKEN, OPTIONAL, PIP_NAMES, SEEN_WORKING, TESTED_VERSIONS
 from .surface import Surface, surface_from_dump
 
@@ -142,14 +141,6 @@ def check_install(install: Install) -> None:
             raise InstallError(f"the trainer Python {install.python} is not an executable file (kohya.python)")
     elif shutil.which(install.python) is None:
         raise InstallError(f"the trainer Python {install.python!r} is not on PATH (kohya.python)")
-
-
-def script_path(install: Install, family: Family) -> Path:
-    """train_network.py, or sdxl_train_network.py for SDXL, in this install."""
-    path = install.dir / script_for(family)
-    if not path.is_file():
-        raise InstallError(f"no {path.name} in {install.dir}: this sd-scripts cannot train {family} networks")
-    return path
 
 
 # --------------------------------------------------------------------------- commit

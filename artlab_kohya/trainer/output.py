@@ -512,11 +512,3 @@ class Parser:
     def close(self) -> list[Event]:
         """Flush partial lines and open blocks, stdout's first."""
         return [event for parser in self._streams.values() for event in parser.close()]
-
-
-def parse_transcript(stdout: str, stderr: str) -> list[Event]:
-    """All events of a finished run. The pipes' interleaving is lost in a transcript, so
-    stdout's events come first, then stderr's; within each stream the order is the real one."""
-    parser = Parser()
-    events = parser.feed("stdout", stdout) + parser._streams["stdout"].close()
-    return events + parser.feed("stderr", stderr) + parser.close()
