@@ -186,6 +186,7 @@ class _Resolved:
 
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
     from ..models.tokenizers import prepare_tokenizer_cache
+    from ..trainer.needs import check_trainer
 
     spec = loaded.spec
     plan = make_plan(loaded)
@@ -205,6 +206,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
         script = script_for(family)
         surface = surface_jobs[family].result() if family in surface_jobs else _surface(install, script)
         versions = versions_job.result()
+        check_trainer(loaded, install, versions)  # no torch, accelerate or a module the spec needs: no launch
     try:
         tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
             family, settings.tokenizer_root(), offline=options.offline

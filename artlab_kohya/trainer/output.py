@@ -233,6 +233,13 @@ _TRACEBACK = "Traceback (most recent call last):"
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 _EXC_LINE = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: ?(?P<msg>.*))?")
 _NO_MODULE = re.compile(r"No module named '(?P<name>[^']+)'")
+# `python -m accelerate.commands.launch` without accelerate: runpy's one line, after the interpreter's
+# path ("/venv/bin/python: Error while finding module specification for 'accelerate.commands.launch'
+# (ModuleNotFoundError: No module named 'accelerate')", or "...: No module named accelerate"), no traceback
+_RUNPY_NO_MODULE = re.compile(
+    r"(?P<python>\S*?(?i:python)[\w.]*): (?:Error while finding module specification for '[^']+' "
+    r"\(ModuleNotFoundError: No module named '(?P<name>[^']+)'\)|No module named (?P<bare>[\w.]+))"
+)
 _CALLED = re.compile(
     r"Command '(?P<cmd>.*)' (?:returned non-zero exit status (?P<rc>-?\d+)|died with <Signals\.\w+: (?P<sig>\d+)>)"
 )
@@ -408,6 +415,9 @@ class _StreamParser:
             out.append(UsageError(m["prog"], m["msg"]))
         elif line.startswith("running training"):
             self.summary = {}
+        elif m := _RUNPY_NO_MODULE.fullmatch(line.rstrip()):
+            out.append(Line(self.stream, line.rstrip()))
+            out.append(ModuleNotFound(m["name"] or m["bare"], line.strip()))
         else:
             self._message(Line(self.stream, line.rstrip()), out)
 

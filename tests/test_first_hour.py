@@ -1,0 +1,269 @@
+"""The first hour with artlab-kohya: what a new user meets before a LoRA trains, and that each failure
+there says what is wrong before anything launches (issue "Hardening: the first hour").
+
+Run against fake installs (tests/kohya_fakes.py, tests/fake_kohya) and real transcripts; nothing of
+ours is patched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from kohya_fakes import fake_sd_scripts, fake_trainer
+
+from artlab_kohya.cli.main import main
+from artlab_kohya.run.diagnose import diagnose
+from artlab_kohya.run.train import RunOptions, run_spec
+from artlab_kohya.spec import SpecError, load_spec
+from artlab_kohya.trainer.install import (
+    OWN_PYTHON,
+    Install,
+    InstallError,
+    locate_install,
+    recorded_versions,
+    trainer_versions,
+)
+from artlab_kohya.trainer.needs import check_trainer, missing_modules, spec_needs
+from artlab_kohya.trainer.output import (
+    ModuleNotFound,
+    Parser,
+    parse_transcript,
+)
+
+HERE = Path(__file__).parent
+FAKE = HERE / "fake_kohya"
+TRANSCRIPTS = HERE / "data" / "transcripts"
+SPEC = "model: {source: m.safetensors, family: sd15}\ndataset: {subsets: [{path: img/10_a}]}\nnetwork: {type: lora}\n"
+
+
+@pytest.fixture(autouse=True)
+def _own_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    for name in ("ARTLAB_KOHYA_DIR", "ARTLAB_KOHYA_PYTHON", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def venv(folder: Path) -> Path:
+    """A virtual environment's layout: bin/python (what finding one looks for)."""
+    (folder / "bin").mkdir(parents=True)
+    python = folder / "bin" / "python"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    return python
+
+
+def transcript(name: str) -> list:
+    stdout, stderr = ((TRANSCRIPTS / f"{name}.{s}").read_text(encoding="utf-8") for s in ("stdout", "stderr"))
+    return parse_transcript(stdout, stderr)
+
+
+def fake_model(path: Path) -> Path:
+    header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    return path
+
+
+def project(tmp_path: Path, images, monkeypatch, kohya: str, **spec) -> Path:
+    """A spec with 12 images and a tokenizer folder, trained by `kohya` (the spec's kohya: table)."""
+    images(tmp_path / "img/10_sks", [(512, 512)] * 12)
+    fake_model(tmp_path / "base.safetensors")
+    tokenizer = tmp_path / "tok" / "openai_clip-vit-large-patch14"
+    tokenizer.mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (tokenizer / name).write_text("{}")
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tmp_path / "tok"))
+    text = (
+        "model:\n  source: base.safetensors\n  family: sd15\n"
+        "dataset:\n  resolution: 512\n  batch_size: 1\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img/10_sks\n"
+        f"network:\n  type: {spec.get('network', 'lora')}\n  dim: 4\n  alpha: 1\n"
+        f"optimizer:\n  type: {spec.get('optimizer', 'AdamW')}\n"
+        "training:\n  epochs: 2\n  mixed_precision: 'no'\n"
+        "output:\n  name: tiny_lora\n"
+        f"kohya:\n{kohya}"
+    )
+    (tmp_path / "spec.yaml").write_text(text)
+    return tmp_path / "spec.yaml"
+
+
+# --------------------------------------------------------------------------- 1. the trainer's Python
+
+
+def test_a_kohya_ss_folder_runs_with_its_own_venv(tmp_path):
+    root = tmp_path / "kohya_ss"
+    fake_sd_scripts(root / "sd-scripts")
+    (root / "kohya_gui.py").write_text("")
+    python = venv(root / "venv")
+    install = locate_install(root)
+    assert install.python == str(python) and not install.own_python
+    assert install.python_from == f"the environment {root / 'venv'}"
+
+
+@pytest.mark.parametrize("where", ["sd-scripts/venv", "sd-scripts/.venv", "venv", ".venv"])
+def test_a_venv_in_or_beside_an_sd_scripts_checkout(tmp_path, where):
+    sd = fake_sd_scripts(tmp_path / "sd-scripts")
+    python = venv(tmp_path / where)
+    assert locate_install(sd).python == str(python)
+
+
+def test_a_named_python_wins_over_a_venv_found(tmp_path, monkeypatch):
+    sd = fake_sd_scripts(tmp_path / "sd-scripts")
+    venv(sd / "venv")
+    other = venv(tmp_path / "other")
+    assert locate_install(sd, tmp_path / "other").python == str(other)
+    monkeypatch.setenv("ARTLAB_KOHYA_PYTHON", str(other))
+    install = locate_install(sd)
+    assert install.python == str(other) and install.python_from == "ARTLAB_KOHYA_PYTHON"
+
+
+def test_no_trainer_environment_found_is_said(tmp_path):
+    sd = fake_sd_scripts(tmp_path / "sd-scripts")
+    install = locate_install(sd)
+    assert install.python == sys.executable and install.own_python
+    assert install.python_from.startswith(OWN_PYTHON) and str(sd) in install.python_from
+
+
+def test_run_refuses_a_python_that_cannot_import_torch(tmp_path, images, monkeypatch):
+    """kohya.dir is a kohya_ss folder without a venv, no kohya.python: artlab-kohya's own Python, which has
+    no torch (its probe said so), must not be launched."""
+    root = tmp_path / "kohya_ss"
+    fake_sd_scripts(root / "sd-scripts")
+    spec = project(tmp_path, images, monkeypatch, f"  dir: {root}\n")
+    with pytest.raises(InstallError) as refused:
+        run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    message = str(refused.value)
+    assert f"the trainer Python {sys.executable} ({OWN_PYTHON}" in message
+    assert "cannot import torch and accelerate (ModuleNotFoundError: No module named 'torch'" in message
+    assert "set kohya.python (or ARTLAB_KOHYA_PYTHON)" in message
+    assert not (tmp_path / "runs").exists()  # nothing written, nothing launched
+
+
+def test_the_probe_reports_what_imports(tmp_path):
+    sd = fake_sd_scripts(tmp_path / "sd")
+    install = locate_install(sd, fake_trainer(tmp_path / "env"))  # torch, but no accelerate module
+    versions = trainer_versions(install)
+    assert versions["modules"]["accelerate"] == "ModuleNotFoundError: No module named 'accelerate'"
+    assert versions["modules"]["bitsandbytes"].startswith("ModuleNotFoundError")
+    loaded = load_spec_text(tmp_path, SPEC)
+    with pytest.raises(InstallError, match=r"cannot import accelerate \(ModuleNotFoundError: .*-m pip install "):
+        check_trainer(loaded, install, versions)
+    (sd / "accelerate").mkdir()  # the sd-scripts folder is first on the trainer's path, as when it trains
+    (sd / "accelerate" / "__init__.py").write_text("")
+    assert trainer_versions(install)["modules"]["accelerate"] is None
+
+
+def test_a_probe_answer_is_cached_per_environment(tmp_path):
+    env = tmp_path / "env"
+    python = fake_trainer(env / "bin")
+    (env / "lib" / "python3.11" / "site-packages").mkdir(parents=True)  # what a venv has beside its bin/
+    install = locate_install(fake_sd_scripts(tmp_path / "sd"), python)
+    first = recorded_versions(install)
+    (cached,) = (tmp_path / "cache" / "versions").iterdir()
+    assert "modules" in first and json.loads(cached.read_text()) == first
+    assert recorded_versions(install) == first
+
+
+def test_runpy_says_accelerate_is_missing(tmp_path):
+    """`python -m accelerate.commands.launch` in an environment without accelerate: one line, no traceback."""
+    line = (
+        "/opt/kohya_ss/venv/bin/python: Error while finding module specification for 'accelerate.commands.launch' "
+        "(ModuleNotFoundError: No module named 'accelerate')\n"
+    )
+    parser = Parser()
+    events = parser.feed("stderr", line) + parser.close()
+    assert ModuleNotFound("accelerate", line.strip()) in events
+    assert [e.module for e in Parser().feed("stderr", "C:\\k\\venv\\Scripts\\python.exe: No module named torch\n")
+            if isinstance(e, ModuleNotFound)] == ["torch"]  # fmt: skip
+    verdict = diagnose(
+        load_spec_text(tmp_path, SPEC).spec, 1, events, tmp_path / "x", interrupted=False, stopped_for_nan=None,
+        kohya_commit=None,
+    )  # fmt: skip
+    assert verdict.diagnosis is not None and "cannot import 'accelerate'" in verdict.diagnosis
+    assert "accelerate==1.6.0" in verdict.diagnosis
+
+
+# --------------------------------------------------------------------------- 2. optional modules
+
+
+def load_spec_text(folder: Path, text: str):
+    path = folder / "needs.yaml"
+    path.write_text(text)
+    return load_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needed"),
+    [
+        ("optimizer: {type: AdamW}\noutput: {log_with: none}\n", []),
+        ("optimizer: {type: AdamW8bit}\noutput: {log_with: none}\n", [("bitsandbytes", "optimizer.type")]),
+        ("optimizer: {type: PagedAdamW}\noutput: {log_with: none}\n", [("bitsandbytes", "optimizer.type")]),
+        ("optimizer: {type: Lion}\noutput: {log_with: none}\n", [("lion_pytorch", "optimizer.type")]),
+        (
+            "optimizer: {type: Prodigy, learning_rate: 1.0}\noutput: {log_with: none}\n",
+            [("prodigyopt", "optimizer.type")],
+        ),
+        (
+            "optimizer: {type: DAdaptAdam, learning_rate: 1.0}\noutput: {log_with: none}\n",
+            [("dadaptation", "optimizer.type")],
+        ),
+        ("optimizer: {type: AdamWScheduleFree}\noutput: {log_with: none}\n", [("schedulefree", "optimizer.type")]),
+        (
+            "optimizer: {type: bitsandbytes.optim.AdEMAMix8bit}\noutput: {log_with: none}\n",
+            [("bitsandbytes", "optimizer.type")],
+        ),
+        ("optimizer: {type: torch.optim.RMSprop}\noutput: {log_with: none}\n", []),
+        ("training: {attention: xformers}\noutput: {log_with: none}\n", [("xformers", "training.attention")]),
+        ("output: {log_with: tensorboard}\n", [("tensorboard", "output.log_with")]),
+        ("output: {log_with: all}\n", [("tensorboard", "output.log_with"), ("wandb", "output.log_with")]),
+    ],
+)
+def test_what_a_spec_needs(tmp_path, extra, needed):
+    spec = load_spec_text(tmp_path, SPEC + extra).spec
+    assert [(n.modules[0], ".".join(map(str, n.field))) for n in spec_needs(spec)] == needed
+
+
+def test_lycoris_networks_need_lycoris(tmp_path):
+    spec = load_spec_text(tmp_path, SPEC.replace("type: lora", "type: locon") + "output: {log_with: none}\n").spec
+    assert [(n.modules, n.field) for n in spec_needs(spec)] == [(("lycoris",), ("network", "type"))]
+
+
+def test_missing_modules_are_located_with_the_pip_line(tmp_path):
+    text = "optimizer:\n  type: AdamW8bit\n" + SPEC.replace("type: lora", "type: loha") + "output: {log_with: none}\n"
+    loaded = load_spec_text(tmp_path, text)
+    install = Install(tmp_path, "/opt/kohya/venv/bin/python")
+    no = "ModuleNotFoundError: No module named '{}'"
+    versions = {"torch": {"version": "2.8.0"}, "modules": {"accelerate": None, "bitsandbytes": no.format("bitsandbytes"),
+                                                         "lycoris": no.format("lycoris")}}  # fmt: skip
+    lines = [str(i) for i in missing_modules(loaded, install, versions)]
+    assert lines == [
+        "needs.yaml:2: optimizer.type: optimizer AdamW8bit needs bitsandbytes, which the trainer Python "
+        "/opt/kohya/venv/bin/python cannot import (ModuleNotFoundError: No module named 'bitsandbytes'): install it "
+        "with `/opt/kohya/venv/bin/python -m pip install bitsandbytes`, or use optimizer.type: AdamW (the 8-bit "
+        "optimizers also need a CUDA GPU)",
+        "needs.yaml:5: network.type: network loha (LyCORIS) needs lycoris, which the trainer Python "
+        "/opt/kohya/venv/bin/python cannot import (ModuleNotFoundError: No module named 'lycoris'): install it "
+        "with `/opt/kohya/venv/bin/python -m pip install lycoris-lora==3.4.0`, or use type: lora",
+    ]
+    versions["modules"]["lycoris"] = None
+    del versions["modules"]["bitsandbytes"]  # not asked of this environment: nothing to say
+    assert missing_modules(loaded, install, versions) == []
+
+
+def test_run_refuses_an_eight_bit_optimizer_without_bitsandbytes(tmp_path, images, monkeypatch):
+    """The fake install answers the probe with torch, accelerate and tensorboard, not bitsandbytes."""
+    spec = project(tmp_path, images, monkeypatch, f"  dir: {FAKE}\n  python: {sys.executable}\n", optimizer="AdamW8bit")
+    with pytest.raises(SpecError) as refused:
+        run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    (issue,) = refused.value.issues
+    assert str(issue).startswith("spec.yaml:16: optimizer.type: optimizer AdamW8bit needs bitsandbytes")
+    assert f"`{sys.executable} -m pip install bitsandbytes`" in str(issue)
+    assert not (tmp_path / "runs").exists()
