@@ -8,6 +8,7 @@ ours is patched.
 from __future__ import annotations
 
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -267,3 +268,52 @@ def test_run_refuses_an_eight_bit_optimizer_without_bitsandbytes(tmp_path, image
     assert str(issue).startswith("spec.yaml:16: optimizer.type: optimizer AdamW8bit needs bitsandbytes")
     assert f"`{sys.executable} -m pip install bitsandbytes`" in str(issue)
     assert not (tmp_path / "runs").exists()
+
+
+def nvidia_smi(folder: Path, present: bool) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    if present:
+        tool = folder / "nvidia-smi"
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    return str(folder)
+
+
+def init_spec(tmp_path: Path) -> str:
+    code, out, err = cli("init", "--preset", "anime", str(tmp_path / "p"))
+    assert code == 0, out + err
+    load_spec(tmp_path / "p" / "spec.yaml")  # a valid spec, whatever was chosen
+    return (tmp_path / "p" / "spec.yaml").read_text()
+
+
+def test_init_without_cuda_writes_a_spec_for_the_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", nvidia_smi(tmp_path / "bin", present=False))
+    text = init_spec(tmp_path)
+    assert "\n  type: AdamW\n" in text and '\n  mixed_precision: "no"\n' in text
+    assert "no NVIDIA driver here (no nvidia-smi)" in text and "On a CUDA GPU use AdamW8bit" in text
+
+
+def test_init_with_nvidia_smi_keeps_the_gui_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", nvidia_smi(tmp_path / "bin", present=True))
+    text = init_spec(tmp_path)
+    assert "\n  type: AdamW8bit\n" in text and "\n  mixed_precision: bf16\n" in text
+
+
+def test_init_follows_the_cached_probe(tmp_path, monkeypatch):
+    """A GPU without bf16 and an environment whose bitsandbytes does not import: AdamW and fp16."""
+    monkeypatch.setenv("PATH", nvidia_smi(tmp_path / "bin", present=True))
+    old = {"name": "Tesla T4", "total_memory": 16 * 2**30, "major": 7, "minor": 5}
+    env = tmp_path / "env"
+    python = fake_trainer(env / "bin", gpus=[old], bf16=False)
+    (env / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    monkeypatch.setenv("ARTLAB_KOHYA_DIR", str(fake_sd_scripts(tmp_path / "sd")))
+    monkeypatch.setenv("ARTLAB_KOHYA_PYTHON", python)
+    recorded_versions(locate_install())  # what `doctor` or a first `run` leaves in the cache
+    text = init_spec(tmp_path)
+    assert "\n  type: AdamW\n" in text and "bitsandbytes does not import in the trainer's Python" in text
+    assert "\n  mixed_precision: fp16\n" in text and "this GPU has no bf16" in text
+    fake_trainer(env / "bin", gpus=[])  # the same environment, now without a GPU (and probed again)
+    (env / "lib" / "python3.11" / "site-packages" / "x").mkdir()  # what a pip install changes
+    recorded_versions(locate_install())
+    text = init_spec(tmp_path / "again")
+    assert "sees no CUDA GPU" in text and '\n  mixed_precision: "no"\n' in text

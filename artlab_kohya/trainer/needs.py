@@ -2,16 +2,18 @@
 
 Asked of the version probe (inside/probe_versions.py, cached per environment), never of torch here, so
 a missing torch, accelerate or bitsandbytes stops `run` before launch, in a second, rather than after
-the trainer has loaded the model.
+the trainer has loaded the model. `init` reads only a probe already cached, to stay instant.
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .install import Install, InstallError, describe_python, python_advice
+from ..spec.presets import Machine
+from .install import Install, InstallError, cached_versions, describe_python, find_install, python_advice
 from .pins import pip_requirement
 
 if TYPE_CHECKING:
@@ -143,3 +145,21 @@ def check_trainer(loaded: LoadedSpec, install: Install, versions: dict[str, Any]
         raise InstallError(problem)
     if issues := missing_modules(loaded, install, versions):
         raise SpecError(issues, loaded.path)
+
+
+def guess_machine() -> Machine:
+    """What `init` can tell, cheaply, of this machine: the cached probe of the trainer it would use (CUDA,
+    bf16, bitsandbytes), else whether nvidia-smi (the NVIDIA driver's tool) is installed. Never imports
+    torch and never runs the trainer's Python."""
+    install = find_install(None)
+    versions = cached_versions(install)
+    torch = (versions or {}).get("torch") or {}
+    if versions is not None and "error" not in torch:
+        modules = versions.get("modules") or {}
+        eight_bit = None if "bitsandbytes" not in modules else modules["bitsandbytes"] is None
+        if torch.get("cuda_available"):
+            return Machine(True, bool(torch.get("bf16")), eight_bit, "as the trainer's torch was last probed")
+        return Machine(False, False, eight_bit, f"the trainer's torch ({install.python}) sees no CUDA GPU")
+    if shutil.which("nvidia-smi"):
+        return Machine(True, None, None, "nvidia-smi is installed")
+    return Machine(False, None, None, "no NVIDIA driver here (no nvidia-smi) and no trainer probed yet")
