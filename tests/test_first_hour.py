@@ -317,3 +317,58 @@ def test_init_follows_the_cached_probe(tmp_path, monkeypatch):
     recorded_versions(locate_install())
     text = init_spec(tmp_path / "again")
     assert "sees no CUDA GPU" in text and '\n  mixed_precision: "no"\n' in text
+
+
+# --------------------------------------------------------------------------- 3. render
+
+
+def hub_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "hub.yaml"
+    path.write_text("model: {source: sd15}\ndataset: {subsets: [{path: img/10_a}]}\nnetwork: {type: lora}\n")
+    return path
+
+
+def test_render_says_a_hub_model_is_not_downloaded_yet(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    code, out, err = cli("render", str(hub_spec(tmp_path)), "-o", str(tmp_path / "out"))
+    assert code == 2 and out == ""
+    assert (
+        "hub.yaml:1: model.source: stable-diffusion-v1-5/stable-diffusion-v1-5/v1-5-pruned-emaonly.safetensors@main"
+        in err
+    )
+    assert f"is not downloaded yet (render only looks in the hub cache, {tmp_path / 'hub'})" in err
+    assert f"`artlab-kohya fetch {tmp_path / 'hub.yaml'}` downloads it" in err
+    assert "offline" not in err.lower()  # the user did not turn offline mode on
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert (
+        "HF_HUB_OFFLINE is set, so fetch where the network is allowed"
+        in cli("render", str(hub_spec(tmp_path)), "-o", str(tmp_path / "out"))[2]
+    )
+
+
+def render_lines(tmp_path: Path, kohya: str) -> list[str]:
+    fake_model(tmp_path / "m.safetensors")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC + kohya)
+    code, out, err = cli("render", str(spec), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    return out.splitlines()
+
+
+def test_render_says_what_keeps_the_command_from_running(tmp_path):
+    missing = render_lines(tmp_path, f"kohya: {{dir: {tmp_path / 'nowhere'}}}\n")
+    assert (
+        missing[0]
+        == f"# not runnable yet: sd-scripts folder {tmp_path / 'nowhere'} does not exist (kohya.dir or ARTLAB_KOHYA_DIR)"
+    )
+    assert missing[1] == "# set kohya.dir (or ARTLAB_KOHYA_DIR) to an sd-scripts or kohya_ss folder"
+    assert missing[2].endswith(str(tmp_path / "out" / "config.toml")) and len(missing) == 3
+
+    sd = fake_sd_scripts(tmp_path / "sd-scripts")
+    own = render_lines(tmp_path, f"kohya: {{dir: {sd}}}\n")
+    assert own[0].startswith(f"# no trainer environment found: {OWN_PYTHON}: no venv/ or .venv/ in {sd}")
+    assert own[-1].startswith(sys.executable + " -m accelerate.commands.launch")
+
+    python = venv(tmp_path / "venv")
+    found = render_lines(tmp_path, f"kohya: {{dir: {sd}}}\n")
+    assert found == [f"{python} -m accelerate.commands.launch" + found[0].split("accelerate.commands.launch", 1)[1]]

@@ -2,7 +2,7 @@
 
 Asked of the version probe (inside/probe_versions.py, cached per environment), never of torch here, so
 a missing torch, accelerate or bitsandbytes stops `run` before launch, in a second, rather than after
-the trainer has loaded the model. `init` reads only a probe already cached, to stay instant.
+the trainer has loaded the model. `init` and `render` read only a probe already cached, to stay instant.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..spec.presets import Machine
-from .install import Install, InstallError, cached_versions, describe_python, find_install, python_advice
+from .install import (
+    Install,
+    InstallError,
+    cached_versions,
+    check_install,
+    describe_python,
+    find_install,
+    python_advice,
+)
 from .pins import pip_requirement
 
 if TYPE_CHECKING:
@@ -145,6 +153,24 @@ def check_trainer(loaded: LoadedSpec, install: Install, versions: dict[str, Any]
         raise InstallError(problem)
     if issues := missing_modules(loaded, install, versions):
         raise SpecError(issues, loaded.path)
+
+
+def command_notes(install: Install) -> list[str]:
+    """What makes a printed launch command not runnable as it stands, one line each; never probes."""
+    try:
+        check_install(install)
+    except InstallError as exc:
+        return [f"not runnable yet: {exc}", "set kohya.dir (or ARTLAB_KOHYA_DIR) to an sd-scripts or kohya_ss folder"]
+    if install.own_python:
+        return [
+            f"no trainer environment found: {install.python_from}",
+            "this command uses artlab-kohya's own Python, which trains only if sd-scripts' requirements are "
+            "installed in it; set kohya.python (or ARTLAB_KOHYA_PYTHON) to the trainer's Python or venv",
+        ]
+    versions = cached_versions(install)
+    if versions is not None and (problem := trainer_problem(install, versions)) is not None:
+        return [f"as last probed, {problem}"]
+    return []
 
 
 def guess_machine() -> Machine:
