@@ -7,6 +7,7 @@ ours is patched.
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import sys
@@ -15,9 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from kohya_fakes import fake_sd_scripts, fake_trainer
+from rich.console import Console
 
 from artlab_kohya.cli.main import main
 from artlab_kohya.run.diagnose import diagnose
+from artlab_kohya.run.display import Display
 from artlab_kohya.run.train import RunOptions, run_spec
 from artlab_kohya.spec import SpecError, load_spec
 from artlab_kohya.trainer.install import (
@@ -30,8 +33,12 @@ from artlab_kohya.trainer.install import (
 )
 from artlab_kohya.trainer.needs import check_trainer, missing_modules, spec_needs
 from artlab_kohya.trainer.output import (
+    CheckpointSaved,
+    EpochStarted,
     ModuleNotFound,
     Parser,
+    Progress,
+    Step,
     parse_transcript,
 )
 
@@ -372,3 +379,51 @@ def test_render_says_what_keeps_the_command_from_running(tmp_path):
     python = venv(tmp_path / "venv")
     found = render_lines(tmp_path, f"kohya: {{dir: {sd}}}\n")
     assert found == [f"{python} -m accelerate.commands.launch" + found[0].split("accelerate.commands.launch", 1)[1]]
+
+
+# --------------------------------------------------------------------------- 5. smaller
+
+
+def test_the_table_names_checkpoints_inside_the_run_folder_relative_to_it(tmp_path):
+    run = tmp_path / "runs" / "a_rather_long_lora_name" / "20261128-160000-abcdef"
+    inside = run / "checkpoints" / "a_rather_long_lora_name-000001.safetensors"
+    outside = Path("/data/loras/a_rather_long_lora_name.safetensors")
+    events = [EpochStarted(1, 2), Step(6, 12, 9.0, 9.0, 0.67, 1.12), CheckpointSaved(inside),
+              EpochStarted(2, 2), Step(12, 12, 18.0, 0.0, 0.67, 1.05), CheckpointSaved(outside)]  # fmt: skip
+    for width in (100, 50):
+        console = Console(file=io.StringIO(), width=width, force_terminal=True, record=True)
+        display = Display(console, folder=run)
+        for event in events:
+            display.handle(event)
+        display.finish()
+        text = console.export_text()
+        table = text[text.index("epochs") :]
+        assert "…" not in table and str(run) not in table  # relative inside the run folder; folded, never cut
+        cells = "".join(line.split("│")[3].strip() for line in table.splitlines() if line.count("│") == 5)
+        assert cells == f"checkpoints/a_rather_long_lora_name-000001.safetensors{outside}"
+    plain = io.StringIO()
+    display = Display(Console(file=plain, width=60), plain=True, folder=run)
+    for event in events:
+        display.handle(event)
+    display.finish()
+    assert plain.getvalue().splitlines()[-2:] == [
+        "epoch 1: avr_loss 1.12, checkpoints/a_rather_long_lora_name-000001.safetensors",
+        f"epoch 2: avr_loss 1.05, {outside}",
+    ]
+
+
+def test_latent_caching_is_named_in_the_live_view():
+    events = transcript("lora")
+    caching = [e for e in events if isinstance(e, Progress) and e.stage == "caching latents"]
+    assert [(p.n, p.total) for p in caching][:2] == [(0, 6), (1, 6)] and caching[-1].n == 6
+    # the bars before it (image sizes) are not latent caching
+    first = next(i for i, e in enumerate(events) if isinstance(e, Progress))
+    assert events[first].stage == "" and events[first].desc == ""
+    display = Display(Console(file=io.StringIO(), width=100, force_terminal=True))
+    for event in events[: events.index(caching[3]) + 1]:
+        display.handle(event)
+    snapshot = Console(width=100, record=True, file=io.StringIO())
+    snapshot.print(display._render())
+    view = snapshot.export_text()
+    assert view.startswith("caching latents ━") and "3/6" in view and "working" not in view
+    display.finish()

@@ -341,7 +341,7 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
     ):
         console.print(line, highlight=False, soft_wrap=True)
 
-    display = Display(console, options.plain)
+    display = Display(console, options.plain, folder=folder.path)
     recorder = _Recorder(folder, display, spec.training.stop_on_nan)
     nan_step: int | None = None
     t0 = time.monotonic()

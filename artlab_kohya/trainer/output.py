@@ -62,6 +62,7 @@ class Progress:
     remaining: float | None  # seconds; None while tqdm shows "?"
     rate: float | None  # iterations per second, "s/it" already inverted
     postfix: tuple[tuple[str, str], ...] = ()
+    stage: str = ""  # an unnamed bar's work, as the log line before it said: "caching latents", ...
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,8 @@ _SUMMARY_KEYS = {
     "gradient accumulation steps": "gradient_accumulation_steps",
     "total optimization steps": "total_steps",
 }
+# Log lines that announce the unnamed bar after them (library/train_util.py: "caching latents...").
+_STAGES = {"caching latents": "caching latents", "caching text encoder outputs": "caching text encoder outputs"}
 _TRACEBACK = "Traceback (most recent call last):"
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 _EXC_LINE = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: ?(?P<msg>.*))?")
@@ -319,10 +322,22 @@ class _Block:
         self.message = ""
 
 
+class _Shared:
+    """What both streams' parsers know: problems already reported (once per run), and the stage the
+    last announcing log line named, with the stream it came on (rich logs: stderr; --console_log_simple:
+    stdout, while the bar is always on stderr)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.stage = ""
+        self.stage_stream: Stream | None = None
+
+
 class _StreamParser:
-    def __init__(self, stream: Stream, seen: set[str]):
+    def __init__(self, stream: Stream, shared: _Shared):
         self.stream: Stream = stream
-        self.seen = seen  # problems reported once per run, shared by both streams
+        self.shared = shared
+        self.seen = shared.seen  # problems reported once per run, shared by both streams
         self.buffer = ""
         self.frame_end: int | None = None  # the unterminated segment's frame was already emitted
         self.record: _Record | None = None
@@ -376,8 +391,9 @@ class _StreamParser:
         rate = _rate(m["rate"], m["unit"])
         postfix = _postfix(m["postfix"])
         if desc != "steps" or total is None:
-            out.append(Progress(desc, n, total, elapsed, remaining, rate, postfix))
+            out.append(Progress(desc, n, total, elapsed, remaining, rate, postfix, "" if desc else self.shared.stage))
             return
+        self.shared.stage = ""
         loss = _float(dict(postfix).get("avr_loss", ""))
         out.append(Step(n, total, elapsed, remaining, rate, loss, postfix))
         if loss is not None and not math.isfinite(loss) and "nan" not in self.seen:
@@ -424,6 +440,7 @@ class _StreamParser:
     def _message(self, event: Line | LogRecord, out: list[Event]) -> None:
         """Emit a plain line or log record, or the specific event its text stands for."""
         text = event.text if isinstance(event, Line) else event.message
+        self._stage(text)
         if (m := _EPOCH.fullmatch(text)) and isinstance(event, Line):
             out.append(EpochStarted(int(m["k"]), int(m["n"])))
         elif m := _SAVING.fullmatch(text):
@@ -436,6 +453,16 @@ class _StreamParser:
             out.append(event)
             if text.startswith("No data found"):
                 out.append(NoDataFound(text))
+
+    def _stage(self, text: str) -> None:
+        """A line that announces a stage names the unnamed bars after it; the next other line on the
+        same stream ends it."""
+        shared, low = self.shared, text.lower()
+        stage = next((name for start, name in _STAGES.items() if low.startswith(start)), None)
+        if stage is not None:
+            shared.stage, shared.stage_stream = stage, self.stream
+        elif shared.stage_stream == self.stream:
+            shared.stage = ""
 
     def _in_summary(self, line: str, out: list[Event]) -> bool:
         assert self.summary is not None
@@ -513,8 +540,8 @@ class Parser:
     """Incremental: `feed` what arrives on each pipe, `close` at the end of the run."""
 
     def __init__(self) -> None:
-        seen: set[str] = set()
-        self._streams = {name: _StreamParser(name, seen) for name in ("stdout", "stderr")}
+        shared = _Shared()
+        self._streams = {name: _StreamParser(name, shared) for name in ("stdout", "stderr")}
 
     def feed(self, stream: Stream, text: str) -> list[Event]:
         return self._streams[stream].feed(text)
