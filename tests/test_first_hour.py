@@ -39,6 +39,7 @@ from artlab_kohya.trainer.output import (
     Parser,
     Progress,
     Step,
+    StepLosses,
     parse_transcript,
 )
 
@@ -427,3 +428,30 @@ def test_latent_caching_is_named_in_the_live_view():
     view = snapshot.export_text()
     assert view.startswith("caching latents ━") and "3/6" in view and "working" not in view
     display.finish()
+
+
+def test_each_step_is_recorded_once_with_its_own_loss(tmp_path, images, monkeypatch):
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora")
+    spec = project(tmp_path, images, monkeypatch, f"  dir: {FAKE}\n  python: {sys.executable}\n")
+    outcome = run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    assert outcome.status == "succeeded"
+    records = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
+    steps = [(r["step"], r["loss"]) for r in records if r["type"] == "Step"]
+    assert [s for s, _ in steps] == list(range(1, 121))
+    # each step's own loss: its second frame in the transcript
+    frames = [e for e in transcript("lora") if isinstance(e, Step)]
+    own = {f.step: f.avr_loss for f in frames}  # the last frame of each step
+    assert steps == [(s, own[s]) for s in range(1, 121)]
+    assert steps[:3] == [(1, 1.11), (2, 1.04), (3, 1.08)]
+
+
+def test_step_losses_without_tqdm_first_frames():
+    """Fast steps: tqdm may skip the frame that still shows the previous loss; and it repeats the last."""
+    losses = StepLosses()
+    frames = [Step(0, 3, 0, None, None, None),
+              Step(1, 3, 0, None, 1.0, 0.5),  # only its own frame
+              Step(2, 3, 0, None, 1.0, 0.5), Step(2, 3, 0, None, 1.0, 0.4),  # both
+              Step(3, 3, 0, None, 1.0, 0.3), Step(3, 3, 0, None, 1.0, 0.3),  # its own, repeated on close
+              Step(3, 3, 0, None, 1.0, 0.3)]  # fmt: skip
+    given = [s for s in map(losses.final, frames) if s is not None]
+    assert [(s.step, s.avr_loss) for s in given] == [(1, 0.5), (2, 0.4), (3, 0.3)]

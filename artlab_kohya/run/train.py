@@ -27,7 +27,7 @@ from ..spec import LoadedSpec
 from ..spec.families import Family, script_for
 from ..spec.model import Spec
 from ..trainer.install import Install
-from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, Stream, TrainingSummary
+from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, StepLosses, Stream, TrainingSummary
 from ..trainer.process import run_parsed
 from .display import Display, EpochRecord
 from .folder import LOCK_FILE, RESULT_FILE, RunFolder, redact
@@ -270,7 +270,7 @@ class _Recorder:
         self.folder, self.display, self.stop_on_nan = folder, display, stop_on_nan
         self.events: list[Event] = []
         self._summary: TrainingSummary | None = None
-        self._last: tuple[int, float | None] = (-1, None)
+        self._steps = StepLosses()
 
     def output(self, stream: Stream, text: str) -> None:
         self.folder.log(stream, text)
@@ -293,11 +293,10 @@ class _Recorder:
             return event.level in self.RECORDED_LEVELS
         return not isinstance(event, Progress | Line)
 
-    def _step(self, step: Step) -> None:
-        # each step shows two frames: the first with the previous loss (or none), then its own
-        if step.avr_loss is None or step.step <= 0 or (step.step, step.avr_loss) == self._last:
+    def _step(self, frame: Step) -> None:
+        step = self._steps.final(frame)  # each step once, with its own loss (tqdm shows most steps twice)
+        if step is None:
             return
-        self._last = (step.step, step.avr_loss)
         per_epoch = self._summary.steps_per_epoch if self._summary else None
         epoch = -(-step.step // per_epoch) if per_epoch else None
         record = {"type": "Step", "epoch": epoch, "step": step.step, "total": step.total}

@@ -83,6 +83,34 @@ class Step:
     postfix: tuple[tuple[str, str], ...] = ()
 
 
+class StepLosses:
+    """Each optimizer step once, with its own average loss, from the frames of the "steps" bar.
+
+    A step's own loss is on its second frame (see Step). tqdm may skip the first frame when steps come
+    faster than its refresh interval, so a step with one frame is final when the next step begins; a
+    frame of a step already given (tqdm repeats the last one on close) gives nothing.
+    """
+
+    def __init__(self) -> None:
+        self._pending: Step | None = None
+        self._done = 0
+
+    def final(self, frame: Step) -> Step | None:
+        """The step this frame completes, if any."""
+        pending, self._pending = self._pending, None
+        if frame.step <= self._done:
+            self._pending = pending
+            return None
+        if pending is not None and pending.step == frame.step:
+            return self._give(frame)
+        self._pending = frame
+        return self._give(pending) if pending is not None else None
+
+    def _give(self, step: Step) -> Step | None:
+        self._done = max(self._done, step.step)
+        return step if step.avr_loss is not None else None
+
+
 @dataclass(frozen=True)
 class TrainingSummary:
     """The "running training / 学習開始" block (train_network.py; the fine-tune scripts print a subset)."""
