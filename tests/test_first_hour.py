@@ -382,6 +382,22 @@ def test_render_says_what_keeps_the_command_from_running(tmp_path):
     assert found == [f"{python} -m accelerate.commands.launch" + found[0].split("accelerate.commands.launch", 1)[1]]
 
 
+# --------------------------------------------------------------------------- 4. the out-of-memory killer
+
+
+def test_the_oom_killer_through_accelerate_keeps_its_hint(tmp_path):
+    """A real run whose training process got SIGKILL: accelerate exits 1 and names the signal only in its
+    CalledProcessError; the diagnosis must still point at system memory."""
+    events = transcript("oom_killer_accelerate")
+    spec = load_spec_text(tmp_path, SPEC).spec
+    verdict = diagnose(spec, 1, events, tmp_path / "none", interrupted=False, stopped_for_nan=None, kohya_commit=None)
+    assert verdict.status == "failed" and verdict.diagnosis is not None
+    assert verdict.diagnosis.startswith("The training process was killed by SIGKILL. SIGKILL without a Ctrl-C is")
+    assert "out-of-memory killer (system RAM, not VRAM)" in verdict.diagnosis
+    direct = diagnose(spec, 137, [], tmp_path / "none", interrupted=False, stopped_for_nan=None, kohya_commit=None)
+    assert direct == verdict  # the same words whichever way the signal is learned
+
+
 # --------------------------------------------------------------------------- 5. smaller
 
 
