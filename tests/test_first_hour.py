@@ -401,6 +401,31 @@ def test_the_oom_killer_through_accelerate_keeps_its_hint(tmp_path):
 # --------------------------------------------------------------------------- 5. smaller
 
 
+def test_smoke_cleans_up_and_keeps_only_a_failed_run(tmp_path, monkeypatch):
+    import tempfile
+
+    from artlab_kohya.cli.doctor import smoke_run
+    from artlab_kohya.trainer.doctor import write_toy_clip_tokenizer
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    model = fake_model(tmp_path / "smoke.safetensors")
+    tokenizers = write_toy_clip_tokenizer(tmp_path / "tok")
+    install = Install(FAKE, sys.executable)
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora")
+    assert smoke_run(install, model, tokenizers, "no", plain=True) == 0
+    assert list(temp.iterdir()) == []
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "fail_dataset_missing_dir")
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert smoke_run(install, model, tokenizers, "no", plain=True) == 1
+    (project,) = temp.iterdir()
+    (run,) = (project / "runs" / "smoke").iterdir()
+    assert f"smoke: failed; its run folder is kept: {run}" in err.getvalue()
+    assert json.loads((run / "result.json").read_text())["status"] == "failed"
+
+
 def test_the_table_names_checkpoints_inside_the_run_folder_relative_to_it(tmp_path):
     run = tmp_path / "runs" / "a_rather_long_lora_name" / "20261128-160000-abcdef"
     inside = run / "checkpoints" / "a_rather_long_lora_name-000001.safetensors"
