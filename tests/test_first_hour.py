@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from kohya_fakes import fake_sd_scripts, fake_trainer
+from kohya_fakes import TESTED_PACKAGES, fake_sd_scripts, fake_trainer
 from rich.console import Console
 
 from artlab_kohya.cli.main import main
@@ -23,6 +23,7 @@ from artlab_kohya.run.diagnose import diagnose
 from artlab_kohya.run.display import Display
 from artlab_kohya.run.train import RunOptions, run_spec
 from artlab_kohya.spec import SpecError, load_spec
+from artlab_kohya.trainer.doctor import run_doctor
 from artlab_kohya.trainer.install import (
     OWN_PYTHON,
     Install,
@@ -134,6 +135,16 @@ def test_a_named_python_wins_over_a_venv_found(tmp_path, monkeypatch):
     assert install.python == str(other) and install.python_from == "ARTLAB_KOHYA_PYTHON"
 
 
+def test_a_venv_beside_a_symlinked_checkout(tmp_path):
+    """~/kohya/sd-scripts -> /data/sd-scripts with ~/kohya/venv: the venv is beside the name used."""
+    real = fake_sd_scripts(tmp_path / "data" / "sd-scripts")
+    (tmp_path / "kohya").mkdir()
+    (tmp_path / "kohya" / "sd-scripts").symlink_to(real)
+    python = venv(tmp_path / "kohya" / "venv")
+    install = locate_install(tmp_path / "kohya" / "sd-scripts")
+    assert install.dir == real and install.python == str(python)
+
+
 def test_no_trainer_environment_found_is_said(tmp_path):
     sd = fake_sd_scripts(tmp_path / "sd-scripts")
     install = locate_install(sd)
@@ -158,16 +169,24 @@ def test_run_refuses_a_python_that_cannot_import_torch(tmp_path, images, monkeyp
 
 def test_the_probe_reports_what_imports(tmp_path):
     sd = fake_sd_scripts(tmp_path / "sd")
-    install = locate_install(sd, fake_trainer(tmp_path / "env"))  # torch, but no accelerate module
+    no_accelerate = {k: v for k, v in TESTED_PACKAGES.items() if k != "accelerate"}
+    install = locate_install(sd, fake_trainer(tmp_path / "env", no_accelerate))  # torch, but no accelerate
     versions = trainer_versions(install)
     assert versions["modules"]["accelerate"] == "ModuleNotFoundError: No module named 'accelerate'"
     assert versions["modules"]["bitsandbytes"].startswith("ModuleNotFoundError")
-    loaded = load_spec_text(tmp_path, SPEC)
+    loaded = load_spec_text(tmp_path, SPEC + "output: {log_with: none}\n")
     with pytest.raises(InstallError, match=r"cannot import accelerate \(ModuleNotFoundError: .*-m pip install "):
         check_trainer(loaded, install, versions)
+    checks = {c.name: c for c in run_doctor(install, surface=False).checks}
+    assert checks["modules"].status == "fail" and checks["modules"].detail.startswith("cannot import accelerate")
+    assert checks["trainer Python"].detail.endswith("; as given)")
     (sd / "accelerate").mkdir()  # the sd-scripts folder is first on the trainer's path, as when it trains
     (sd / "accelerate" / "__init__.py").write_text("")
-    assert trainer_versions(install)["modules"]["accelerate"] is None
+    versions = trainer_versions(install)
+    assert versions["modules"]["accelerate"] is None
+    check_trainer(loaded, install, versions)  # torch and accelerate: nothing this spec needs is missing
+    modules = {c.name: c for c in run_doctor(install, surface=False).checks}["modules"]
+    assert modules.status == "ok" and modules.detail.startswith("imports accelerate, lycoris; not bitsandbytes")
 
 
 def test_a_probe_answer_is_cached_per_environment(tmp_path):

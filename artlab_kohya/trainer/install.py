@@ -83,9 +83,9 @@ def locate_install(
     A kohya_ss checkout is accepted for its `sd-scripts` submodule folder, and a virtual
     environment's folder for its Python.
     """
-    chosen = Path(folder).expanduser() if folder is not None else settings.kohya_dir() or VENDORED
-    chosen = _sd_scripts_in(chosen.resolve())
-    exe, how = trainer_python(chosen, python)
+    given = Path(folder).expanduser() if folder is not None else settings.kohya_dir() or VENDORED
+    chosen = _sd_scripts_in(given.resolve())
+    exe, how = trainer_python(chosen, python, as_named=_sd_scripts_in(given.absolute()))
     return Install(dir=chosen, python=exe, commit=git_commit(chosen), python_from=how)
 
 
@@ -103,16 +103,20 @@ def _sd_scripts_in(folder: Path) -> Path:
     return folder
 
 
-def trainer_python(sd_scripts: Path, python: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+def trainer_python(
+    sd_scripts: Path, python: str | os.PathLike[str] | None = None, *, as_named: Path | None = None
+) -> tuple[str, str]:
     """(the Python that runs `sd_scripts`, how it was chosen): the given one, else $ARTLAB_KOHYA_PYTHON,
     else a virtual environment of the install's own (`venv/` or `.venv/` in the sd-scripts folder, then
-    beside it: a kohya_ss root holds both), else this interpreter, marked as such: artlab-kohya's own
-    environment has no torch unless the trainer's packages were installed into it."""
+    beside it: a kohya_ss root holds both; looked for where the folder is and, if it was named through a
+    symlink, `as_named`), else this interpreter, marked as such: artlab-kohya's own environment has no
+    torch unless the trainer's packages were installed into it."""
     if python is not None:
         return _python_at(python), "as given"
     if (from_env := settings.kohya_python()) is not None:
         return _python_at(from_env), settings.KOHYA_PYTHON
-    for folder in dict.fromkeys((sd_scripts, sd_scripts.parent)):
+    named = (as_named, as_named.parent) if as_named is not None else ()
+    for folder in dict.fromkeys((sd_scripts, sd_scripts.parent, *named)):
         for name in VENV_NAMES:
             if (exe := _venv_python(folder / name)) is not None:
                 return exe, f"the environment {folder / name}"

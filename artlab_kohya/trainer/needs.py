@@ -92,10 +92,14 @@ def spec_needs(spec: Spec) -> list[Need]:
     if log_with in ("tensorboard", "all"):
         # accelerate's TensorBoard tracker takes either package
         needs.append(
-            Need(("tensorboard", "tensorboardX"), ("output", "log_with"), f"log_with {log_with}", "or set none")
+            Need(
+                ("tensorboard", "tensorboardX"), ("output", "log_with"), f"log_with {log_with}", "or set log_with: none"
+            )
         )
     if log_with in ("wandb", "all"):
-        needs.append(Need(("wandb",), ("output", "log_with"), f"log_with {log_with}", "or set tensorboard or none"))
+        needs.append(
+            Need(("wandb",), ("output", "log_with"), f"log_with {log_with}", "or set log_with: tensorboard or none")
+        )
     return needs
 
 
