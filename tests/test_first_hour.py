@@ -515,3 +515,34 @@ def test_step_losses_without_tqdm_first_frames():
               Step(3, 3, 0, None, 1.0, 0.3)]  # fmt: skip
     given = [s for s in map(losses.final, frames) if s is not None]
     assert [(s.step, s.avr_loss) for s in given] == [(1, 0.5), (2, 0.4), (3, 0.3)]
+
+
+# --------------------------------------------------------------------------- 6. the README
+
+
+def test_readme_renders_as_written():
+    """Every code fence closed (an unclosed one rendered Install and the spec sections as code), the
+    command block once, and the install it describes is the one quickstart makes and `run` finds."""
+    root = HERE.parent
+    lines = (root / "README.md").read_text(encoding="utf-8").splitlines()
+    fenced, inside = [], False
+    for line in lines:
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        fenced.append(inside)
+    assert not inside, "a code fence is never closed"
+    headings = [line for line, code in zip(lines, fenced, strict=True) if line.startswith("## ") and not code]
+    for heading in ("## Install", "## A spec", "## Training fully offline on a local model"):
+        assert heading in headings
+    assert sum(line.startswith("artlab-kohya init --preset person my-lora/") for line in lines) == 1
+    text = "\n".join(lines)
+    assert "python3 -m venv vendor/venv && vendor/venv/bin/pip install '.[trainer]'" in text
+    assert "vendor/venv/bin/python -m pip install" in (root / "scripts" / "quickstart.sh").read_text()
+
+
+def test_the_documented_trainer_venv_is_the_one_found(tmp_path):
+    checkout = tmp_path / "artlab-kohya"
+    sd = fake_sd_scripts(checkout / "vendor" / "sd-scripts")
+    python = venv(checkout / "vendor" / "venv")
+    venv(checkout / ".venv")  # artlab-kohya's own: never taken for the trainer's
+    assert locate_install(sd).python == str(python)
