@@ -5,17 +5,20 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..trainer.install import Install
-from .command import build_command
-from ..spec.families import Family, script_for
+from .. import settings
 from ..dataset.steps import subset_repeats
+from ..spec import LoadedSpec
+from ..spec.families import Family, script_for
+from ..trainer.install import Install
+from ..trainer.surface import Surface, bundled_surface
+from .command import build_command
 from .plan import PlanError, make_plan, plan_family, spec_family
 from .render import Rendered, RenderError, RenderInputs, render
-from ..spec import LoadedSpec
-from ..trainer.surface import Surface, bundled_surface
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -33,16 +36,18 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
         family = plan_family(spec)
     else:
         from ..models.checkpoint import ModelError
-        from ..models.hub import resolve_alias, resolve_hub
+        from ..models.hub import NotDownloaded, resolve_alias, resolve_hub
 
-        try:
+        try:  # from the hub cache only: render never downloads
             resolved = (
                 resolve_alias(source.name, offline=True)
                 if source.type == "alias"
                 else resolve_hub(source.repo, source.file, source.revision, offline=True)
             )
+        except NotDownloaded as exc:
+            raise PlanError([loaded.issue("error", at, _not_downloaded(loaded, exc.what))], loaded.path) from None
         except ModelError as exc:
-            raise PlanError([loaded.issue("error", at, f"{exc} (`artlab-kohya fetch SPEC` downloads it)")], loaded.path) from None
+            raise PlanError([loaded.issue("error", at, str(exc))], loaded.path) from None
         path = resolved.path
         family = spec_family(spec, resolved.family)
     if family is None:
@@ -55,6 +60,14 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
             loaded.path,
         )
     return ModelChoice(path=path, family=family)
+
+
+def _not_downloaded(loaded: LoadedSpec, what: str) -> str:
+    blocked = "; HF_HUB_OFFLINE is set, so fetch where the network is allowed" if settings.hf_offline() else ""
+    return (
+        f"{what} is not downloaded yet (render only looks in the hub cache, {settings.hf_hub_cache()}): "
+        f"`artlab-kohya fetch {shlex.quote(str(loaded.path))}` downloads it{blocked}"
+    )
 
 
 def resolved_repeats(loaded: LoadedSpec) -> tuple[tuple[int, ...], tuple[str | None, ...]]:
