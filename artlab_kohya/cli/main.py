@@ -23,6 +23,7 @@ from .run import run
 from .runs import runs
 from .schema import schema
 from .show import show
+from .sweep import sweep
 
 
 class _Main(click.Group):
@@ -41,6 +42,6 @@ def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
 
 
-COMMANDS = (init, check, plan, render, run, rerun, runs, show, pick, report)
+COMMANDS = (init, check, plan, render, run, rerun, sweep, runs, show, pick, report)
 for command in (*COMMANDS, fetch, doctor, dataset, caption, schema, explain):
     main.add_command(command)
