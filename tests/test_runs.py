@@ -131,6 +131,35 @@ def test_the_lock_read_in_pieces_equals_the_whole(tmp_path):
     keys = ("model", "spec_git", "overrides", "plan", "spec")
     assert read_lock(folder, keys) == {k: whole[k] for k in keys}
     assert read_lock(folder) == whole
+    scalars = read_lock(folder, ("model", "spec_git", "plan"), scalars=True)  # the fast path of `runs`
+    assert scalars["model"] == whole["model"] and scalars["spec_git"] == whole["spec_git"]
+    assert scalars["plan"] == {k: v for k, v in whole["plan"].items() if k != "saves"}
+
+
+def test_scalars_read_back_as_yaml_wrote_them():
+    from artlab_kohya.experiments.records import _scalar
+
+    values = [None, True, False, 0, -3, 1e-4, 5e-05, 64.0, 1e20, float("inf"), "abc", "a b", "/x/y z.safetensors",
+              "yes", "1e-4", "12", "0x1F", "a: b", "#x", "x #y", "'q'", '"dq"', "2026-11-28", "", " x", "x ", "é",
+              "null", "~", ".inf", "-", "-x", "0123", "1_000", "0123abcdef", "1:30", "x:", "[x]", "%x"]  # fmt: skip
+    for value in values:
+        written = yaml.safe_dump({"k": value}, width=1000).split(": ", 1)[1].rstrip("\n")
+        assert _scalar(written) == value, (value, written)
+
+
+def test_epoch_events_read_fast_equal_the_full_read(tmp_path):
+    from artlab_kohya.experiments.records import epochs_from_events, read_epoch_events, read_events
+
+    folder = recorded_run(tmp_path, "dog", "20261128-100000-aaaaaa", [0.3, 0.2, 0.1], status="running")
+    result = json.loads((folder / "result.json").read_text())
+    full, fast = read_events(folder), read_epoch_events(folder)
+    assert len(fast.steps) == 3 and len(full.steps) == 30
+    assert epochs_from_events(fast, result, "dog", 10) == epochs_from_events(full, result, "dog", 10)
+    with (folder / "events.jsonl").open("a") as f:  # a step written in another key order: the full read
+        f.write(
+            json.dumps({"type": "Step", "t": 9, "step": 31, "epoch": 4, "total": 40, "loss": 0.05, "it_s": 1}) + "\n"
+        )
+    assert epochs_from_events(read_epoch_events(folder), result, "dog", 10)[-1].loss == 0.05
 
 
 def test_last_step_is_found_behind_a_long_tail(tmp_path):

@@ -89,7 +89,7 @@ def clock(seconds: float) -> str:
 
 def table(size: SweepSize, keys: list[str]) -> list[str]:
     """The expansion as lines: one row per run (name, its values, steps, epochs), then the totals."""
-    from .matrix import format_value
+    from .values import format_value
 
     head = ["run", *keys, "steps", "epochs"]
     rows = [

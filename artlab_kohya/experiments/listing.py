@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..spec.guide import LOSS_WINDOW
-from .matrix import format_value
 from .pick import Window, pick
 from .records import RecordError, find_runs, find_sweeps, is_sweep_folder, read_sweep, summarize
+from .values import format_value
 
 
 @dataclass
@@ -23,7 +22,7 @@ class Listing:
     varied: list[str]  # the sweeps' matrix keys, in order
 
 
-def _row(folder: Path, window: Window, values: dict[str, Any], sweep: Path | None) -> dict[str, Any]:
+def _row(folder: Path, window: Window | None, values: dict[str, Any], sweep: Path | None) -> dict[str, Any]:
     s = summarize(folder)
     chosen = pick(s.epochs, window).chosen
     git = s.spec_git or {}
@@ -57,7 +56,7 @@ def _pending_row(entry: dict[str, Any], sweep: Path) -> dict[str, Any]:
     }
 
 
-def list_runs(path: Path, window: Window = LOSS_WINDOW) -> Listing:
+def list_runs(path: Path, window: Window | None = None) -> Listing:
     """The rows for `path`: a sweep folder, a run folder, or a folder of runs (a runs root)."""
     if is_sweep_folder(path):
         data = read_sweep(path)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import Issue, LoadedSpec, SpecError
 from ..spec.load import load_spec_text
 from ..spec.yamlpos import PathKey, format_path, parse_path
+from .values import format_value, name_part
 
 MAX_RUNS = 1000  # a typo in a matrix should not queue ten thousand trainings
 ZIP = "zip"
@@ -79,37 +79,6 @@ class Matrix:
     @property
     def keys(self) -> list[str]:
         return [e.key for e in self.entries]
-
-
-# --- values as names -----------------------------------------------------------------------------
-
-
-def format_value(value: Any) -> str:
-    """A value as it reads in a run name and a table: 1e-4, 5e-5, 0.5, 32, 512x768, true."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if value == int(value) and abs(value) < 1e5:
-            return str(int(value))
-        if abs(value) < 1e-2 or abs(value) >= 1e5:
-            mantissa, exponent = f"{value:e}".split("e")
-            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
-        return f"{value:g}"
-    if isinstance(value, list):
-        return "x".join(format_value(v) for v in value)
-    if value is None:
-        return "none"
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return str(value)
-
-
-def _name_part(value: Any) -> str:
-    return re.sub(r"[^\w.\-]+", "_", format_value(value)).strip("_") or "_"
 
 
 def _labels(entries: list[Entry]) -> dict[str, str]:
@@ -233,7 +202,7 @@ def expand(loaded: LoadedSpec) -> Matrix | None:
         for axis, i in zip(axes, combo, strict=True):
             for entry in axis:
                 values[entry.key], positions[entry.key] = entry.values[i], i
-        name = "-".join([base] + [f"{labels[k]}{_name_part(v)}" for k, v in values.items()])
+        name = "-".join([base] + [f"{labels[k]}{name_part(v)}" for k, v in values.items()])
         overrides = tuple(f"{format_path(e.path)}={json.dumps(values[e.key], ensure_ascii=False)}" for e in entries) + (
             f"output.name={json.dumps(name)}",
         )

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArtlabError
-from ..spec.guide import LOSS_WINDOW
 from .records import EpochLoss
 
 Window = tuple[float, float]
@@ -30,13 +29,21 @@ class PickError(ArtlabError):
     pass
 
 
+def loss_window() -> Window:
+    """The guide's window, spec.guide.LOSS_WINDOW, imported when asked for: importing the spec package
+    starts pydantic (a third of a second), which reading run folders does without."""
+    from ..spec.guide import LOSS_WINDOW
+
+    return LOSS_WINDOW
+
+
 def parse_window(text: str) -> Window:
     """'0.08:0.1' -> (0.08, 0.1); both finite, LO <= HI."""
     lo_text, sep, hi_text = text.partition(":")
     try:
         lo, hi = float(lo_text), float(hi_text)
     except ValueError:
-        raise ValueError(f"write the window as LO:HI, e.g. {LOSS_WINDOW[0]}:{LOSS_WINDOW[1]} (got {text!r})") from None
+        raise ValueError(f"write the window as LO:HI, e.g. 0.08:0.1 (got {text!r})") from None
     if not sep or not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
         raise ValueError(f"write the window as LO:HI with LO <= HI, e.g. 0.08:0.1 (got {text!r})")
     return lo, hi
@@ -71,7 +78,8 @@ def is_candidate(epoch: EpochLoss) -> bool:
     return epoch.checkpoint is not None and epoch.loss is not None and math.isfinite(epoch.loss)
 
 
-def pick(epochs: list[EpochLoss], window: Window = LOSS_WINDOW) -> Pick:
+def pick(epochs: list[EpochLoss], window: Window | None = None) -> Pick:
+    window = window or loss_window()
     candidates = tuple(sorted((e for e in epochs if is_candidate(e)), key=lambda e: e.epoch))
     inside = tuple(e for e in candidates if distance(e.loss or 0.0, window) == 0.0)
     if inside:

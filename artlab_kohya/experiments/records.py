@@ -43,9 +43,67 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
 
 
-def read_lock(folder: Path, keys: Iterable[str] | None = None) -> dict[str, Any]:
-    """spec.lock.yaml, or only its top-level `keys`: the lock is a block mapping written by yaml.safe_dump,
-    so each top-level entry parses on its own, and the large `spec` entry need not be read to list runs."""
+def _chunks(text: str) -> dict[str, str]:
+    """The lock's top-level entries, each as its own text (`key: ...` up to the next top-level key)."""
+    starts = [(m.start(), m.group(1)) for m in _TOP_KEY.finditer(text)]
+    ends = [start for start, _ in starts[1:]] + [len(text)]
+    return {key: text[start:end] for (start, key), end in zip(starts, ends, strict=True)}
+
+
+_INT = re.compile(r"[-+]?[0-9]+")
+_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_SPECIAL = tuple("'\"[]{}&*!|>%@`#,?:-~ \t")
+_WORDS = {"yes", "no", "on", "off", "y", "n", "true", "false", "null"}
+
+
+def _scalar(text: str) -> Any:
+    """One value as yaml.safe_dump writes it: plain numbers, null, booleans and text that reads as
+    text without quotes; anything else (quoted, special) goes to the YAML parser."""
+    if text in ("null", "~"):
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    plain = text and not text.startswith(_SPECIAL) and not text.endswith((" ", ":"))
+    if plain and ": " not in text and " #" not in text and text.lower() not in _WORDS and text[0] != ".":
+        return text
+    return _yaml(text)
+
+
+def _flat_table(chunk: str, scalars: bool) -> dict[str, Any] | None:
+    """A top-level table's `  name: value` lines without the YAML parser; None when the chunk holds
+    anything else (a nested table or list, unless `scalars` says to leave those out; a wrapped value),
+    for the parser."""
+    lines = chunk.rstrip("\n").split("\n")
+    head = lines[0].split(":", 1)[1].strip()
+    if head:
+        return {"": _scalar(head)} if len(lines) == 1 else None
+    out: dict[str, Any] = {}
+    nested = False
+    for line in lines[1:]:
+        if nested and (line.startswith(("   ", "  - ")) or line == "  -"):
+            continue  # inside a nested entry that is left out
+        nested = False
+        if not line.startswith("  ") or line.startswith("   "):
+            return None
+        key, sep, value = line[2:].partition(": ")
+        if not sep and line.endswith(":") and scalars:
+            nested = True
+            continue
+        if not sep or not value:
+            return None
+        out[key] = _scalar(value)
+    return out
+
+
+def read_lock(folder: Path, keys: Iterable[str] | None = None, *, scalars: bool = False) -> dict[str, Any]:
+    """spec.lock.yaml, or only its top-level `keys`. The lock is a block mapping written by yaml.safe_dump,
+    so each top-level entry parses on its own; a table of plain scalars (model, spec_git) is read line
+    by line, faster than the YAML parser (listing a thousand runs reads a thousand locks), and anything
+    else goes to the parser. With `scalars`, the tables' nested lists and tables are left out."""
     try:
         text = (folder / LOCK_FILE).read_text(encoding="utf-8")
     except OSError:
@@ -53,18 +111,20 @@ def read_lock(folder: Path, keys: Iterable[str] | None = None) -> dict[str, Any]
     if keys is None:
         data = _yaml(text)
         return data if isinstance(data, dict) else {}
-    wanted = set(keys)
-    starts = [(m.start(), m.group(1)) for m in _TOP_KEY.finditer(text)]
     out: dict[str, Any] = {}
-    for i, (start, key) in enumerate(starts):
-        if key in wanted:
-            end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
-            try:
-                chunk = _yaml(text[start:end])
-            except yaml.YAMLError:
-                continue
-            if isinstance(chunk, dict):
-                out.update(chunk)
+    for key, chunk in _chunks(text).items():
+        if key not in keys:
+            continue
+        flat = _flat_table(chunk, scalars)
+        if flat is not None:
+            out[key] = flat.get("", flat)
+            continue
+        try:
+            data = _yaml(chunk)
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict):
+            out.update(data)
     return out
 
 
@@ -126,6 +186,41 @@ def _number(value: Any) -> float | None:
     return None
 
 
+# A step event as the recorder writes it (run/train.py); a line that reads otherwise goes to json.
+_STEP = re.compile(
+    r'"type": "Step", "epoch": (null|[0-9]+), "step": ([0-9]+), "total": ([0-9]+|null), '
+    r'"loss": ([^,}]+), "it_s": ([^,}]+)\}$'
+)
+
+
+def _value(text: str) -> Any:
+    try:
+        return float(text) if text[:1] not in ('"', "n") else json.loads(text)
+    except ValueError:
+        return None
+
+
+def _step_fields(line: str) -> tuple[Any, Any, Any, Any, Any] | None:
+    """(epoch, step, total, loss, it_s) of a Step line, read with one regex instead of a JSON parse."""
+    match = _STEP.search(line)
+    if match:
+        epoch, step, total, loss, rate = match.groups()
+        return (
+            None if epoch == "null" else int(epoch),
+            int(step),
+            None if total == "null" else int(total),
+            _value(loss),
+            _value(rate),
+        )
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None  # a line cut short by a crash
+    if event.get("type") != "Step":
+        return None
+    return event.get("epoch"), event.get("step"), event.get("total"), event.get("loss"), event.get("it_s")
+
+
 def read_events(folder: Path) -> Events:
     out = Events()
     epoch: int | None = None
@@ -134,30 +229,78 @@ def read_events(folder: Path) -> Events:
     except OSError:
         return out
     with handle:
-        for line in handle:
+        for raw in handle:
+            line = raw.rstrip("\n")
+            if '"Step"' in line:
+                fields = _step_fields(line)
+                if fields is None:
+                    continue
+                e, step, total, loss_value, rate_value = fields
+                loss = _number(loss_value)
+                if isinstance(step, int) and loss is not None:
+                    out.steps.append((step, loss))
+                    out.step_epochs.append(e if isinstance(e, int) else None)
+                    out.total = total if isinstance(total, int) else out.total
+                    rate = _number(rate_value)
+                    out.rate = rate if rate is not None else out.rate
+                continue
             if '"type"' not in line:
                 continue
             try:
                 event = json.loads(line)
             except ValueError:
-                continue  # a line cut short by a crash
+                continue
             kind = event.get("type")
-            if kind == "Step":
-                loss = _number(event.get("loss"))
-                step = event.get("step")
-                if isinstance(step, int) and loss is not None:
-                    out.steps.append((step, loss))
-                    e = event.get("epoch")
-                    out.step_epochs.append(e if isinstance(e, int) else None)
-                    out.total = event.get("total") if isinstance(event.get("total"), int) else out.total
-                    rate = _number(event.get("it_s"))
-                    out.rate = rate if rate is not None else out.rate
-            elif kind == "EpochStarted" and isinstance(event.get("epoch"), int):
+            if kind == "EpochStarted" and isinstance(event.get("epoch"), int):
                 epoch = event["epoch"]
             elif kind == "CheckpointSaved" and isinstance(event.get("path"), str):
                 out.checkpoints.append((event["path"], epoch))
             elif kind == "TrainingSummary" and isinstance(event.get("steps_per_epoch"), int):
                 out.steps_per_epoch = event["steps_per_epoch"]
+    return out
+
+
+_STEP_AT = re.compile(r'"type": "Step", "epoch": (null|[0-9]+), "step": ([0-9]+)')
+_OTHER_AT = re.compile(r'"type": "(EpochStarted|CheckpointSaved|TrainingSummary)"')
+
+
+def read_epoch_events(folder: Path) -> Events:
+    """As read_events, keeping only each epoch's last step (what per-epoch losses need): the step lines
+    are found with one regex over the file and only the last of each epoch is parsed."""
+    try:
+        text = (folder / EVENTS_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return Events()
+    last: dict[str, tuple[int, int]] = {}  # epoch (or "step N" when unknown) -> (step, position)
+    count = 0
+    for match in _STEP_AT.finditer(text):
+        count += 1
+        key = match.group(1) if match.group(1) != "null" else f"step {match.group(2)}"
+        last[key] = (int(match.group(2)), match.start())
+    if count != text.count('"Step"'):
+        return read_events(folder)  # lines written otherwise than the recorder writes them
+    marks = [(m.start(), m.group(1)) for m in _OTHER_AT.finditer(text)]
+    positions = sorted([(pos, "Step") for _, pos in last.values()] + marks)
+    out = Events()
+    epoch: int | None = None
+    for pos, kind in positions:
+        start, end = text.rfind("\n", 0, pos) + 1, text.find("\n", pos)
+        try:
+            event = json.loads(text[start : end if end >= 0 else len(text)])
+        except ValueError:
+            continue
+        if kind == "Step":
+            loss = _number(event.get("loss"))
+            if isinstance(event.get("step"), int) and loss is not None:
+                out.steps.append((event["step"], loss))
+                out.step_epochs.append(event.get("epoch") if isinstance(event.get("epoch"), int) else None)
+                out.total = event.get("total") if isinstance(event.get("total"), int) else out.total
+        elif kind == "EpochStarted" and isinstance(event.get("epoch"), int):
+            epoch = event["epoch"]
+        elif kind == "CheckpointSaved" and isinstance(event.get("path"), str):
+            out.checkpoints.append((event["path"], epoch))
+        elif kind == "TrainingSummary" and isinstance(event.get("steps_per_epoch"), int):
+            out.steps_per_epoch = event["steps_per_epoch"]
     return out
 
 
@@ -273,12 +416,30 @@ def epochs_from_result(result: dict[str, Any]) -> list[EpochLoss] | None:
     recorded = result.get("checkpoints")
     if not isinstance(recorded, list) or not recorded:
         return None
-    out = []
-    for c in recorded:
-        if isinstance(c, dict) and isinstance(c.get("epoch"), int) and isinstance(c.get("file"), str):
-            path = Path(c["file"])
-            out.append(EpochLoss(c["epoch"], _number(c.get("avr_loss")), None, path if path.is_file() else None))
+    good = [
+        c
+        for c in recorded
+        if isinstance(c, dict) and isinstance(c.get("epoch"), int) and isinstance(c.get("file"), str)
+    ]
+    there = _existing([c["file"] for c in good])
+    out = [
+        EpochLoss(c["epoch"], _number(c.get("avr_loss")), None, Path(c["file"]) if c["file"] in there else None)
+        for c in good
+    ]
     return sorted(out, key=lambda e: e.epoch) or None
+
+
+def _existing(files: list[str]) -> set[str]:
+    """Which of these files exist, one folder listing per folder rather than a stat per file."""
+    out: set[str] = set()
+    for folder in {os.path.dirname(f) for f in files}:
+        try:
+            with os.scandir(folder or ".") as entries:
+                names = {e.name for e in entries if e.is_file()}
+        except OSError:
+            continue
+        out.update(f for f in files if os.path.dirname(f) == folder and os.path.basename(f) in names)
+    return out
 
 
 # --- one run -------------------------------------------------------------------------------------
@@ -300,7 +461,6 @@ class RunSummary:
     epochs: list[EpochLoss]
     model: str | None
     spec_git: dict[str, Any] | None
-    overrides: list[str]
     result: dict[str, Any]
 
 
@@ -329,14 +489,14 @@ def model_label(model: Any) -> str | None:
 
 def summarize(folder: Path) -> RunSummary:
     result = read_result(folder)
-    lock = read_lock(folder, ("model", "spec_git", "overrides", "plan"))
+    lock = read_lock(folder, ("model", "spec_git", "plan"), scalars=True)
     status = run_status(result)
     tail = last_step(folder)
     plan: dict[str, Any] = lock["plan"] if isinstance(lock.get("plan"), dict) else {}
     epochs = epochs_from_result(result)
     if epochs is None:
         per_epoch = plan.get("steps_per_epoch") if isinstance(plan.get("steps_per_epoch"), int) else None
-        epochs = epochs_from_events(read_events(folder), result, folder.parent.name, per_epoch)
+        epochs = epochs_from_events(read_epoch_events(folder), result, folder.parent.name, per_epoch)
     total = tail.total if tail and tail.total else plan.get("total_steps")
     return RunSummary(
         folder=folder,
@@ -351,7 +511,6 @@ def summarize(folder: Path) -> RunSummary:
         epochs=epochs,
         model=model_label(lock.get("model")),
         spec_git=lock.get("spec_git") if isinstance(lock.get("spec_git"), dict) else None,
-        overrides=[str(o) for o in lock.get("overrides") or []],
         result=result,
     )
 

@@ -16,11 +16,10 @@ from typing import Any
 from urllib.parse import quote
 
 from ..files import write_atomic
-from ..spec.guide import LOSS_WINDOW
 from .html import EpochRow, RunReport, Sample, SweepReport, render_run, render_sweep
-from .matrix import format_value
 from .pick import Window, pick
 from .records import RunDetail, model_label, read_run, read_sweep
+from .values import format_value
 
 REPORT_FILE = "report.html"
 
@@ -147,7 +146,7 @@ def run_report(
     run: RunDetail,
     base: Path,
     *,
-    window: Window = LOSS_WINDOW,
+    window: Window | None = None,
     self_contained: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> RunReport:
@@ -179,14 +178,14 @@ def run_report(
         params=params(run, extra),
         steps=run.events.steps,
         epochs=rows,
-        window=window,
+        window=chosen.window,
         checkpoint_metadata={k: v for k, v in metadata.items() if v},
         samples=samples,
     )
 
 
 def write_run_report(
-    folder: Path, out: Path | None = None, *, window: Window = LOSS_WINDOW, self_contained: bool = False
+    folder: Path, out: Path | None = None, *, window: Window | None = None, self_contained: bool = False
 ) -> Path:
     """Write `folder`'s report (default: report.html in it); returns the page's path."""
     run = read_run(folder)
@@ -201,7 +200,7 @@ def write_run_report(
 
 
 def sweep_report(
-    folder: Path, base: Path, *, window: Window = LOSS_WINDOW, self_contained: bool = False, run_pages: bool = True
+    folder: Path, base: Path, *, window: Window | None = None, self_contained: bool = False, run_pages: bool = True
 ) -> SweepReport:
     """The sweep's runs in matrix order (a run not started yet shows as pending, without data); with
     run_pages each run's own report.html is (re)written in its folder and linked."""
@@ -244,7 +243,7 @@ def sweep_report(
 
 
 def write_sweep_report(
-    folder: Path, out: Path | None = None, *, window: Window = LOSS_WINDOW, self_contained: bool = False
+    folder: Path, out: Path | None = None, *, window: Window | None = None, self_contained: bool = False
 ) -> Path:
     out = out or folder / REPORT_FILE
     base = out.resolve().parent

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..spec.guide import LOSS_WINDOW
 from .pick import Window, pick
 from .records import RunDetail, model_label, read_run
 from .report import REPORT_FILE, find_samples, output_dir, params
@@ -34,7 +33,7 @@ def tensorboard_logs(run: RunDetail) -> Path | None:
     return None
 
 
-def describe(folder: Path, window: Window = LOSS_WINDOW) -> list[str]:
+def describe(folder: Path, window: Window | None = None) -> list[str]:
     run = read_run(folder)
     lock, result = run.lock, run.result
     out = [f"run        {run.name}  ({run.folder})"]
@@ -73,7 +72,8 @@ def describe(folder: Path, window: Window = LOSS_WINDOW) -> list[str]:
         out.append(f"diagnosis  {result['diagnosis']}")
     chosen = pick(run.epochs, window)
     out.append("")
-    out.append(f"epoch  end step  avg loss  checkpoint   (pick window {window[0]:g}:{window[1]:g})")
+    lo, hi = chosen.window
+    out.append(f"epoch  end step  avg loss  checkpoint   (pick window {lo:g}:{hi:g})")
     for e in run.epochs:
         loss = f"{e.loss:.4f}" if e.loss is not None else "-"
         note = (
