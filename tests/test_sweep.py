@@ -310,3 +310,23 @@ def test_sweep_needs_a_matrix_and_gpus_for_every_process(tmp_path, monkeypatch):
     assert code == 2 and "a run needs 2 GPUs" in err
     code, _, err = cli("sweep", str(project2 / "spec.yaml"), "--gpus", "0,x")
     assert code == 2 and "comma-separated list" in err
+
+
+def test_a_sweep_still_running_elsewhere_is_not_resumed(tmp_path, monkeypatch):
+    from artlab_kohya.experiments.sweep import SweepError
+
+    project = fake_project(tmp_path, monkeypatch, MATRIX, name="tiny")
+    first = run_sweep(load_spec(project / "spec.yaml"), SweepOptions(plain=True, echo=lambda line: None))
+    record = status(first.folder)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record |= {"status": "running", "pid": other.pid, "host": __import__("socket").gethostname()}
+        (first.folder / "sweep.json").write_text(json.dumps(record))
+        with pytest.raises(SweepError, match=f"is being run by process {other.pid}"):
+            run_sweep(load_spec(project / "spec.yaml"), SweepOptions(plain=True, echo=lambda line: None))
+    finally:
+        other.kill()
+        other.wait()
+    again = run_sweep(load_spec(project / "spec.yaml"), SweepOptions(plain=True, echo=lambda line: None))
+    assert again.folder == first.folder and again.exit_code == 0  # its process gone: resumed, all done
+    assert [len(folders(project, n)) for n in NAMES] == [1, 1, 1, 1]
