@@ -46,11 +46,17 @@ def _row(folder: Path, window: Window | None, values: dict[str, Any], sweep: Pat
     }
 
 
+_KEYS = ("started", "duration_s", "step", "total_steps", "final_loss", "pick_epoch", "pick_loss", "pick_file", "model",
+         "spec_commit", "spec_dirty")  # fmt: skip
+
+
 def _pending_row(entry: dict[str, Any], sweep: Path) -> dict[str, Any]:
+    """A run of a sweep that has no folder yet (pending, or not started for an error)."""
     return {
         "run": str(entry.get("name")),
         "folder": None,
         "status": str(entry.get("status", "pending")),
+        **dict.fromkeys(_KEYS),
         "values": entry.get("values") or {},
         "sweep": str(sweep),
     }
@@ -79,7 +85,7 @@ def list_runs(path: Path, window: Window | None = None) -> Listing:
             continue
         varied += [str(k) for k in data.get("matrix") or [] if k not in varied]
         for entry in data["runs"]:
-            for folder in entry.get("attempts") or ([entry["folder"]] if entry.get("folder") else []):
+            for folder in {*(entry.get("attempts") or []), *([entry["folder"]] if entry.get("folder") else [])}:
                 values[(found / folder).resolve()] = (entry.get("values") or {}, found)
     rows = []
     for folder in find_runs(path):
