@@ -215,6 +215,7 @@ def _lock(
         "artlab_kohya": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec_file": str(loaded.path.resolve()),
+        "spec_git": spec_git(loaded.path),
         "overrides": [o.text for o in loaded.overrides],
         "rerun_of": str(options.rerun_of) if options.rerun_of else None,
         "spec": locked_spec(spec, model, r.family, repeats, tokens, r.install),
@@ -242,6 +243,29 @@ def _lock(
         "seed": spec.training.seed,
         "plan": _plan_record(r.plan),
     }
+
+
+def spec_git(spec_path: Path, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The commit of the git repository the spec lives in, and whether the spec file differs from it
+    (changed, or not committed at all); None outside a repository or without git."""
+    import subprocess
+
+    folder, name = spec_path.resolve().parent, spec_path.resolve().name
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = git("status", "--porcelain", "--ignored", "--", name)
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
 class _Recorder:
