@@ -142,6 +142,8 @@ def open_sweep(loaded: LoadedSpec, matrix: Matrix, runs_root: Path, overrides: t
             data = read_sweep(folder)
         except ArtlabError:
             continue
+        if data.get("slurm"):  # submitted to SLURM: its runs are the jobs', not this queue's to resume
+            continue
         if data.get("spec_file") == spec_file:
             previous = SweepFolder(folder, data) if data.get("status") != FINISHED else None
             break

@@ -51,6 +51,7 @@ class RunOptions:
     rerun_of: Path | None = None
     install: Install | None = None
     expect_sha256: str | None = None  # rerun: the model file must be the one the first run used
+    folder: Path | None = None  # a run folder made beforehand (submit --slurm) instead of a new one
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,11 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
     spec = loaded.spec
     r = _resolve(loaded, options)
 
-    folder = RunFolder.create(options.runs_root or settings.runs_root(loaded.path), spec.output.name)
+    folder = (
+        RunFolder(options.folder)
+        if options.folder
+        else RunFolder.create(options.runs_root or settings.runs_root(loaded.path), spec.output.name)
+    )
     output_dir = spec.output.dir or folder.path / "checkpoints"
     inputs = render_inputs(
         loaded,
