@@ -333,7 +333,7 @@ def print_plan(plan: Plan) -> None:
         ("processes per machine", plan.processes),
         ("machines", plan.machines),
         ("gradient accumulation", plan.gradient_accumulation),
-        ("effective batch", f"{plan.effective_batch} (batch x processes x machines x accumulation)"),
+        ("effective batch (all processes)", plan.effective_batch),
         ("steps per epoch (each process)", plan.steps_per_epoch),
         ("epochs", plan.epochs),
         ("total optimization steps", plan.total_steps),
