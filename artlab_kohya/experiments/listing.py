@@ -73,7 +73,12 @@ def join_slurm(listing: Listing) -> Listing:
             records[row["folder"]] = record
     if not records:
         return listing
-    states = job_states([(str(r["job_id"]), r.get("raw_job_id")) for r in records.values()])
+    unfinished = {
+        str(r["job_id"])
+        for row in listing.rows
+        if (r := records.get(row.get("folder") or "")) and row["status"] in (SUBMITTED, "running")
+    }
+    states = job_states([(str(r["job_id"]), r.get("raw_job_id")) for r in records.values()], unfinished)
     listing.notes += states.notes
     for row in listing.rows:
         record = records.get(row.get("folder") or "")
@@ -144,7 +149,7 @@ def _loss(value: Any) -> str:
 
 def _slurm_cell(row: dict[str, Any]) -> str:
     job = row.get("slurm")
-    return f"{job['job']} {job['state'] or '?'}" if job else ""
+    return f"{job['job']} {job['state']}" if job and job["state"] else str(job["job"]) if job else ""
 
 
 def text_table(listing: Listing) -> list[str]:

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,8 +124,10 @@ def _state(word: str, reason: str = "") -> str:
     return STATES.get(word, word.lower() or "unknown")
 
 
-def job_states(jobs: Sequence[tuple[str, str | None]]) -> States:
-    """SLURM's state of each job: (id as submitted, e.g. 12 or 12_3; the raw job id once known)."""
+def job_states(jobs: Sequence[tuple[str, str | None]], one_by_one: Collection[str] | None = None) -> States:
+    """SLURM's state of each job: (id as submitted, e.g. 12 or 12_3; the raw job id once known). squeue and
+    sacct are asked once for all; `scontrol show job`, one call a job, only for those in `one_by_one`
+    (default: all) that neither knew."""
     out = States()
     wanted = {job for job, _ in jobs}
     if not wanted:
@@ -136,7 +138,7 @@ def job_states(jobs: Sequence[tuple[str, str | None]]) -> States:
         if left:
             _from_sacct(left, out)
         for job, _ in jobs:
-            if job not in out.jobs:
+            if job not in out.jobs and (one_by_one is None or job in one_by_one):
                 _from_scontrol(job, out)
     except SlurmError as exc:
         out.notes.append(f"SLURM states not shown: {exc}")
