@@ -33,8 +33,13 @@ class ClusterError(Exception):
     """The daemons could not be started here; the message says which step failed and what it said."""
 
 
+def program(name: str) -> str | None:
+    """A SLURM or munge program: on PATH, or in the sbin folders where Debian puts the daemons."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
 def missing_programs() -> list[str]:
-    return [p for p in PROGRAMS if shutil.which(p) is None]
+    return [p for p in PROGRAMS if program(p) is None]
 
 
 def _free_port() -> int:
@@ -119,6 +124,7 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
         (r / "munge").chmod(0o700)
 
     def _daemon(self, name: str, argv: list[str], pid_file: Path, log: Path) -> None:
+        argv = [program(argv[0]) or argv[0], *argv[1:]]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, **self.env})
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -4,7 +4,7 @@
 The jobs run the stand-in install (tests/fake_kohya) through artlab-kohya's own job step, exactly as on
 a cluster: a sweep of two runs to completion, a run cancelled while it trains, a run stopped at its
 time limit (--time 1: SLURM's smallest; the controller checks limits every 30 s, so about 60-90 s),
-and a run whose trainer path does not exist on the node.
+a run whose trainer path does not exist on the node, and a run requeued while it trains.
 """
 
 from __future__ import annotations
@@ -170,3 +170,34 @@ def test_a_trainer_missing_on_the_node_fails_the_job_clearly(project: Path):
     assert record["status"] == "failed"
     assert f"{project / 'no-such-venv/bin/python'} does not exist on" in record["diagnosis"]
     assert "shared filesystem" in (folder / "slurm.err").read_text()
+
+
+def test_a_requeued_job_resumes_from_the_saved_state(project: Path, cluster: Cluster):
+    """scontrol requeue while the run trains: the job starts again in the same folder (SLURM holds a
+    requeued job for two minutes; the test releases it at once), keeps the first attempt's records in
+    attempt-1/ and resumes from the state folder sd-scripts saved (made by hand here: the stand-in
+    trainer saves none)."""
+    spec = project / "spec.yaml"
+    spec.write_text(spec.read_text() + "  extra_args:\n    save_state: true\n")
+    folder = submit(project, env={"FAKE_HOLD": "12"})
+    wait_for(lambda: result(folder)["status"] == "running" and (folder / "events.jsonl").exists(), 60, "running")
+    state = folder / "checkpoints" / "tiny-000001-state"
+    state.mkdir(parents=True)
+    (state / "train_state.json").write_text(json.dumps({"current_epoch": 1, "current_step": 120}))
+    job = json.loads((folder / "slurm.json").read_text())["job_id"]
+    done = cluster.run("scontrol", "requeue", job)
+    assert done.returncode == 0, done.stderr
+
+    def held() -> bool:  # requeued once the first attempt is gone: pending until its begin time
+        return cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "PENDING"
+
+    wait_for(held, 30, "the job requeued")
+    done = cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: (folder / "attempt-1" / "result.json").exists(), 60, "the second attempt started")
+    wait_for(lambda: result(folder)["status"] not in ("submitted", "running"), 90, "the second attempt ended")
+    assert result(folder)["status"] == "succeeded", (folder / "slurm.err").read_text()
+    attempts = json.loads((folder / "slurm.json").read_text())["attempts"]
+    assert [(a["restart"], a.get("resumed_from", "-")) for a in attempts] == [(0, "-"), (1, str(state))]
+    assert f'resume = "{state}"' in (folder / "config.toml").read_text()
+    assert f"requeued (restart 1): resuming from {state}" in (folder / "slurm.err").read_text()
