@@ -152,3 +152,13 @@ def test_after_the_step_a_run_left_unfinished_is_recorded_failed(tmp_path, monke
     result = json.loads((folder / "result.json").read_text())
     assert result["status"] == "failed" and result["exit_code"] == 137
     assert "ended with status 137 before the run recorded its end" in result["diagnosis"]
+
+
+def test_where_a_run_ran_is_not_part_of_the_skip_hash():
+    from artlab_kohya.experiments.sweep import spec_sha256
+
+    here = {"launch": {"num_processes": 2, "num_machines": 2, "gpu_ids": None, "machine_rank": 0}}
+    there = {"launch": {"num_processes": 2, "num_machines": 2, "gpu_ids": [0, 1], "machine_rank": 0}}
+    there["launch"] |= {"main_process_ip": "gpu07", "main_process_port": 29734}
+    assert spec_sha256(here) == spec_sha256(there)
+    assert spec_sha256(here) != spec_sha256({"launch": {"num_processes": 2, "num_machines": 1}})
