@@ -180,9 +180,18 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
         raise ClusterError(f"the node did not become idle within {timeout:.0f} s (sinfo: {said!r})\nslurmd.log: {log}")
 
     def stop(self) -> list[str]:
-        """Stop the daemons (slurmd, slurmctld, munged: the reverse of the start); the names of those
-        that needed SIGKILL."""
-        killed = []
+        """Cancel what is still queued or running, stop the daemons (slurmd, slurmctld, munged: the
+        reverse of the start), then end any process still carrying this cluster's SLURM_CONF (a job
+        step whose slurmd is gone). Returns what needed SIGKILL or was left over: empty when all went
+        as it should."""
+        problems = []
+        if self.pids.get("slurmctld"):
+            jobs = self.run("squeue", "-h", "-o", "%A").stdout.split()
+            if jobs:
+                self.run("scancel", *sorted(set(jobs)))
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and self.run("squeue", "-h", "-o", "%A").stdout.strip():
+                    time.sleep(0.5)
         for name in ("slurmd", "slurmctld", "munged"):
             pid = self.pids.pop(name, None)
             if pid is None:
@@ -193,10 +202,33 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.1)
             if _alive(pid):
-                killed.append(name)
+                problems.append(f"{name} needed SIGKILL")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        return killed
+        for pid, command in self.leftovers():
+            problems.append(f"left running: {pid} {command}")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return problems
+
+    def leftovers(self) -> list[tuple[int, str]]:
+        """Live processes started by this cluster: their environment names its SLURM_CONF."""
+        mark = f"SLURM_CONF={self.conf}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if mark not in f.read().split(b"\0"):
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+            if _alive(int(entry)) and int(entry) not in self.pids.values():
+                found.append((int(entry), command))
+        return found
 
 
 def _alive(pid: int) -> bool:
@@ -215,4 +247,4 @@ if __name__ == "__main__":
     try:
         input("Enter stops the cluster\n")
     finally:
-        print("stopped; killed:", cluster.stop())
+        print("stopped;", cluster.stop() or "nothing left")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -31,7 +32,8 @@ from ..run.folder import EVENTS_FILE, LOCK_FILE, RESULT_FILE
 from .slurm import SUBMITTED, hostnames, read_record, stopped_for_time_limit, write_record
 
 MAIN_PORT_BASE = 29500  # accelerate's default port; a job adds its id (mod 1000) so jobs sharing a node differ
-ARCHIVED = (RESULT_FILE, EVENTS_FILE, LOCK_FILE, "stdout.log", "stderr.log", "report.html")
+MOVED = (EVENTS_FILE, "stdout.log", "stderr.log", "report.html")  # the next attempt starts these anew
+COPIED = (LOCK_FILE, RESULT_FILE)  # kept in place until the next attempt replaces them: the folder stays a run
 
 
 def _now() -> str:
@@ -75,7 +77,10 @@ def _archive(folder: Path, attempt: int) -> Path:
     """A requeued job's earlier attempt: its records moved to attempt-N/ (checkpoints and states stay)."""
     target = folder / f"attempt-{attempt}"
     target.mkdir(exist_ok=True)
-    for name in ARCHIVED:
+    for name in COPIED:
+        if (folder / name).exists():
+            shutil.copy2(folder / name, target / name)
+    for name in MOVED:
         if (folder / name).exists():
             os.replace(folder / name, target / name)
     return target
