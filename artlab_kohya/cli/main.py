@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from ..errors import ArtlabError
+from .cancel import cancel
 from .caption import caption
 from .check import check
 from .dataset import dataset
@@ -23,6 +24,7 @@ from .run import run
 from .runs import runs
 from .schema import schema
 from .show import show
+from .submit import submit
 from .sweep import sweep
 
 
@@ -42,6 +44,6 @@ def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
 
 
-COMMANDS = (init, check, plan, render, run, rerun, sweep, runs, show, pick, report)
+COMMANDS = (init, check, plan, render, run, rerun, sweep, submit, cancel, runs, show, pick, report)
 for command in (*COMMANDS, fetch, doctor, dataset, caption, schema, explain):
     main.add_command(command)

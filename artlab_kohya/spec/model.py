@@ -397,6 +397,12 @@ class OptimizerSpec(_Section):
         default_factory=dict,
         description="Optimizer keyword arguments, e.g. {weight_decay: 0.01, betas: [0.9, 0.99]}.",
     )
+    lr_reference_batch: int | None = Field(
+        None,
+        ge=1,
+        description="The effective batch the learning rates were chosen for; plan warns when the run's differs. "
+        "Unset: batch_size x gradient_accumulation (one process, as the guide's rates assume).",
+    )
 
 
 Scheduler = Literal[
@@ -517,7 +523,9 @@ class SampleSpec(_Section):
 
 
 class LaunchSpec(_Section):
-    num_processes: int = Field(1, ge=1, le=MAX_PROCESSES, description="Training processes, one per GPU.")
+    num_processes: int = Field(
+        1, ge=1, le=MAX_PROCESSES, description="Training processes on each machine, one per GPU."
+    )
     gpu_ids: list[Annotated[int, Field(ge=0, lt=MAX_PROCESSES)]] | None = Field(
         None, description="GPUs to use, e.g. [0, 1]."
     )
@@ -526,6 +534,27 @@ class LaunchSpec(_Section):
     )
     mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
         None, description="accelerate's mixed precision; unset = training.mixed_precision."
+    )
+    num_machines: int = Field(
+        1,
+        ge=1,
+        le=MAX_PROCESSES,
+        description="Machines one run spans, each with num_processes (accelerate --num_machines).",
+    )
+    machine_rank: int = Field(
+        0, ge=0, lt=MAX_PROCESSES, description="This machine's rank, 0 for the main one (--machine_rank)."
+    )
+    main_process_ip: str | None = Field(
+        None, description="Address of machine 0 when num_machines > 1 (--main_process_ip); SLURM jobs set it."
+    )
+    main_process_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of machine 0 when num_machines > 1 (--main_process_port); unset: 29500."
+    )
+    rdzv_backend: Literal["static", "c10d"] = Field(
+        "static", description="torchrun's rendezvous across machines (--rdzv_backend): static ranks or c10d."
+    )
+    same_network: bool = Field(
+        True, description="The machines share a local network (--same_network): rank 0's address and port directly."
     )
 
 

@@ -51,6 +51,19 @@ def _errors(spec: Spec) -> Iterator[Found]:
                 "use constant_with_warmup or drop the warmup"
             ),
         )
+    launch = spec.launch
+    if launch.machine_rank >= launch.num_machines:
+        yield (
+            "error",
+            ("launch", "machine_rank"),
+            f"must be below launch.num_machines ({launch.num_machines}); ranks count from 0",
+        )
+    if launch.num_machines > 1 and launch.main_process_ip is None:
+        yield (
+            "error",
+            ("launch", "main_process_ip"),
+            "num_machines > 1 needs the address of machine 0 (a SLURM job sets it on each node)",
+        )
     if sched.type == "adafactor" and spec.optimizer.type != "Adafactor":
         yield "error", ("scheduler", "type"), "the adafactor schedule only works with optimizer.type: Adafactor"
     if sched.type == "piecewise_constant" and "step_rules" not in sched.args:
