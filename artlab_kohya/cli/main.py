@@ -14,6 +14,7 @@ from .doctor import doctor
 from .explain import explain
 from .fetch import fetch
 from .init import init
+from .lora import lora
 from .plan import plan
 from .render import render
 from .rerun import rerun
@@ -37,5 +38,5 @@ def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
 
 
-for command in (init, check, plan, render, run, rerun, fetch, doctor, dataset, caption, schema, explain):
+for command in (init, check, plan, render, run, rerun, fetch, doctor, dataset, caption, lora, schema, explain):
     main.add_command(command)
