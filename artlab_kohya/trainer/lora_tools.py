@@ -274,10 +274,7 @@ def run_job(
             raise LoraToolError(_failure(job, code, seen, install.python))
         if not job.partial.is_file():
             raise LoraToolError(f"{job.tool} exited 0 but wrote no {job.partial.name}")
-        try:
-            os.link(job.partial, job.output)  # fails if the name was taken meanwhile: nothing is overwritten
-        except FileExistsError:
-            raise LoraToolError(f"{job.output} appeared while {job.tool} ran; the result is left unused") from None
+        _claim(job)
     finally:
         with contextlib.suppress(OSError):
             job.partial.unlink()
@@ -309,6 +306,20 @@ def run_job(
     record = record_path(job.output)
     write_json_atomic(record, data)
     return Result(job.output, record, data)
+
+
+def _claim(job: Job) -> None:
+    """Give the partial file the output's name unless something took that name meanwhile."""
+    try:
+        os.link(job.partial, job.output)  # fails if the name exists: nothing is overwritten
+        return
+    except FileExistsError:
+        raise LoraToolError(f"{job.output} appeared while {job.tool} ran; the result is left unused") from None
+    except OSError:  # a file system without hard links: check, then rename (a small window, said here)
+        pass
+    if job.output.exists() or job.output.is_symlink():
+        raise LoraToolError(f"{job.output} appeared while {job.tool} ran; the result is left unused")
+    os.rename(job.partial, job.output)
 
 
 def _now() -> str:
