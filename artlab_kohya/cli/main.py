@@ -13,6 +13,7 @@ from .dataset import dataset
 from .doctor import doctor
 from .explain import explain
 from .fetch import fetch
+from .import_gui import import_gui
 from .init import init
 from .lora import lora
 from .plan import plan
@@ -38,5 +39,7 @@ def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
 
 
-for command in (init, check, plan, render, run, rerun, fetch, doctor, dataset, caption, lora, schema, explain):
+for command in (
+    init, check, plan, render, run, rerun, fetch, doctor, dataset, caption, lora, import_gui, schema, explain,
+):  # fmt: skip
     main.add_command(command)

@@ -60,7 +60,7 @@ MAX_EPOCHS = 10_000
 MAX_STEPS = 1_000_000
 MAX_REPEATS = 10_000
 MAX_BATCH = 1_024
-MAX_RANK = 65_536
+MAX_RANK = 1_000_000  # LyCORIS LoKr takes a rank above the layers' sizes for full matrices (GUI presets: 100000)
 MAX_PROCESSES = 1_024
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 MAX_NAME_BYTES = 200  # a file name part is at most 255 bytes; sd-scripts appends up to -step00000001.safetensors
@@ -241,7 +241,7 @@ class BucketSpec(_Section):
 
 
 # ASCII spelled out: JSON Schema's \w (an editor's) is ASCII, Python's is not, and the two must agree.
-CAPTION_EXTENSION = r"^\.[A-Za-z0-9_]+$"
+CAPTION_EXTENSION = r"^\.[A-Za-z0-9_-]+$"
 Repeats = Annotated[int, Field(ge=1, le=MAX_REPEATS)] | Literal["folder", "auto"]
 Side = Annotated[int, Field(ge=64, le=MAX_SIDE)]
 
