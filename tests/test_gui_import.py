@@ -166,7 +166,7 @@ def test_secrets_are_never_copied_and_paths_are_flagged(tmp_path):
     assert "0123456789abcdef" not in text and "hf_secret" not in text and "xyz" not in text
     assert set(imported.secrets) == {"wandb_api_key", "huggingface_token", "my_service_api_key"}
     assert "Not copied: wandb_api_key, huggingface_token, my_service_api_key" in text
-    assert "source: \"C:/models/sd15.safetensors\"" in text
+    assert 'source: "C:/models/sd15.safetensors"' in text
     assert any("'D:\\training\\img' does not exist here (a Windows path)" in w for w in imported.warnings)
     assert any("C:/models/sd15.safetensors' does not exist here (a Windows path)" in w for w in imported.warnings)
     assert spec.kohya.extra_args["wandb_run_name"] == "last"  # the GUI passes output_name when empty
