@@ -12,6 +12,7 @@ from .check import check
 from .dataset import dataset
 from .doctor import doctor
 from .explain import explain
+from .export_gui import export_gui
 from .fetch import fetch
 from .import_gui import import_gui
 from .init import init
@@ -40,6 +41,7 @@ def main() -> None:
 
 
 for command in (
-    init, check, plan, render, run, rerun, fetch, doctor, dataset, caption, lora, import_gui, schema, explain,
+    init, check, plan, render, run, rerun, fetch, doctor, dataset, caption, lora, import_gui, export_gui, schema,
+    explain,
 ):  # fmt: skip
     main.add_command(command)

@@ -42,6 +42,7 @@ class GuiField:
     default: Any = None  # the GUI's own value when a saved config lacks the field; None: nothing reaches sd-scripts
     blank: Any = None  # update_my_data's value for a string that is no number
     old: tuple[str, ...] = ()  # names earlier GUI versions saved it under
+    saved: bool = True  # the current GUI writes it (export writes it)
 
     @property
     def first_class(self) -> bool:
@@ -70,7 +71,7 @@ FIELDS: tuple[GuiField, ...] = (
         "not supported: the spec's dataset.subsets are rendered into sd-scripts' "
         "dataset config; list the folders there (or --dataset)",
         "path",
-    ),  # fmt: skip
+    ),
     GuiField("save_model_as", "output.format", "", "str", "safetensors"),
     GuiField("save_precision", "training.save_precision", "", "str", "fp16"),
     GuiField("train_data_dir", "dataset.subsets", "one subset per N_name folder, repeats: folder", "path"),
@@ -100,7 +101,7 @@ FIELDS: tuple[GuiField, ...] = (
         "str",
         ".txt",
         old=("caption_extention",),
-    ),  # fmt: skip
+    ),
     GuiField("enable_bucket", "dataset.buckets.enabled", "", "bool", True),
     GuiField(
         "stop_text_encoder_training",
@@ -110,7 +111,7 @@ FIELDS: tuple[GuiField, ...] = (
         0,
         0,
         old=("stop_text_encoder_training_pct",),
-    ),  # fmt: skip
+    ),
     GuiField("min_bucket_reso", "dataset.buckets.min_resolution", "", "int", 256),
     GuiField("max_bucket_reso", "dataset.buckets.max_resolution", "", "int", 2048),
     GuiField("max_train_epochs", "training.epochs", "wins over max_train_steps in sd-scripts", "int", 0, 0),
@@ -168,7 +169,7 @@ FIELDS: tuple[GuiField, ...] = (
         "adaptive_noise_scale, noise_offset_random_strength; Multires: multires_noise_*)",
         "str",
         "Original",
-    ),  # fmt: skip
+    ),
     GuiField("noise_offset", "training.noise_offset", "Original noise only", "float", 0, 0.0),
     _pass("noise_offset_random_strength", "bool", why="Original noise only"),
     _pass("adaptive_noise_scale", "float", why="Original noise only"),
@@ -196,7 +197,7 @@ FIELDS: tuple[GuiField, ...] = (
         "str",
         "",
         old=("use_wandb", "use_wandb_checkbox"),
-    ),  # fmt: skip
+    ),
     GuiField("wandb_api_key", "", SECRET, "str", old=("wandb_api_key_textbox",)),
     _pass("wandb_run_name", "str", why="the GUI passes output_name when it is empty"),
     _pass("log_tracker_name", "str"),
@@ -215,11 +216,11 @@ FIELDS: tuple[GuiField, ...] = (
     # --- network
     GuiField(
         "text_encoder_lr", "optimizer.text_encoder_lr", "0: the U-Net alone (network.train: unet)", "float", 0.0001, 0.0
-    ),  # fmt: skip
+    ),
     GuiField("t5xxl_lr", "", OTHER_FAMILY, "float"),
     GuiField(
         "unet_lr", "optimizer.unet_lr", "0: the text encoder alone (network.train: text_encoder)", "float", 0.0001, 0.0
-    ),  # fmt: skip
+    ),
     GuiField("network_dim", "network.dim", "", "int", 8),
     GuiField("network_weights", "network.weights", "", "path", old=("lora_network_weights",)),
     _pass("dim_from_weights", "bool"),
@@ -230,7 +231,7 @@ FIELDS: tuple[GuiField, ...] = (
         "Standard: lora, Kohya LoCon: lora with conv_dim, LyCORIS/X: X, Kohya DyLoRA: dylora",
         "str",
         "Standard",
-    ),  # fmt: skip
+    ),
     GuiField("factor", "network.factor", "LyCORIS/LoKr only", "int", -1),
     GuiField("bypass_mode", "network.args.bypass_mode", "LyCORIS only", "bool", False),
     GuiField("dora_wd", "network.args.dora_wd", "LyCORIS only", "bool", False),
@@ -254,7 +255,7 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("up_lr_weight", "network.up_lr_weight", "Standard and Kohya LoCon only", "str", ""),
     GuiField(
         "block_lr_zero_threshold", "network.args.block_lr_zero_threshold", "Standard and Kohya LoCon only", "str", ""
-    ),  # fmt: skip
+    ),
     GuiField("block_dims", "network.block_dims", "Standard and Kohya LoCon only", "str", ""),
     GuiField("block_alphas", "network.block_alphas", "Standard and Kohya LoCon only", "str", ""),
     GuiField(
@@ -264,7 +265,7 @@ FIELDS: tuple[GuiField, ...] = (
         "str",
         "",
         old=("conv_dims",),
-    ),  # fmt: skip
+    ),
     GuiField(
         "conv_block_alphas",
         "network.args.conv_block_alphas",
@@ -272,7 +273,7 @@ FIELDS: tuple[GuiField, ...] = (
         "str",
         "",
         old=("conv_alphas",),
-    ),  # fmt: skip
+    ),
     GuiField("unit", "network.unit", "Kohya DyLoRA (LyCORIS/DyLoRA: block_size)", "int", 1),
     _pass("scale_weight_norms", "float"),
     GuiField("network_dropout", "network.dropout", "0: unset", "float", 0),
@@ -298,8 +299,15 @@ FIELDS: tuple[GuiField, ...] = (
     _pass("metadata_tags", "str"),
     _pass("metadata_title", "str"),
     # --- what older GUIs saved, and the GUI's own bookkeeping
-    GuiField("no_token_padding", "", "ignored: a DreamBooth option; train_network.py has no such argument", "bool"),
-    *_none(GUI_ONLY, "training_preset save_as save_as_bool file_path"),
+    GuiField(
+        "no_token_padding",
+        "",
+        "ignored: a DreamBooth option; train_network.py has no such argument",
+        "bool",
+        saved=False,
+    ),
+    GuiField("save_as_bool", "", GUI_ONLY, "bool", False),
+    *(GuiField(name, "", GUI_ONLY, saved=False) for name in ("training_preset", "save_as", "file_path")),
     # --- other model families
     *_none(
         OTHER_FAMILY,
