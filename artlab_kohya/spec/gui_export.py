@@ -170,6 +170,8 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         gui["conv_dim"] = net.conv_dim if net.conv_dim is not None else net.dim  # the GUI always passes one
         gui["conv_alpha"] = net.conv_alpha if net.conv_alpha is not None else net.alpha
         gui["use_tucker"] = net.use_tucker
+        if isinstance(net, LokrNetwork):
+            gui["use_cp"] = net.use_tucker  # for LoKr the GUI also passes use_cp, which LyCORIS reads over use_tucker
         gui["LyCORIS_preset"] = net.preset or "full"
         if isinstance(net, LokrNetwork):
             gui["factor"] = net.factor

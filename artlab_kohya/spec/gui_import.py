@@ -330,9 +330,12 @@ class _Importer:
                 self.skip(name, "networks.dylora does not read it")
         if kind in _LYCORIS:
             self.put("network.preset", self.get("LyCORIS_preset"), "LyCORIS_preset")
-            tucker = self.get("use_tucker") or (kind == "lokr" and self.get("use_cp"))
+            # For LoKr the GUI passes use_cp too, which LyCORIS reads (deprecated) as use_tucker, over use_tucker
+            tucker = self.get("use_cp") if kind == "lokr" else self.get("use_tucker")
             if tucker:
-                self.put("network.use_tucker", True, "use_tucker", *(("use_cp",) if kind == "lokr" else ()))
+                self.put("network.use_tucker", True, "use_cp" if kind == "lokr" else "use_tucker")
+            if kind == "lokr" and self.get("use_tucker") and not tucker:
+                self.skip("use_tucker", "LyCORIS reads use_cp (false here) in its place for LoKr")
             if kind == "lokr" and self.get("factor") not in (None, -1):
                 self.put("network.factor", self.get("factor"), "factor")
             flags = ["bypass_mode", "dora_wd", "use_scalar", "train_norm"] + (
