@@ -103,7 +103,7 @@ def test_lora_types(tmp_path, lora_type, network, extra):
 def test_ia3_and_lycoris_switches(tmp_path):
     config = {"LoRA_type": "LyCORIS/iA3", "network_dim": 8, "train_data_dir": "/data/img", "max_train_steps": 10}
     _, spec, _ = spec_of(config, tmp_path)
-    assert spec.network.type == "locon" and spec.network.args == {"algo": "ia3"}
+    assert spec.network.type == "ia3" and spec.network.args == {}
     lokr = {"LoRA_type": "LyCORIS/LoKr", "network_dim": 8, "factor": "4", "use_cp": True, "dora_wd": True,
             "decompose_both": False, "train_data_dir": "/data/img", "max_train_steps": 10}  # fmt: skip
     _, spec, _ = spec_of(lokr, tmp_path)
@@ -169,7 +169,7 @@ def test_secrets_are_never_copied_and_paths_are_flagged(tmp_path):
     assert 'source: "C:/models/sd15.safetensors"' in text
     assert any("'D:\\training\\img' does not exist here (a Windows path)" in w for w in imported.warnings)
     assert any("C:/models/sd15.safetensors' does not exist here (a Windows path)" in w for w in imported.warnings)
-    assert spec.kohya.extra_args["wandb_run_name"] == "last"  # the GUI passes output_name when empty
+    assert spec.output.wandb_run_name == "last"  # the GUI passes output_name when empty
 
 
 def test_unknown_fields_are_listed_not_dropped(tmp_path):
@@ -207,3 +207,24 @@ def test_import_gui_command(tmp_path, images):
     config.write_text("[1, 2]")
     result = runner.invoke(main, ["import-gui", str(config), "-o", str(tmp_path / "b.yaml")])
     assert result.exit_code == 2 and "JSON object" in result.stderr
+
+
+def test_first_class_settings_come_in_as_spec_fields(tmp_path):
+    config = {
+        "sdxl": True, "sdxl_no_half_vae": True, "LoRA_type": "LyCORIS/Diag-OFT", "network_dim": 8, "constrain": 0.0001,
+        "rescaled": True, "scale_weight_norms": 1, "loss_type": "huber", "huber_c": 0.2, "huber_schedule": "snr",
+        "min_timestep": 100, "max_timestep": 1000, "debiased_estimation_loss": True, "ip_noise_gamma": 0.1,
+        "noise_offset_type": "Multires", "multires_noise_iterations": 6, "multires_noise_discount": 0.3,
+        "save_state": True, "save_last_n_steps": 500, "save_every_n_steps": 100, "seed": 0,
+        "caption_dropout_every_n_epochs": "2", "train_data_dir": "/data/img", "max_train_steps": 100,
+        "max_resolution": "1024,1024",
+    }  # fmt: skip
+    imported, spec, text = spec_of(config, tmp_path)
+    t = spec.training
+    assert spec.model.no_half_vae and spec.network.type == "diag-oft" and spec.network.constraint == 0.0001
+    assert spec.network.rescaled and spec.network.scale_weight_norms == 1
+    assert (t.loss_type, t.huber_c, t.min_timestep, t.max_timestep) == ("huber", 0.2, 100, None)  # 1000: default
+    assert t.debiased_estimation_loss and t.ip_noise_gamma == 0.1 and t.multires_noise_iterations == 6
+    assert t.save_state and t.save_last_n_steps == 500 and spec.kohya.extra_args == {}
+    assert spec.dataset.subsets[0].caption_dropout_every_n_epochs == 2
+    assert "seed: random  # seed: 0: the GUI lets sd-scripts draw one each run" in text

@@ -160,6 +160,8 @@ def same(key: str, gui: Any, ours: Any, gui_all: dict[str, Any], ours_all: dict[
         if "use_cp" in theirs:  # LyCORIS takes the deprecated use_cp as use_tucker, over use_tucker itself
             theirs["use_tucker"] = theirs.pop("use_cp")
         theirs = {k: v for k, v in theirs.items() if k not in LYCORIS_UNREAD}
+        if theirs.get("algo") == "ia3":  # (IA)^3 has no rank: LyCORIS reads the conv numbers and leaves them be
+            theirs = {k: v for k, v in theirs.items() if k not in ("conv_dim", "conv_alpha")}
         theirs = {k: v for k, v in theirs.items() if LYCORIS_DEFAULTS.get(k, object()) != v}
         mine = _args(ours, False)
         # The GUI's 'decompose_both=False' reaches LyCORIS as a true string (see the test below); ours follows the box.

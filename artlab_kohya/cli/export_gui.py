@@ -28,7 +28,7 @@ def export_gui(spec_path: Path, out: Path, overrides: tuple[str, ...]) -> None:
     if out.exists():
         raise ArtlabError(f"{out} exists; export-gui never overwrites a file")
     loaded = load(spec_path, overrides)
-    exported = convert(loaded.spec)
+    exported = convert(loaded.spec, random_seed=loaded.seed_drawn)
     write_atomic(out, json.dumps(exported.config, indent=2) + "\n")
     for note in exported.notes:
         click.echo(f"note: {note}", err=True)

@@ -43,6 +43,7 @@ class GuiField:
     blank: Any = None  # update_my_data's value for a string that is no number
     old: tuple[str, ...] = ()  # names earlier GUI versions saved it under
     saved: bool = True  # the current GUI writes it (export writes it)
+    plain: bool = False  # the value goes to `to` as it is, when it is set and not the GUI's default
 
     @property
     def first_class(self) -> bool:
@@ -51,7 +52,12 @@ class GuiField:
 
 def _pass(name: str, kind: Kind = "any", default: Any = None, why: str = "") -> GuiField:
     """An sd-scripts argument of the same name that the spec does not model: kohya.extra_args.NAME."""
-    return GuiField(name, f"kohya.extra_args.{name}", why, kind, default)
+    return GuiField(name, f"kohya.extra_args.{name}", why, kind, default, plain=True)
+
+
+def _plain(name: str, to: str, kind: Kind = "any", default: Any = None, why: str = "") -> GuiField:
+    """A spec field that takes the GUI's value as it is."""
+    return GuiField(name, to, why, kind, default, plain=True)
 
 
 def _none(why: str, names: str) -> tuple[GuiField, ...]:
@@ -90,7 +96,7 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("train_batch_size", "dataset.batch_size", "", "int", 1),
     GuiField("epoch", "training.epochs", "the GUI turns it into max_train_steps from the folders' images", "int", 1, 0),
     GuiField("save_every_n_epochs", "training.save_every_n_epochs", "0: none", "int", 1, 0),
-    GuiField("seed", "training.seed", "0: sd-scripts draws one", "int", 0, 0),
+    GuiField("seed", "training.seed", "0: sd-scripts draws one (training.seed: random)", "int", 0, 0),
     GuiField("cache_latents", "training.cache_latents", "", "bool", True, old=("cache_latent",)),
     GuiField("cache_latents_to_disk", "training.cache_latents", "disk", "bool", False),
     GuiField("train_inpainting", "", NOT_IN_SD_SCRIPTS, "bool", False),
@@ -142,9 +148,9 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("lowvram", "", "ignored: removed from sd-scripts, and the GUI does not pass it", "bool"),
     GuiField("xformers", "training.attention", "xformers, sdpa or none (older GUIs: true/false)", "any", "xformers"),
     GuiField("shuffle_caption", "dataset.subsets[].shuffle_caption", "", "bool", False),
-    _pass("save_state", "bool"),
+    _plain("save_state", "training.save_state", "bool"),
     _pass("save_state_on_train_end", "bool"),
-    _pass("resume", "path"),
+    _plain("resume", "training.resume", "path"),
     _pass("prior_loss_weight", "float", 1.0),
     GuiField("color_aug", "dataset.subsets[].color_aug", "", "bool", False),
     GuiField("flip_aug", "dataset.subsets[].flip_aug", "", "bool", False),
@@ -160,7 +166,7 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("random_crop", "dataset.subsets[].random_crop", "", "bool", False),
     GuiField("bucket_reso_steps", "dataset.buckets.step", "", "int", 64),
     _pass("v_pred_like_loss", "float"),
-    _pass("caption_dropout_every_n_epochs", "int", 0),
+    GuiField("caption_dropout_every_n_epochs", "dataset.subsets[].caption_dropout_every_n_epochs", "", "int", 0),
     GuiField("caption_dropout_rate", "dataset.subsets[].caption_dropout_rate", "", "float", 0),
     GuiField(
         "noise_offset_type",
@@ -172,20 +178,20 @@ FIELDS: tuple[GuiField, ...] = (
     ),
     GuiField("noise_offset", "training.noise_offset", "Original noise only", "float", 0, 0.0),
     _pass("noise_offset_random_strength", "bool", why="Original noise only"),
-    _pass("adaptive_noise_scale", "float", why="Original noise only"),
-    _pass("multires_noise_iterations", "int", why="Multires noise only"),
-    _pass("multires_noise_discount", "float", 0.3, why="Multires noise only"),
-    _pass("ip_noise_gamma", "float"),
+    _plain("adaptive_noise_scale", "training.adaptive_noise_scale", "float", why="Original noise only"),
+    _plain("multires_noise_iterations", "training.multires_noise_iterations", "int", why="Multires noise only"),
+    _plain("multires_noise_discount", "training.multires_noise_discount", "float", 0.3, why="Multires noise only"),
+    _plain("ip_noise_gamma", "training.ip_noise_gamma", "float"),
     _pass("ip_noise_gamma_random_strength", "bool"),
     GuiField("additional_parameters", "kohya.extra_args", "parsed: arguments a spec field models go to it", "str", ""),
-    _pass("loss_type", "str", "l2"),
-    _pass("huber_schedule", "str", "snr"),
-    _pass("huber_c", "float", 0.1),
-    _pass("huber_scale", "float", 1.0),
+    _plain("loss_type", "training.loss_type", "str", "l2"),
+    _plain("huber_schedule", "training.huber_schedule", "str", "snr"),
+    _plain("huber_c", "training.huber_c", "float", 0.1),
+    _plain("huber_scale", "training.huber_scale", "float", 1.0),
     _pass("vae_batch_size", "int"),
     GuiField("min_snr_gamma", "training.min_snr_gamma", "0: unset", "float", 0),
     GuiField("save_every_n_steps", "training.save_every_n_steps", "0: unset", "int", 0),
-    _pass("save_last_n_steps", "int"),
+    _plain("save_last_n_steps", "training.save_last_n_steps", "int"),
     _pass("save_last_n_steps_state", "int"),
     GuiField("save_last_n_epochs", "training.save_last_n_epochs", "0: unset", "int", 0),
     _pass("save_last_n_epochs_state", "int"),
@@ -199,20 +205,26 @@ FIELDS: tuple[GuiField, ...] = (
         old=("use_wandb", "use_wandb_checkbox"),
     ),
     GuiField("wandb_api_key", "", SECRET, "str", old=("wandb_api_key_textbox",)),
-    _pass("wandb_run_name", "str", why="the GUI passes output_name when it is empty"),
+    GuiField("wandb_run_name", "output.wandb_run_name", "the GUI passes output_name when it is empty", "str"),
     _pass("log_tracker_name", "str"),
     _pass("log_tracker_config", "path"),
     _pass("log_config", "bool"),
-    _pass("scale_v_pred_loss_like_noise_pred", "bool"),
+    _plain("scale_v_pred_loss_like_noise_pred", "training.scale_v_pred_loss_like_noise_pred", "bool"),
     _pass("full_bf16", "bool"),
-    _pass("min_timestep", "int"),
-    _pass("max_timestep", "int", 1000),
+    _plain("min_timestep", "training.min_timestep", "int"),
+    _plain("max_timestep", "training.max_timestep", "int", 1000),
     GuiField("vae", "model.vae", "", "path"),
     _pass("weighted_captions", "bool"),
-    _pass("debiased_estimation_loss", "bool"),
+    _plain("debiased_estimation_loss", "training.debiased_estimation_loss", "bool"),
     # --- SDXL
-    GuiField("sdxl_cache_text_encoder_outputs", "kohya.extra_args.cache_text_encoder_outputs", "SDXL only", "bool"),
-    GuiField("sdxl_no_half_vae", "kohya.extra_args.no_half_vae", "SDXL only", "bool"),
+    GuiField(
+        "sdxl_cache_text_encoder_outputs",
+        "kohya.extra_args.cache_text_encoder_outputs",
+        "SDXL only",
+        "bool",
+        plain=True,
+    ),
+    _plain("sdxl_no_half_vae", "model.no_half_vae", "bool", why="SDXL only"),
     # --- network
     GuiField(
         "text_encoder_lr", "optimizer.text_encoder_lr", "0: the U-Net alone (network.train: unet)", "float", 0.0001, 0.0
@@ -245,8 +257,8 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("use_tucker", "network.use_tucker", "LyCORIS only", "bool", False),
     GuiField("use_scalar", "network.args.use_scalar", "LyCORIS only", "bool", False),
     GuiField("rank_dropout_scale", "", "ignored: lycoris-lora 3.4.0's create_network does not read it", "bool"),
-    GuiField("constrain", "network.args.constraint", "LyCORIS Diag-OFT only", "float", 0.0),
-    GuiField("rescaled", "network.args.rescaled", "LyCORIS OFT only", "bool", False),
+    GuiField("constrain", "network.constraint", "LyCORIS BOFT and diag-OFT only", "float", 0.0),
+    GuiField("rescaled", "network.rescaled", "LyCORIS BOFT and diag-OFT only", "bool", False),
     GuiField("train_norm", "network.args.train_norm", "LyCORIS only", "bool", False),
     GuiField("decompose_both", "network.args.decompose_both", "LyCORIS/LoKr only", "bool", False),
     GuiField("train_on_input", "", "ignored: lycoris-lora 3.4.0's create_network does not read it", "bool", True),
@@ -281,7 +293,7 @@ FIELDS: tuple[GuiField, ...] = (
         old=("conv_alphas",),
     ),
     GuiField("unit", "network.unit", "Kohya DyLoRA (LyCORIS/DyLoRA: block_size)", "int", 1),
-    _pass("scale_weight_norms", "float"),
+    _plain("scale_weight_norms", "network.scale_weight_norms", "float"),
     GuiField("network_dropout", "network.dropout", "0: unset", "float", 0),
     GuiField("rank_dropout", "network.rank_dropout", "0: unset", "float", 0),
     GuiField("module_dropout", "network.module_dropout", "0: unset", "float", 0),
@@ -361,14 +373,14 @@ LORA_TYPES = {
     "LyCORIS/LoCon": "locon",
     "LyCORIS/LoHa": "loha",
     "LyCORIS/LoKr": "lokr",
-    "LyCORIS/iA3": "locon",  # with network.args.algo ia3
+    "LyCORIS/iA3": "ia3",
+    "LyCORIS/GLoRA": "glora",
+    "LyCORIS/BOFT": "boft",
+    "LyCORIS/Diag-OFT": "diag-oft",
     "Kohya DyLoRA": "dylora",
 }
 UNSUPPORTED_LORA_TYPES = {
     "LyCORIS/DyLoRA": "LyCORIS's DyLoRA (use 'Kohya DyLoRA': network.type dylora)",
-    "LyCORIS/GLoRA": "LyCORIS GLoRA",
-    "LyCORIS/BOFT": "LyCORIS BOFT",
-    "LyCORIS/Diag-OFT": "LyCORIS diag-OFT",
     "LyCORIS/Native Fine-Tuning": "LyCORIS full fine-tuning",
     "LoRA-FA": "sd-scripts' networks.lora_fa",
     "Kohya LoHa": "sd-scripts' own networks.loha (SDXL and Anima only)",

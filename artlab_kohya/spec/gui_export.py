@@ -13,7 +13,7 @@ from typing import Any
 
 from .families import ALIASES
 from .gui import BY_NAME, FIELDS, GuiField
-from .model import DyLoraNetwork, LokrNetwork, LoraNetwork, Spec, _LycorisNetwork
+from .model import DyLoraNetwork, Ia3Network, LokrNetwork, LoraNetwork, Spec, _LycorisNetwork, _OftNetwork
 
 # network.args the GUI has a field for; the rest cannot be given in the GUI.
 _ARG_FIELDS = {
@@ -22,8 +22,6 @@ _ARG_FIELDS = {
     "use_scalar": "use_scalar",
     "train_norm": "train_norm",
     "decompose_both": "decompose_both",
-    "constraint": "constrain",
-    "rescaled": "rescaled",
     "loraplus_lr_ratio": "loraplus_lr_ratio",
     "loraplus_unet_lr_ratio": "loraplus_unet_lr_ratio",
     "loraplus_text_encoder_lr_ratio": "loraplus_text_encoder_lr_ratio",
@@ -39,7 +37,8 @@ class Exported:
     notes: list[str] = field(default_factory=list)  # what the GUI cannot hold, or holds differently
 
 
-def export_gui(spec: Spec) -> Exported:
+def export_gui(spec: Spec, *, random_seed: bool = False) -> Exported:
+    """The GUI config for `spec`; random_seed: the spec said `seed: random` (the GUI's 0)."""
     gui: dict[str, Any] = {f.name: _empty(f) for f in FIELDS if f.saved and f.to and f.name not in _DERIVED}
     gui |= {f.name: f.default for f in FIELDS if f.saved and not f.to and f.default is not None}
     out = Exported(gui)
@@ -48,7 +47,10 @@ def export_gui(spec: Spec) -> Exported:
     _network(spec, gui, out)
     _optimizer(spec, gui)
     _training(spec, gui)
+    if random_seed:
+        gui["seed"] = 0
     _output_and_sample(spec, gui, out)
+    _plain_fields(spec, gui)
     _extra(spec, gui, out)
     for name, value in gui.items():
         gui[name] = _typed(BY_NAME[name], value)
@@ -134,12 +136,14 @@ def _dataset(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
             if s.caption_extension or s.caption_prefix or s.caption_suffix or s.class_tokens:
                 out.notes.append(f"dataset.subsets: {s.path}: caption settings per folder have no GUI field")
     first = ds.subsets[0]
-    for name in ("shuffle_caption", "keep_tokens", "flip_aug", "color_aug", "random_crop", "caption_dropout_rate"):
+    for name in ("shuffle_caption", "keep_tokens", "flip_aug", "color_aug", "random_crop", "caption_dropout_rate",
+                 "caption_dropout_every_n_epochs"):  # fmt: skip
         gui[name] = getattr(first, name)
         if any(getattr(s, name) != getattr(first, name) for s in ds.subsets):
             out.notes.append(f"dataset.subsets: {name} differs between subsets; the GUI has one value (the first's)")
-    if any(s.caption_tag_dropout_rate for s in ds.subsets):
-        out.notes.append("dataset.subsets: caption_tag_dropout_rate has no GUI field")
+    for name in ("caption_tag_dropout_rate", "keep_tokens_separator", "secondary_separator"):
+        if any(getattr(s, name) for s in ds.subsets):
+            out.notes.append(f"dataset.subsets: {name} has no GUI field (additional_parameters cannot reach a subset)")
     if any(s.repeats == "auto" for s in ds.subsets):
         out.notes.append("dataset.target_steps: repeats: auto has no GUI field")
 
@@ -162,7 +166,8 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     else:
         algo = str(args.pop("algo", net.type))
         gui["LoRA_type"] = {"locon": "LyCORIS/LoCon", "loha": "LyCORIS/LoHa", "lokr": "LyCORIS/LoKr",
-                            "ia3": "LyCORIS/iA3"}.get(algo, "LyCORIS/LoCon")  # fmt: skip
+                            "ia3": "LyCORIS/iA3", "glora": "LyCORIS/GLoRA", "boft": "LyCORIS/BOFT",
+                            "diag-oft": "LyCORIS/Diag-OFT"}[algo]  # fmt: skip
     if isinstance(net, LoraNetwork | _LycorisNetwork):
         gui["rank_dropout"] = net.rank_dropout or 0
         gui["module_dropout"] = net.module_dropout or 0
@@ -175,7 +180,11 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         gui["LyCORIS_preset"] = net.preset or "full"
         if isinstance(net, LokrNetwork):
             gui["factor"] = net.factor
-    elif net.conv_dim is not None:
+        if isinstance(net, _OftNetwork):
+            gui["constrain"], gui["rescaled"] = net.constraint or 0.0, net.rescaled
+    elif isinstance(net, Ia3Network):
+        gui["LyCORIS_preset"] = net.preset or "full"
+    elif isinstance(net, LoraNetwork | DyLoraNetwork) and net.conv_dim is not None:
         gui["conv_dim"], gui["conv_alpha"] = net.conv_dim, net.conv_alpha if net.conv_alpha is not None else 1
     for key, value in args.items():
         if key in _ARG_FIELDS:
@@ -260,6 +269,23 @@ def _output_and_sample(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         out.notes.append("kohya.dir / kohya.python: the GUI runs its own sd-scripts")
 
 
+def _plain_fields(spec: Spec, gui: dict[str, Any]) -> None:
+    """Spec fields that hold the GUI's value as it is (gui.py's plain fields)."""
+    data = spec.model_dump(mode="json")
+    for f in FIELDS:
+        if not f.plain or f.to.startswith("kohya.extra_args") or not f.saved:
+            continue
+        value: Any = data
+        for part in f.to.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value not in (None, False):
+            gui[f.name] = value
+            if f.name.startswith("multires_noise"):
+                gui["noise_offset_type"] = "Multires"  # the GUI passes these only then
+    gui["wandb_run_name"] = spec.output.wandb_run_name or ""
+    gui["caption_dropout_every_n_epochs"] = spec.dataset.subsets[0].caption_dropout_every_n_epochs
+
+
 def _extra(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     """kohya.extra_args: a GUI field where one passes that argument, else additional_parameters."""
     by_argument = {f.to.rsplit(".", 1)[1]: f for f in FIELDS if f.to.startswith("kohya.extra_args.")}
@@ -268,8 +294,6 @@ def _extra(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         f = by_argument.get(key)
         if f is not None and f.saved:
             gui[f.name] = value
-            if f.name in ("multires_noise_iterations", "multires_noise_discount"):
-                gui["noise_offset_type"] = "Multires"  # the GUI passes these only then
             continue
         if value is True:
             rest.append(f"--{key}")

@@ -39,7 +39,16 @@ from .model import _CREDENTIAL, CREDENTIAL_ENV, name_problem
 Folders = Callable[[str], "list[tuple[str, int]] | None"]  # path -> [(folder name, repeats)], None: unreadable
 PathKey = tuple[str | int, ...]
 _WINDOWS = re.compile(r"^[A-Za-z]:[\\/]|\\")
-_LYCORIS = ("locon", "loha", "lokr")
+_LYCORIS = ("locon", "loha", "lokr", "glora", "boft", "diag-oft")  # with conv_dim, use_tucker, dropouts
+# The LyCORIS switches the GUI passes for each algorithm (lora_gui.py train_model), as network.args.
+_LYCORIS_FLAGS = {
+    "locon": ("bypass_mode", "dora_wd", "use_scalar", "train_norm"),
+    "loha": ("bypass_mode", "dora_wd", "use_scalar", "train_norm"),
+    "lokr": ("bypass_mode", "dora_wd", "use_scalar", "train_norm", "decompose_both"),
+    "glora": ("train_norm",),
+    "boft": ("train_norm",),
+    "diag-oft": ("train_norm",),
+}
 _LYCORIS_FIELDS = (
     "LyCORIS_preset",
     "use_tucker",
@@ -265,6 +274,7 @@ class _Importer:
             "color_aug": bool(self.get("color_aug")),
             "random_crop": bool(self.get("random_crop")),
             "caption_dropout_rate": float(self.get("caption_dropout_rate") or 0),
+            "caption_dropout_every_n_epochs": self.get("caption_dropout_every_n_epochs") or 0,
         }
         for subset in subsets:
             subset.update({k: v for k, v in per_subset.items() if v})
@@ -307,14 +317,14 @@ class _Importer:
         self.put("network.alpha", plain_number(self.get("network_alpha")), "network_alpha")
         args: dict[str, Any] = {}
         conv_dim, conv_alpha = self.get("conv_dim"), self.get("conv_alpha")
-        if kind in _LYCORIS or lora_type == "Kohya LoCon" or (kind == "dylora" and conv_dim):
+        if kind == "ia3":
+            for name in ("conv_dim", "conv_alpha"):
+                self.skip(name, "(IA)^3 has no convolution rank; LyCORIS does not read it")
+        elif kind in _LYCORIS or lora_type == "Kohya LoCon" or (kind == "dylora" and conv_dim):
             self.put("network.conv_dim", conv_dim, "conv_dim", note="the GUI passes it for this LoRA_type")
             self.put("network.conv_alpha", plain_number(conv_alpha), "conv_alpha")
         else:
             self._unused(("conv_dim", "conv_alpha"), lora_type)
-        if lora_type == "LyCORIS/iA3":
-            args["algo"] = "ia3"
-            self.note(("network", "type"), note="LyCORIS/iA3: lycoris.kohya with algo ia3")
         weights = self.get("network_weights")
         if weights:
             self.put("network.weights", weights, "network_weights")
@@ -324,12 +334,14 @@ class _Importer:
             self.put("network.dropout", dropout, "network_dropout")
         for name in ("rank_dropout", "module_dropout"):
             value = plain_number(self.get(name) or 0)
-            if value and kind != "dylora":
+            if value and kind not in ("dylora", "ia3"):
                 self.put(f"network.{name}", value, name)
             elif value:
-                self.skip(name, "networks.dylora does not read it")
-        if kind in _LYCORIS:
+                self.skip(name, f"not read by {lora_type}")
+        flags = _LYCORIS_FLAGS.get(kind, ())
+        if kind in _LYCORIS or kind == "ia3":
             self.put("network.preset", self.get("LyCORIS_preset"), "LyCORIS_preset")
+        if kind in _LYCORIS:
             # For LoKr the GUI passes use_cp too, which LyCORIS reads (deprecated) as use_tucker, over use_tucker
             tucker = self.get("use_cp") if kind == "lokr" else self.get("use_tucker")
             if tucker:
@@ -338,17 +350,20 @@ class _Importer:
                 self.skip("use_tucker", "LyCORIS reads use_cp (false here) in its place for LoKr")
             if kind == "lokr" and self.get("factor") not in (None, -1):
                 self.put("network.factor", self.get("factor"), "factor")
-            flags = ["bypass_mode", "dora_wd", "use_scalar", "train_norm"] + (
-                ["decompose_both"] if kind == "lokr" else []
-            )
+            if kind == "diag-oft":
+                if self.get("constrain"):
+                    self.put("network.constraint", plain_number(self.get("constrain")), "constrain")
+                if self.get("rescaled"):
+                    self.put("network.rescaled", True, "rescaled")
             for name in flags:
                 if self.get(name):
                     args[BY_NAME[name].to.rsplit(".", 1)[1]] = True
                     self.mentioned.add(name)
-            unused = tuple(n for n in _LYCORIS_FIELDS if n not in flags and n not in self.done)
-        else:
-            unused = _LYCORIS_FIELDS
-        self._unused(unused, lora_type)
+        used = {"LyCORIS_preset", "use_tucker", *flags} if kind in _LYCORIS else set()
+        used |= {"LyCORIS_preset"} if kind == "ia3" else set()
+        used |= {"use_cp", "factor", "decompose_both"} if kind == "lokr" else set()
+        used |= {"constrain", "rescaled"} if kind == "diag-oft" else set()
+        self._unused(tuple(n for n in _LYCORIS_FIELDS if n not in used and n not in self.mentioned), lora_type)
         if lora_type in ("Standard", "Kohya LoCon"):
             self._blocks(args)
         else:
@@ -440,7 +455,7 @@ class _Importer:
         if seed:
             self.put("training.seed", seed, "seed")
         else:
-            self.skip("seed", "0: sd-scripts draws a seed each run; the spec pins training.seed (default 42)")
+            self.put("training.seed", "random", "seed", note="0: the GUI lets sd-scripts draw one each run")
         cache, disk = self.get("cache_latents"), self.get("cache_latents_to_disk")
         self.put(
             "training.cache_latents",
@@ -601,11 +616,7 @@ class _Importer:
         }
         self.done.add("noise_offset_type")
         for spec in BY_NAME.values():
-            if (
-                not spec.to.startswith("kohya.extra_args.")
-                or spec.name in self.mentioned
-                or spec.name == "wandb_run_name"
-            ):
+            if not spec.plain or spec.name in self.mentioned:
                 continue
             value = self.get(spec.name)
             if spec.name in gated and not gated[spec.name]:
@@ -614,14 +625,17 @@ class _Importer:
                 continue
             if value in (None, "", False, 0) or value == spec.default:
                 continue  # what sd-scripts does anyway: listed as such by _rest
-            key = spec.to.rsplit(".", 1)[1]
-            extra[key] = value
-            self.note(("kohya", "extra_args", key), spec.name)
+            if spec.to.startswith("kohya.extra_args."):
+                key = spec.to.rsplit(".", 1)[1]
+                extra[key] = value
+                self.note(("kohya", "extra_args", key), spec.name)
+            else:
+                self.put(spec.to, plain_number(value), spec.name)
             if spec.kind == "path":
-                self._path_exists(f"kohya.extra_args.{key}", str(value))
+                self._path_exists(spec.to, str(value))
         if str(self.get("log_with")) in ("wandb", "all"):
-            extra["wandb_run_name"] = self.get("wandb_run_name") or self.out.data["output"]["name"]
-            self.note(("kohya", "extra_args", "wandb_run_name"), "wandb_run_name", "output_name")
+            name = self.get("wandb_run_name") or self.out.data["output"]["name"]
+            self.put("output.wandb_run_name", name, "wandb_run_name", "output_name")
         for key, value in arguments(str(self.get("additional_parameters") or "")):
             self._additional(key, value, extra)
         if extra:
