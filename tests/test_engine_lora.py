@@ -64,3 +64,42 @@ def test_info_resize_and_merge_a_real_lora(engine, tmp_path):
     record = json.loads(merged.with_name(merged.name + ".artlab.json").read_text())
     assert [i["role"] for i in record["inputs"]] == ["lora", "model"] and record["tool"] == "merge_lora"
     assert sha256_file(merged) != record["inputs"][1]["sha256"]  # the weights changed
+
+
+BLOCKS_PROBE = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, os.path.join(sys.argv[1], "networks"))
+import lora
+a = json.loads(sys.argv[2])
+dims, alphas, cdims, calphas = lora.get_block_dims_and_alphas(
+    False, a["block_dims"], a["block_alphas"], 16, 8.0, a["conv_block_dims"], None, 4, 1.0)
+lr = lora.parse_block_lr_kwargs(False, a)
+print(json.dumps({"dims": dims, "alphas": alphas, "cdims": cdims, "lr": lr}))
+"""
+
+
+def test_block_vectors_parse_in_networks_lora(engine, write_spec):
+    """What render writes for named block vectors is what sd-scripts' own parsers read (networks/lora.py)."""
+    from artlab_kohya.build.render import RenderInputs, render
+    from artlab_kohya.spec import load_spec
+    from artlab_kohya.spec.blocks import unet_vector
+    from artlab_kohya.trainer.surface import bundled_surface
+
+    path = write_spec(
+        "model: {source: /m.safetensors, family: sd15}\ndataset: {subsets: [{path: /img/10_a}]}\n"
+        "network:\n  type: lora\n  dim: 16\n  alpha: 8\n  conv_dim: 4\n  block_dims: MIDD\n  block_alphas: ALL\n"
+        "  conv_block_dims: OUTALL\n  down_lr_weight: INS\n  mid_lr_weight: 0.5\n  up_lr_weight: OUTS\n"
+    )
+    inputs = RenderInputs(Path("/m.safetensors"), "sd15", (10,), ("a",), Path("/o"), Path("/o"), None)
+    config = render(load_spec(path).spec, inputs, bundled_surface("train_network.py")).config
+    args = dict(a.split("=", 1) for a in config["network_args"])
+    out = subprocess.run(
+        [engine["ENGINE_PYTHON"], "-c", BLOCKS_PROBE, engine["ARTLAB_KOHYA_DIR"], json.dumps(args)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    read = json.loads(out.stdout.strip().splitlines()[-1])
+    assert read["dims"] == [int(v * 16) for v in unet_vector("MIDD")] and read["alphas"] == [8.0] * 25
+    assert read["cdims"] == [int(v * 4) for v in unet_vector("OUTALL")]
+    assert read["lr"] == [*unet_vector("INS")[:12], 0.5, *unet_vector("OUTS")[13:]]

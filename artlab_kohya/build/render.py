@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_atomic
+from ..spec.blocks import BLOCK_NAMES, named_values
 from ..spec.families import FAMILY_INFO, Family
 from ..spec.model import (
     DyLoraNetwork,
@@ -167,7 +168,7 @@ def _dataset_doc(spec: Spec, inputs: RenderInputs) -> dict[str, Any]:
     return {"datasets": [dataset]}
 
 
-def _network(spec: Spec) -> dict[str, Any]:
+def _network(spec: Spec, family: Family) -> dict[str, Any]:
     net = spec.network
     args: dict[str, Any] = {}
     if isinstance(net, LoraNetwork | DyLoraNetwork):
@@ -183,10 +184,7 @@ def _network(spec: Spec) -> dict[str, Any]:
         args["rank_dropout"] = net.rank_dropout
         args["module_dropout"] = net.module_dropout
     if isinstance(net, LoraNetwork):
-        for name in ("block_dims", "block_alphas", "down_lr_weight", "up_lr_weight"):
-            values = getattr(net, name)
-            args[name] = None if values is None else ",".join(_plain(v) for v in values)
-        args["mid_lr_weight"] = net.mid_lr_weight
+        args |= _blocks(net, family)
     if isinstance(net, _LycorisNetwork):
         args["use_tucker"] = net.use_tucker or None
     if not isinstance(net, LoraNetwork | DyLoraNetwork):
@@ -209,6 +207,37 @@ def _network(spec: Spec) -> dict[str, Any]:
         "network_train_unet_only": net.train == "unet",
         "network_train_text_encoder_only": net.train == "text_encoder",
     }
+
+
+def _blocks(net: LoraNetwork, family: Family) -> dict[str, str | None]:
+    """Block vectors as networks.lora reads them: comma-separated; a named vector (spec/blocks.py) scaled by
+    the dim or alpha it is a share of, and cut into the down/up parts for the learning-rate weights."""
+    out: dict[str, str | None] = {}
+    scales = {"block_dims": net.dim, "block_alphas": net.alpha, "conv_block_dims": net.conv_dim,
+              "conv_block_alphas": net.conv_alpha}  # fmt: skip
+    for name in ("block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight",
+                 "up_lr_weight"):  # fmt: skip
+        value = getattr(net, name)
+        if value is None:
+            out[name] = None
+            continue
+        if isinstance(value, str) and value not in BLOCK_NAMES:
+            out[name] = value  # sd-scripts' own lr-weight curve
+            continue
+        if isinstance(value, str):
+            if family == "sdxl":
+                raise RenderError([(("network", name), f"the named vectors ({value}) are SD1.x/SD2.x's blocks; "
+                                    "give SDXL's values as a list")])  # fmt: skip
+            values: list[Any] = named_values(name, value, scales.get(name))
+        else:
+            values = list(value)
+        out[name] = ",".join(_plain(v) for v in values)
+    mid = net.mid_lr_weight
+    if isinstance(mid, list):
+        out["mid_lr_weight"] = ",".join(_plain(v) for v in mid)
+    else:
+        out["mid_lr_weight"] = None if mid is None else _plain(mid)
+    return out
 
 
 def _plain(value: Any) -> str:
@@ -249,7 +278,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "max_data_loader_n_workers": training.workers,
             "persistent_data_loader_workers": training.persistent_workers,
         },
-        "network_arguments": _network(spec),
+        "network_arguments": _network(spec, family),
         "optimizer_arguments": {
             "optimizer_type": opt.type,
             "learning_rate": opt.learning_rate,

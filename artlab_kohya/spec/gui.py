@@ -278,7 +278,7 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("block_alphas", "network.block_alphas", "Standard and Kohya LoCon only", "str", ""),
     GuiField(
         "conv_block_dims",
-        "network.args.conv_block_dims",
+        "network.conv_block_dims",
         "Standard and Kohya LoCon only",
         "str",
         "",
@@ -286,7 +286,7 @@ FIELDS: tuple[GuiField, ...] = (
     ),
     GuiField(
         "conv_block_alphas",
-        "network.args.conv_block_alphas",
+        "network.conv_block_alphas",
         "Standard and Kohya LoCon only",
         "str",
         "",

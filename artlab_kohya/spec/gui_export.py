@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from .blocks import BLOCK_NAMES, named_values
 from .families import ALIASES
 from .gui import BY_NAME, FIELDS, GuiField
 from .model import DyLoraNetwork, Ia3Network, LokrNetwork, LoraNetwork, Spec, _LycorisNetwork, _OftNetwork
@@ -26,8 +27,6 @@ _ARG_FIELDS = {
     "loraplus_unet_lr_ratio": "loraplus_unet_lr_ratio",
     "loraplus_text_encoder_lr_ratio": "loraplus_text_encoder_lr_ratio",
     "block_lr_zero_threshold": "block_lr_zero_threshold",
-    "conv_block_dims": "conv_block_dims",
-    "conv_block_alphas": "conv_block_alphas",
 }
 
 
@@ -156,10 +155,19 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     args = dict(net.args)
     if isinstance(net, LoraNetwork):
         gui["LoRA_type"] = "Kohya LoCon" if net.conv_dim else "Standard"
-        for name in ("block_dims", "block_alphas", "down_lr_weight", "up_lr_weight"):
-            values = getattr(net, name)
-            gui[name] = ",".join(_plain(v) for v in values) if values else ""
-        gui["mid_lr_weight"] = _plain(net.mid_lr_weight) if net.mid_lr_weight is not None else ""
+        for name in ("block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight",
+                     "up_lr_weight", "mid_lr_weight"):  # fmt: skip
+            value = getattr(net, name)
+            if isinstance(value, str) and value in BLOCK_NAMES:  # the GUI passes text on: the values, not the name
+                scale = {"block_dims": net.dim, "block_alphas": net.alpha, "conv_block_dims": net.conv_dim,
+                         "conv_block_alphas": net.conv_alpha}.get(name)  # fmt: skip
+                gui[name] = ",".join(_plain(v) for v in named_values(name, value, scale))
+            elif isinstance(value, str):  # sd-scripts' own lr-weight curve
+                gui[name] = value
+            elif isinstance(value, list):
+                gui[name] = ",".join(_plain(v) for v in value)
+            else:
+                gui[name] = "" if value is None else _plain(value)
     elif isinstance(net, DyLoraNetwork):
         gui["LoRA_type"] = "Kohya DyLoRA"
         gui["unit"] = net.unit

@@ -391,29 +391,23 @@ class _Importer:
             self.skip(name, f"not passed by the GUI for LoRA_type {lora_type}")
 
     def _blocks(self, args: dict[str, Any]) -> None:
-        for name in ("down_lr_weight", "up_lr_weight", "block_dims", "block_alphas"):
-            text = str(self.get(name) or "")
+        """Block vectors: number lists, or a name (the WebUI's, or sd-scripts' lr curves) as it is."""
+        for name in ("down_lr_weight", "up_lr_weight", "block_dims", "block_alphas", "conv_block_dims",
+                     "conv_block_alphas", "mid_lr_weight"):  # fmt: skip
+            text = str(self.get(name) or "").strip()
             if not text:
                 continue
-            values = numbers(text, int if name == "block_dims" else float)
-            if values is not None:
+            values = numbers(text, int if name.endswith("dims") else float)
+            if values is None:
+                self.put(f"network.{name}", text, name, note="a name, as written")
+            elif name == "mid_lr_weight" and len(values) == 1:
+                self.put("network.mid_lr_weight", values[0], name)
+            else:
                 self.put(f"network.{name}", values, name)
-            else:
-                args[name] = text
-                self.note(("network", "args"), name, note=f"'{text}' is passed on as written")
-        mid = str(self.get("mid_lr_weight") or "")
-        if mid:
-            values = numbers(mid, float)
-            if values is not None and len(values) == 1:
-                self.put("network.mid_lr_weight", values[0], "mid_lr_weight")
-            else:
-                args["mid_lr_weight"] = mid
-                self.mentioned.add("mid_lr_weight")
-        for name in ("block_lr_zero_threshold", "conv_block_dims", "conv_block_alphas"):
-            text = str(self.get(name) or "")
-            if text:
-                args[name] = text
-                self.mentioned.add(name)
+        threshold = str(self.get("block_lr_zero_threshold") or "")
+        if threshold:
+            args["block_lr_zero_threshold"] = threshold
+            self.mentioned.add("block_lr_zero_threshold")
 
     def _optimizer(self) -> None:
         self.put("optimizer.type", self.get("optimizer"), "optimizer")

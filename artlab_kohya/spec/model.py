@@ -22,6 +22,7 @@ from pydantic import (
     ValidationInfo,
 )
 
+from .blocks import BLOCK_NAMES, LR_CURVES, is_lr_curve
 from .families import ALIAS_NAMES, ALIASES, AliasName, SpecFamily
 
 # Names sd-scripts' get_optimizer() knows at the pinned commit (library/train_util.py).
@@ -317,6 +318,28 @@ class DatasetSpec(_Section):
 
 # --------------------------------------------------------------------------- network
 
+
+def _block_name(value: str) -> str:
+    if value in BLOCK_NAMES:
+        return value
+    close = difflib.get_close_matches(value.upper(), BLOCK_NAMES, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"must be a list or one of {', '.join(BLOCK_NAMES)} (got {value!r}){hint}")
+
+
+def _lr_weights(value: str) -> str:
+    if value in BLOCK_NAMES or is_lr_curve(value):
+        return value
+    raise ValueError(
+        f"must be a list, one of {', '.join(BLOCK_NAMES)}, or one of sd-scripts' {', '.join(LR_CURVES)} "
+        f"(with an optional +base) (got {value!r})"
+    )
+
+
+BlockDims = list[Annotated[int, Field(ge=0, le=MAX_RANK)]] | Annotated[str, AfterValidator(_block_name)]
+BlockValues = list[Annotated[float, Field(ge=0)]] | Annotated[str, AfterValidator(_block_name)]
+LrWeights = list[Annotated[float, Field(ge=0)]] | Annotated[str, AfterValidator(_lr_weights)]
+
 _DIM = "Rank of the low-rank matrices (network_dim)."
 _ALPHA = "Scales the learned weights by alpha/dim; keep it at or below dim."
 _CONV_DIM = "Rank for 3x3 convolution layers too; unset: none for lora/dylora, dim for LyCORIS types."
@@ -350,16 +373,30 @@ class LoraNetwork(_NetworkCommon):
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
     rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
     module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
-    block_dims: list[Annotated[int, Field(ge=0, le=MAX_RANK)]] | None = Field(
-        None, description="Per-block ranks (25 values for SD1.x/SD2: IN0-11, MID, OUT0-11)."
+    block_dims: BlockDims | None = Field(
+        None,
+        description="Per-block ranks: 25 values for SD1.x/SD2.x (IN00-IN11, MID, OUT00-OUT11), 23 for SDXL, or a "
+        "named vector (NOT, ALL, INS, IND, INALL, MIDD, OUTD, OUTS, OUTALL, NOFACE) of network.dim.",
     )
-    block_alphas: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="Per-block alphas (25 values).")
-    down_lr_weight: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="Learning-rate weights for the 12 down blocks."
+    block_alphas: BlockValues | None = Field(
+        None, description="Per-block alphas, as block_dims (a named vector is of network.alpha)."
     )
-    mid_lr_weight: float | None = Field(None, ge=0, description="Learning-rate weight for the mid block.")
-    up_lr_weight: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="Learning-rate weights for the 12 up blocks."
+    conv_block_dims: BlockDims | None = Field(
+        None, description="Per-block ranks of the 3x3 convolutions, as block_dims (a named vector is of conv_dim)."
+    )
+    conv_block_alphas: BlockValues | None = Field(
+        None, description="Per-block alphas of the 3x3 convolutions (a named vector is of conv_alpha)."
+    )
+    down_lr_weight: LrWeights | None = Field(
+        None,
+        description="Learning-rate weights of the down blocks: 12 values (SDXL: 9), the IN part of a named vector, "
+        "or sd-scripts' cosine, sine, linear, reverse_linear, zeros (+base).",
+    )
+    mid_lr_weight: Annotated[float, Field(ge=0)] | list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Learning-rate weight of the mid block (SDXL: 3 values)."
+    )
+    up_lr_weight: LrWeights | None = Field(
+        None, description="Learning-rate weights of the up blocks, as down_lr_weight (the OUT part of a name)."
     )
 
 

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from .blocks import BLOCK_NAMES
+from .blocks import lengths as blocks_lengths
 from .families import ALIAS_NAMES, ALIASES
 from .model import LYCORIS_ALGOS, DyLoraNetwork, Ia3Network, LoconNetwork, LohaNetwork, LoraNetwork, Spec
 from .yamlpos import PathKey
@@ -78,12 +80,7 @@ def _errors(spec: Spec) -> Iterator[Found]:
     if isinstance(net, DyLoraNetwork) and net.conv_dim is not None and net.conv_dim != net.dim:
         yield "error", ("network", "conv_dim"), f"DyLoRA needs conv_dim equal to dim ({net.dim}) or unset"
     if isinstance(net, LoraNetwork):
-        for name, size in (("block_dims", 25), ("block_alphas", 25), ("down_lr_weight", 12), ("up_lr_weight", 12)):
-            values = getattr(net, name)
-            if values is not None and len(values) != size:
-                yield "error", ("network", name), f"needs exactly {size} values (got {len(values)})"
-        if net.block_alphas is not None and net.block_dims is None:
-            yield "error", ("network", "block_alphas"), "needs network.block_dims as well"
+        yield from _block_errors(net, known_family(spec))
     if getattr(net, "conv_alpha", None) is not None and getattr(net, "conv_dim", None) is None:
         yield "error", ("network", "conv_alpha"), "needs network.conv_dim as well"
 
@@ -116,6 +113,61 @@ def v_prediction(spec: Spec) -> bool | None:
     if spec.model.v_parameterization or family == "sd2-v":
         return True
     return None if family is None else False
+
+
+_BLOCK_FIELDS = {
+    "block_dims": "block",
+    "block_alphas": "block",
+    "conv_block_dims": "block",
+    "conv_block_alphas": "block",
+    "down_lr_weight": "down",
+    "up_lr_weight": "up",
+    "mid_lr_weight": "mid",
+}
+
+
+def _block_errors(net: LoraNetwork, family: str | None) -> Iterator[Found]:
+    """Block vectors as long as sd-scripts asserts for the family (SDXL has fewer blocks); named vectors are
+    defined on SD1.x/SD2.x's blocks."""
+    families = [family] if family else ["sd15", "sdxl"]
+    for name, kind in _BLOCK_FIELDS.items():
+        value = getattr(net, name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value in BLOCK_NAMES and family == "sdxl":
+                yield (
+                    "error",
+                    ("network", name),
+                    f"the named vectors ({value}) are SD1.x/SD2.x's blocks; give SDXL's "
+                    f"{blocks_lengths('sdxl')[kind]} values as a list",
+                )
+            continue
+        count = 1 if isinstance(value, int | float) else len(value)
+        wanted = sorted({blocks_lengths(f)[kind] for f in families})
+        if count not in wanted:
+            which = f"for {family}" if family else "(SD1.x/SD2.x or SDXL)"
+            yield (
+                "error",
+                ("network", name),
+                f"needs {' or '.join(map(str, wanted))} values {which} (got {count})",
+            )
+    if net.block_alphas is not None and net.block_dims is None:
+        yield "error", ("network", "block_alphas"), "needs network.block_dims as well"
+    if net.conv_block_alphas is not None and net.conv_block_dims is None:
+        yield "error", ("network", "conv_block_alphas"), "needs network.conv_block_dims as well"
+    weighs = net.block_dims is not None or any(
+        v is not None for v in (net.down_lr_weight, net.mid_lr_weight, net.up_lr_weight)
+    )
+    if net.conv_block_dims is not None and not weighs:
+        yield (
+            "error",
+            ("network", "conv_block_dims"),
+            "sd-scripts reads it only with block_dims or a learning-rate weight; give one of them too",
+        )
+    for name, base in (("conv_block_dims", "conv_dim"), ("conv_block_alphas", "conv_alpha")):
+        if isinstance(getattr(net, name), str) and getattr(net, base) is None:
+            yield "error", ("network", name), f"a named vector is a share of network.{base}: set that too"
 
 
 def _network_args_errors(spec: Spec) -> Iterator[Found]:
