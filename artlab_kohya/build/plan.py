@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from ..dataset.buckets import (
     batches_per_process,
@@ -164,14 +164,16 @@ def plan_family(spec: Spec) -> Family | None:
 def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | None]:
     if family is None:
         return None, None
-    from ..models.netsize import SaveDtype, predict
+    from ..models.netsize import NetworkType, SaveDtype, predict
 
     net = spec.network
+    if net.type not in get_args(NetworkType):
+        return None, None  # no size model for LyCORIS ia3, glora and the OFTs
     size = predict(
         architecture(family),
-        net.type,
+        cast(NetworkType, net.type),
         dim=net.dim,
-        conv_dim=net.conv_dim,  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each module)
+        conv_dim=getattr(net, "conv_dim", None),  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each)
         train_unet=net.train != "text_encoder",
         train_text_encoder=net.train != "unet",
         save_dtype=cast(SaveDtype, {"float": "fp32"}.get(spec.training.save_precision, spec.training.save_precision)),

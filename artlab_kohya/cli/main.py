@@ -13,8 +13,11 @@ from .check import check
 from .dataset import dataset
 from .doctor import doctor
 from .explain import explain
+from .export_gui import export_gui
 from .fetch import fetch
+from .import_gui import import_gui
 from .init import init
+from .lora import lora
 from .pick import pick
 from .plan import plan
 from .render import render
@@ -45,5 +48,5 @@ def main() -> None:
 
 
 COMMANDS = (init, check, plan, render, run, rerun, sweep, submit, cancel, runs, show, pick, report)
-for command in (*COMMANDS, fetch, doctor, dataset, caption, schema, explain):
+for command in (*COMMANDS, fetch, doctor, dataset, caption, lora, import_gui, export_gui, schema, explain):
     main.add_command(command)
