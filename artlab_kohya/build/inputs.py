@@ -8,14 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..trainer.install import Install
-from .command import build_command
-from ..spec.families import Family, script_for
 from ..dataset.steps import subset_repeats
+from ..spec import LoadedSpec
+from ..spec.families import Family, script_for
+from ..trainer.install import Install
+from ..trainer.surface import Surface, bundled_surface
+from .command import build_command
 from .plan import PlanError, make_plan, plan_family, spec_family
 from .render import Rendered, RenderError, RenderInputs, render
-from ..spec import LoadedSpec
-from ..trainer.surface import Surface, bundled_surface
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -42,7 +43,9 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
                 else resolve_hub(source.repo, source.file, source.revision, offline=True)
             )
         except ModelError as exc:
-            raise PlanError([loaded.issue("error", at, f"{exc} (`artlab-kohya fetch SPEC` downloads it)")], loaded.path) from None
+            raise PlanError(
+                [loaded.issue("error", at, f"{exc} (`artlab-kohya fetch SPEC` downloads it)")], loaded.path
+            ) from None
         path = resolved.path
         family = spec_family(spec, resolved.family)
     if family is None:

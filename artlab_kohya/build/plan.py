@@ -12,23 +12,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..dataset.buckets import (
-    BucketConfig,
-    SubsetSizes,
     batches_per_process,
-    dataset_batches,
-    epochs_for_steps,
     steps_per_epoch,
-    total_steps,
 )
-from ..dataset.steps import bucket_config, count_steps, solve_auto_repeats, subset_repeats
-from ..dataset.images import IMAGE_EXTENSIONS, ImageHeaderError, folder_repeats, list_images, read_sizes
-from ..spec import guide
-from ..spec import Issue, LoadedSpec, SpecError
+from ..dataset.images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
+from ..dataset.steps import count_steps, solve_auto_repeats, subset_repeats
+from ..spec import Issue, LoadedSpec, SpecError, guide
 from ..spec.families import Architecture, Family, architecture, resolve_family
 from ..spec.model import Spec
 
 MAX_SAVES = 10_000  # checkpoint files one run may write (each is megabytes); also bounds the list kept here
-
 
 
 class PlanError(SpecError):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..files import write_atomic
+from ..spec.families import FAMILY_INFO, Family
 from ..spec.model import (
     DyLoraNetwork,
     LokrNetwork,
@@ -18,7 +19,6 @@ from ..spec.model import (
     Spec,
     _LycorisNetwork,
 )
-from ..spec.families import FAMILY_INFO, Family
 from ..trainer.surface import DATASET_KEYS, SUBSET_KEYS, Surface
 from .tomlio import dumps
 
