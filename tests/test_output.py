@@ -396,6 +396,18 @@ def check_chained_exception(events: list[Event]) -> None:
     assert "FileNotFoundError: [Errno 2]" in tb.text and "direct cause" in tb.text
 
 
+def check_sdxl_buckets(events: list[Event]) -> None:
+    """sdxl_train_network.py on a GPU through `artlab-kohya run`: the same stream as train_network.py's."""
+    assert only(events, TrainingSummary) == [TrainingSummary(48, 0, 0, 12, 2, (4,), 1, 24)]
+    assert only(events, EpochStarted) == [EpochStarted(1, 2), EpochStarted(2, 2)]
+    steps = only(events, Step)
+    assert len(steps) == 50 and (steps[-1].step, steps[-1].total, steps[-1].avr_loss) == (24, 24, 1.07)
+    names = [c.path.name for c in only(events, CheckpointSaved)]
+    assert names == ["tiny_lora-000001.safetensors", "tiny_lora.safetensors"]
+    assert only(events, ModelSaved) == [ModelSaved()]
+    assert warnings(events) == ["no regularization images / 正則化画像が見つかりませんでした"]
+
+
 EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "lora": check_lora,
     "fail_dataset_missing_dir": check_missing_dataset_dir,
@@ -416,4 +428,5 @@ EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "torch_oom_nan": check_torch_oom_nan,
     "module_not_found": check_module_not_found,
     "chained_exception": check_chained_exception,
+    "sdxl_buckets": check_sdxl_buckets,
 }

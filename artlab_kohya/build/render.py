@@ -19,7 +19,8 @@ from ..spec.model import (
     Spec,
     _LycorisNetwork,
 )
-from ..trainer.surface import DATASET_KEYS, SUBSET_KEYS, Surface
+from ..trainer.surface import Surface
+from .family_args import family_problems, family_sections
 from .tomlio import dumps
 
 HEADER = "# Rendered by artlab-kohya from {spec}. Do not edit: change the spec and render again.\n"
@@ -75,7 +76,7 @@ PROMPTS_FILE = "prompts.txt"
 def render(spec: Spec, inputs: RenderInputs, surface: Surface) -> Rendered:
     dataset = _dataset_doc(spec, inputs)
     sections = _config_sections(spec, inputs)
-    problems = _check(sections, spec, surface)
+    problems = family_problems(spec, inputs.family) + _check(sections, spec, surface)
     if problems:
         raise RenderError(problems)
     header = HEADER.format(spec=inputs.spec_name)
@@ -254,6 +255,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "sample_sampler": spec.sample.sampler if spec.sample.prompts else None,
             "sample_at_first": spec.sample.at_first,
         },
+        **family_sections(spec, family),
         "extra_arguments": dict(spec.kohya.extra_args),
     }
     # TOML has no null, and a store_true flag written as false is the default anyway.

@@ -26,13 +26,14 @@ class FamilyInfo:
     script: str  # the sd-scripts training script
     v2: bool = False  # sd-scripts' --v2
     v_prediction: bool = False  # sd-scripts' --v_parameterization
+    text_encoder_cache: bool = False  # the script takes --cache_text_encoder_outputs(_to_disk)
 
 
 FAMILY_INFO: dict[Family, FamilyInfo] = {
     "sd15": FamilyInfo("sd15", "train_network.py"),
     "sd2": FamilyInfo("sd2", "train_network.py", v2=True),
     "sd2-v": FamilyInfo("sd2", "train_network.py", v2=True, v_prediction=True),
-    "sdxl": FamilyInfo("sdxl", "sdxl_train_network.py"),
+    "sdxl": FamilyInfo("sdxl", "sdxl_train_network.py", text_encoder_cache=True),
 }
 
 

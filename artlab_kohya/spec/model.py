@@ -468,6 +468,11 @@ class TrainingSpec(_Section):
     )
     persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
     stop_on_nan: bool = Field(True, description="Stop the run when the average loss becomes NaN (artlab-kohya).")
+    cache_text_encoder_outputs: Literal["off", "memory", "disk"] = Field(
+        "off",
+        description="SDXL, FLUX.1, SD3: encode every caption once and free the text encoders (memory or disk); "
+        "needs network.train: unet and no caption shuffle or dropout.",
+    )
 
 
 class OutputSpec(_Section):

@@ -1,0 +1,109 @@
+"""`run` for the families beside SD1.5, against the stand-in install replaying real transcripts.
+
+tests/data/transcripts/sdxl_buckets.* is a real SDXL run through `artlab-kohya run` on an H200
+(random-init SDXL, 24 images in four aspect ratios x 2 repeats, buckets 512-2048, batch 4, 2 epochs,
+text-encoder outputs cached). Here the same spec runs against tests/fake_kohya/sdxl_train_network.py,
+which replays it: the plan's numbers must be the trainer's, and the record must say SDXL.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from replay import parse_transcript
+
+from artlab_kohya.build.plan import make_plan
+from artlab_kohya.run.train import RunOptions, run_spec
+from artlab_kohya.spec import load_spec
+from artlab_kohya.trainer.output import TrainingSummary
+
+HERE = Path(__file__).parent
+FAKE = HERE / "fake_kohya"
+TRANSCRIPTS = HERE / "data" / "transcripts"
+ASPECTS = ((1024, 1024), (1216, 832), (832, 1216), (1344, 768))  # as the GPU run had them
+
+
+def fake_model(path: Path) -> Path:
+    header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    return path
+
+
+def tokenizers(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        target = folder / name
+        target.mkdir(parents=True)
+        for file in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            (target / file).write_text("{}")
+    return folder
+
+
+@pytest.fixture
+def sdxl_project(tmp_path, images, monkeypatch):
+    images(tmp_path / "img", [ASPECTS[i % 4] for i in range(24)], caption="bench, a colour field")
+    fake_model(tmp_path / "base.safetensors")
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    folders = ("openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k")
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tokenizers(tmp_path / "tok", folders)))
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "sdxl_buckets")
+    (tmp_path / "spec.yaml").write_text(
+        "model:\n  source: base.safetensors\n  family: sdxl\n"
+        "dataset:\n  resolution: 1024\n  batch_size: 4\n"
+        "  buckets:\n    enabled: true\n    min_resolution: 512\n    max_resolution: 2048\n    step: 64\n"
+        "  subsets:\n    - path: img\n      repeats: 2\n      class_tokens: bench\n"
+        "network:\n  type: lora\n  dim: 32\n  alpha: 16\n  train: unet\n"
+        "training:\n  epochs: 2\n  save_every_n_epochs: 1\n  cache_text_encoder_outputs: memory\n"
+        "output:\n  name: tiny_lora\n  log_with: none\n"
+        f"kohya:\n  dir: {FAKE}\n  python: {sys.executable}\n"
+    )
+    return tmp_path
+
+
+def test_the_sdxl_plan_is_the_trainers(sdxl_project):
+    plan = make_plan(load_spec(sdxl_project / "spec.yaml"))
+    stdout, stderr = ((TRANSCRIPTS / f"sdxl_buckets.{s}").read_text(encoding="utf-8") for s in ("stdout", "stderr"))
+    summary = next(e for e in parse_transcript(stdout, stderr) if isinstance(e, TrainingSummary))
+    assert (
+        (plan.train_images_x_repeats, plan.batches_per_epoch, plan.epochs, plan.total_steps)
+        == (
+            summary.train_images,
+            summary.batches_per_epoch,
+            summary.epochs,
+            summary.total_steps,
+        )
+        == (48, 12, 2, 24)
+    )
+    # the trainer's bucket table (stderr "bucket N: resolution (W, H), count: C") against the plan's
+    logged = {
+        (int(w), int(h)): int(c)
+        for w, h, c in (
+            line.split("resolution (")[1].split(")")[0].split(", ") + [line.split("count: ")[1].split()[0]]
+            for line in stderr.splitlines()
+            if "INFO     bucket " in line
+        )
+    }
+    assert logged == plan.buckets
+    assert plan.family == "sdxl" and plan.lora_params == 85115602  # the LoRA the GPU run saved
+
+
+def test_an_sdxl_run_replayed_is_recorded_as_sdxl(sdxl_project):
+    outcome = run_spec(load_spec(sdxl_project / "spec.yaml"), RunOptions(runs_root=sdxl_project / "runs", plain=True))
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0)
+    folder = outcome.folder
+    lock = yaml.safe_load((folder / "spec.lock.yaml").read_text())
+    assert lock["model"]["family"] == "sdxl" and lock["kohya"]["script"] == "sdxl_train_network.py"
+    assert lock["argv"][-3].endswith("sdxl_train_network.py") and lock["plan"]["total_steps"] == 24
+    config = (folder / "config.toml").read_text()
+    assert "cache_text_encoder_outputs = true" in config and "network_train_unet_only = true" in config
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["type"] == "Step"]
+    assert steps[-1]["step"] == 24 and steps[-1]["epoch"] == 2
+    result = json.loads((folder / "result.json").read_text())
+    assert [Path(c["file"]).name for c in result["checkpoints"]] == [
+        "tiny_lora-000001.safetensors",
+        "tiny_lora.safetensors",
+    ]
