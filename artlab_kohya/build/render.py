@@ -6,7 +6,7 @@ is checked against the argument surface of the trainer script before anything is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..spec.model import (
     _LycorisNetwork,
 )
 from ..trainer.surface import Surface
-from .family_args import family_problems, family_sections
+from .family_args import family_network, family_problems, family_sections
 from .tomlio import dumps
 
 HEADER = "# Rendered by artlab-kohya from {spec}. Do not edit: change the spec and render again.\n"
@@ -47,6 +47,7 @@ class RenderInputs:
     logging_dir: Path | None
     tokenizer_cache_dir: Path | None = None
     spec_name: str = "spec.yaml"
+    components: dict[str, Path] = field(default_factory=dict)  # FLUX.1/SD3: ae, clip_l, clip_g, t5xxl
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "max_data_loader_n_workers": training.workers,
             "persistent_data_loader_workers": training.persistent_workers,
         },
-        "network_arguments": _network(spec),
+        "network_arguments": family_network(_network(spec), spec, family),
         "optimizer_arguments": {
             "optimizer_type": opt.type,
             "learning_rate": opt.learning_rate,
@@ -255,7 +256,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "sample_sampler": spec.sample.sampler if spec.sample.prompts else None,
             "sample_at_first": spec.sample.at_first,
         },
-        **family_sections(spec, family),
+        **family_sections(spec, family, inputs.components),
         "extra_arguments": dict(spec.kohya.extra_args),
     }
     # TOML has no null, and a store_true flag written as false is the default anyway.

@@ -71,7 +71,7 @@ class _StopForNan(Exception):
 
 
 def concrete_family(spec: Spec, model: ResolvedModel) -> Family:
-    family = spec_family(spec, model.family)
+    family = spec_family(spec, model.family, model.prediction)
     if family is None:
         raise SetupError(f"cannot tell the family of {model.path}; set model.family (sd15, sd2, sd2-v or sdxl)")
     return family

@@ -210,6 +210,10 @@ def check_files(spec: Spec, base_dir: Path) -> list[Found]:
     for at, path in ((("model", "vae"), spec.model.vae), (("network", "weights"), spec.network.weights)):
         if path is not None and not _exists(path):
             found.append(("error", at, f"{path} does not exist"))
+    for name in ("ae", "clip_l", "clip_g", "t5xxl"):  # FLUX.1/SD3 files given as local paths
+        component = getattr(spec.model, name)
+        if component is not None and component.type == "local" and not _exists(component.path):
+            found.append(("error", ("model", name), f"{component.path} does not exist"))
     return found
 
 
