@@ -28,7 +28,12 @@ def family_sections(spec: Spec, family: Family, components: dict[str, Path]) -> 
     """Extra TOML sections for `family` (none for SD1/SD2); None and False values are dropped by render.
     `components` holds the resolved paths of the files FAMILY_INFO[family].components names."""
     info, training = FAMILY_INFO[family], spec.training
-    sections: dict[str, dict[str, Any]] = {}
+    sections: dict[str, dict[str, Any]] = {
+        "noise_schedule_arguments": {
+            "zero_terminal_snr": training.zero_terminal_snr,
+            "scale_v_pred_loss_like_noise_pred": training.scale_v_pred_loss_like_noise_pred,
+        }
+    }
     if info.text_encoder_cache:
         cache = training.cache_text_encoder_outputs
         sections["text_encoder_arguments"] = {
