@@ -30,9 +30,11 @@ def _components(loaded: LoadedSpec, family: Family, offline: bool | None) -> dic
     if not components(family):
         return {}
     from ..models.checkpoint import ModelError
-    from ..models.components import component_paths
+    from ..models.components import component_paths, component_paths_for_render
 
     try:
+        if offline:  # render: nothing downloaded or hashed
+            return component_paths_for_render(loaded.spec, family)
         return component_paths(loaded.spec, family, offline=offline)
     except ModelError as exc:
         hint = " (`artlab-kohya fetch SPEC` downloads it)" if offline else ""

@@ -23,6 +23,8 @@ def check_sha256(what: str, source: LocalSource | HubSource, resolved: ResolvedM
 
 def _resolve(what: str, source: LocalSource | HubSource, offline: bool | None) -> ResolvedModel:
     if source.type == "local":
+        if not source.path.exists():
+            raise ModelError(f"{what}: {source.path} does not exist")
         resolved = resolve_local(source.path)
     else:
         resolved = resolve_hub(source.repo, source.file, source.revision, offline=offline)
@@ -56,3 +58,20 @@ def component_paths(spec: Spec, family: Family, *, offline: bool | None = None) 
     """Paths of the components that are named; render reports the missing ones where they belong."""
     resolved = resolve_components(spec, family, offline=offline, skip_missing=True)
     return {name: r.path for name, r in resolved.items()}
+
+
+def component_paths_for_render(spec: Spec, family: Family) -> dict[str, Path]:
+    """What `render` writes without downloading or hashing: local paths as written (the files may be on the
+    machine that will train), hub files from the hub cache."""
+    paths: dict[str, Path] = {}
+    source = spec.model.source
+    for name in components(family):
+        given = getattr(spec.model, name)
+        if given is not None and given.type == "local":
+            paths[name] = given.path
+        elif given is not None:
+            paths[name] = resolve_hub(given.repo, given.file, given.revision, offline=True).path
+        elif source.type == "alias" and name in ALIASES[source.name].components:
+            hub = ALIASES[source.name].components[name]
+            paths[name] = resolve_hub(hub.repo, hub.filename, "main", offline=True).path
+    return paths
