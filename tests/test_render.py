@@ -20,8 +20,8 @@ from artlab_kohya.build.inputs import render_for
 from artlab_kohya.build.render import RenderError, RenderInputs, render
 from artlab_kohya.build.tomlio import tomllib
 from artlab_kohya.spec import SpecError, load_spec
-from artlab_kohya.trainer.install import Install
 from artlab_kohya.spec.families import FAMILY_INFO
+from artlab_kohya.trainer.install import Install
 from artlab_kohya.trainer.surface import DATASET_KEYS, SUBSET_KEYS, bundled_surface, surface_from_dump
 
 HERE = Path(__file__).parent
