@@ -600,7 +600,7 @@ def test_prepare_tokenizer_cache_offline_and_partial(fake_hub: FakeHub, tmp_path
     assert fake_hub.count() == before
 
     with pytest.raises(ModelError, match="unknown model family"):
-        tokenizers.prepare_tokenizer_cache("sd3", tmp_path)
+        tokenizers.prepare_tokenizer_cache("kolors", tmp_path)
 
 
 @pytest.mark.engine

@@ -17,6 +17,7 @@ import yaml
 from replay import parse_transcript
 
 from artlab_kohya.build.plan import make_plan
+from artlab_kohya.models.checkpoint import ModelError
 from artlab_kohya.run.train import RunOptions, run_spec
 from artlab_kohya.spec import load_spec
 from artlab_kohya.trainer.output import TrainingSummary
@@ -107,3 +108,53 @@ def test_an_sdxl_run_replayed_is_recorded_as_sdxl(sdxl_project):
         "tiny_lora-000001.safetensors",
         "tiny_lora.safetensors",
     ]
+
+
+def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkeypatch):
+    """FLUX.1 through `run` against the stand-in flux_train_network.py: the transformer and its three
+    files (local, one pinned by sha256), the CLIP-L and T5 tokenizer folders, the family's arguments."""
+    import hashlib
+
+    images(tmp_path / "img", [(512, 512)] * 12)
+    header = {"double_blocks.0.img_attn.qkv.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]},
+              "single_blocks.0.linear1.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]}}  # fmt: skip
+    raw = json.dumps(header).encode()
+    (tmp_path / "flux.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    for name in ("ae", "clip_l", "t5xxl"):
+        fake_model(tmp_path / f"{name}.safetensors")
+    t5_sha = hashlib.sha256((tmp_path / "t5xxl.safetensors").read_bytes()).hexdigest()
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    tok = tokenizers(tmp_path / "tok", ("openai_clip-vit-large-patch14",))
+    (tok / "google_t5-v1_1-xxl").mkdir()
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        (tok / "google_t5-v1_1-xxl" / file).write_text("{}")
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tok))
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "model:\n  source: flux.safetensors\n  family: auto\n  ae: ae.safetensors\n  clip_l: clip_l.safetensors\n"
+        f"  t5xxl:\n    path: t5xxl.safetensors\n    sha256: {t5_sha}\n"
+        "dataset:\n  resolution: 512\n  batch_size: 1\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img\n      repeats: 10\n      class_tokens: sks\n"
+        "network:\n  type: lora\n  dim: 4\n  alpha: 1\n  train: unet\n"
+        "training:\n  epochs: 2\n  cache_text_encoder_outputs: memory\n"
+        "output:\n  name: tiny_lora\n  log_with: none\n"
+        f"kohya:\n  dir: {FAKE}\n  python: {sys.executable}\n"
+    )
+    outcome = run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.diagnosis
+    lock = yaml.safe_load((outcome.folder / "spec.lock.yaml").read_text())
+    assert lock["model"]["family"] == "flux1" and lock["kohya"]["script"] == "flux_train_network.py"
+    config = (outcome.folder / "config.toml").read_text()
+    for name in ("ae", "clip_l", "t5xxl"):
+        assert f'{name} = "{tmp_path / (name + ".safetensors")}"' in config
+    assert 'network_module = "networks.lora_flux"' in config and "guidance_scale = 1.0" in config
+
+    lock_t5 = lock["components"]["t5xxl"]
+    assert lock_t5["sha256"] == t5_sha and lock_t5["path"] == str(tmp_path / "t5xxl.safetensors")
+
+    # a pinned sha256 that does not match stops the run before its folder exists, saying which file
+    spec.write_text(spec.read_text().replace(t5_sha, "f" * 64))
+    with pytest.raises(ModelError, match=r"model\.t5xxl: .* has SHA-256 .*, not the f{64} the spec pins"):
+        run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs2", plain=True))
+    assert not (tmp_path / "runs2").exists()

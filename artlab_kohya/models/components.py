@@ -21,6 +21,21 @@ def check_sha256(what: str, source: LocalSource | HubSource, resolved: ResolvedM
         )
 
 
+def check_pinned_source(spec: Spec, model: ResolvedModel) -> None:
+    """The base model against the sha256 its spec pins, if it pins one."""
+    source = spec.model.source
+    if source.type != "alias":
+        check_sha256("model.source", source, model)
+
+
+def component_record(resolved: ResolvedModel) -> dict[str, object]:
+    """How the run record (spec.lock.yaml) pins a component: path, hash, and for hub files repo and commit."""
+    record: dict[str, object] = {"path": str(resolved.path), "sha256": resolved.sha256, "size": resolved.size}
+    if resolved.repo is not None:
+        record |= {"repo": resolved.repo, "file": resolved.filename, "commit": resolved.commit}
+    return record
+
+
 def _resolve(what: str, source: LocalSource | HubSource, offline: bool | None) -> ResolvedModel:
     if source.type == "local":
         if not source.path.exists():

@@ -212,11 +212,15 @@ ModelSource = Annotated[
 
 
 def _component_shorthand(value: Any) -> Any:
-    """`clip_l: models/clip_l.safetensors` is a shorthand for {type: local, path: ...}."""
+    """`clip_l: models/clip_l.safetensors` is a shorthand for {type: local, path: ...}; a table without a
+    type is local when it has a path and a hub file when it has a repo."""
     if isinstance(value, str):
         if not value.strip():
             raise ValueError("must not be empty: give a path or {type: hub, repo, file, revision}")
         return {"type": "local", "path": value}
+    if isinstance(value, dict) and "type" not in value:
+        kind = "local" if "path" in value else "hub" if "repo" in value else None
+        return {"type": kind, **value} if kind else value
     return value
 
 
