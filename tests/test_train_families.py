@@ -111,11 +111,13 @@ def test_an_sdxl_run_replayed_is_recorded_as_sdxl(sdxl_project):
 
 
 def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkeypatch):
-    """FLUX.1 through `run` against the stand-in flux_train_network.py: the transformer and its three
-    files (local, one pinned by sha256), the CLIP-L and T5 tokenizer folders, the family's arguments."""
+    """FLUX.1 through `run` against the stand-in flux_train_network.py replaying the real FLUX.1 run
+    (flux_lora.*: full-size random FLUX.1 dev on an H200, the same spec): the transformer and its three
+    files (local, one pinned by sha256), the CLIP-L and T5 tokenizer folders, the family's arguments,
+    and the plan's total against the trainer's."""
     import hashlib
 
-    images(tmp_path / "img", [(512, 512)] * 12)
+    images(tmp_path / "img", [(512, 512)] * 16, caption="bench, a colour field")
     header = {"double_blocks.0.img_attn.qkv.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]},
               "single_blocks.0.linear1.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]}}  # fmt: skip
     raw = json.dumps(header).encode()
@@ -129,15 +131,15 @@ def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkey
     for file in ("tokenizer.json", "tokenizer_config.json"):
         (tok / "google_t5-v1_1-xxl" / file).write_text("{}")
     monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tok))
-    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora")
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "flux_lora")
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "model:\n  source: flux.safetensors\n  family: auto\n  ae: ae.safetensors\n  clip_l: clip_l.safetensors\n"
         f"  t5xxl:\n    path: t5xxl.safetensors\n    sha256: {t5_sha}\n"
-        "dataset:\n  resolution: 512\n  batch_size: 1\n  buckets:\n    enabled: false\n"
-        "  subsets:\n    - path: img\n      repeats: 10\n      class_tokens: sks\n"
-        "network:\n  type: lora\n  dim: 4\n  alpha: 1\n  train: unet\n"
-        "training:\n  epochs: 2\n  cache_text_encoder_outputs: memory\n"
+        "dataset:\n  resolution: 512\n  batch_size: 2\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img\n      repeats: 10\n      class_tokens: bench\n"
+        "network:\n  type: lora\n  dim: 16\n  alpha: 16\n  train: unet\n"
+        "training:\n  epochs: null\n  max_steps: 30\n  cache_text_encoder_outputs: memory\n"
         "output:\n  name: tiny_lora\n  log_with: none\n"
         f"kohya:\n  dir: {FAKE}\n  python: {sys.executable}\n"
     )
@@ -149,6 +151,12 @@ def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkey
     for name in ("ae", "clip_l", "t5xxl"):
         assert f'{name} = "{tmp_path / (name + ".safetensors")}"' in config
     assert 'network_module = "networks.lora_flux"' in config and "guidance_scale = 1.0" in config
+    events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
+    summary = next(e for e in events if e["type"] == "TrainingSummary")
+    assert summary["total_steps"] == lock["plan"]["total_steps"] == 30
+    plan = make_plan(load_spec(spec))
+    assert plan.lora_params == 76579120  # the GPU run's LoRA: 912 tensors, 76,579,120 parameters
+    assert abs(plan.lora_bytes - 153271240) < 1000  # and 153,271,240 bytes (the metadata is estimated)
 
     lock_t5 = lock["components"]["t5xxl"]
     assert lock_t5["sha256"] == t5_sha and lock_t5["path"] == str(tmp_path / "t5xxl.safetensors")
