@@ -26,17 +26,31 @@ import traceback
 from dataclasses import replace
 
 
-def _save(model, path):
+# transformers' T5EncoderModel with the configuration flux_utils.load_t5xxl builds (SD3 loads the same)
+T5_CONFIG = {
+    "d_ff": 10240, "d_kv": 64, "d_model": 4096, "dense_act_fn": "gelu_new", "eos_token_id": 1,
+    "feed_forward_proj": "gated-gelu", "is_gated_act": True, "layer_norm_epsilon": 1e-06,
+    "num_heads": 64, "num_layers": 24, "pad_token_id": 0, "relative_attention_max_distance": 128,
+    "relative_attention_num_buckets": 32, "tie_word_embeddings": False, "vocab_size": 32128,
+}  # fmt: skip
+CLIP_L_CONFIG = {
+    "vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+    "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-05, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "projection_dim": 768,
+}  # fmt: skip
+
+
+def save(model, path):
     import torch
     from safetensors.torch import save_file
 
     # to the CPU one tensor at a time; T5's tied embeddings become two tensors, as its released files have
-    state = {k: v.detach().to("cpu", torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.bfloat16, copy=True).contiguous() for k, v in model.state_dict().items()}
     save_file(state, path)
     return sum(v.numel() for v in state.values())
 
 
-def _t5_tokenizer(folder):
+def t5_tokenizer(folder):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     os.makedirs(folder, exist_ok=True)
@@ -70,36 +84,25 @@ def build(folder, out, seed, blocks, tokenizer_dir):
     torch.manual_seed(seed)
     params, files = 0, {}
     spec = flux_models.configs["dev"]
-    t5_config = {
-        "d_ff": 10240, "d_kv": 64, "d_model": 4096, "dense_act_fn": "gelu_new", "eos_token_id": 1,
-        "feed_forward_proj": "gated-gelu", "is_gated_act": True, "layer_norm_epsilon": 1e-06,
-        "num_heads": 64, "num_layers": 24, "pad_token_id": 0, "relative_attention_max_distance": 128,
-        "relative_attention_num_buckets": 32, "tie_word_embeddings": False, "vocab_size": 32128,
-    }  # fmt: skip
-    clip_config = {
-        "vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-        "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
-        "layer_norm_eps": 1e-05, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2, "projection_dim": 768,
-    }  # fmt: skip
     flux_params = replace(spec.params, depth=double, depth_single_blocks=single)
     builders = (
         ("flux1_random.safetensors", lambda: flux_models.Flux(flux_params)),
         ("ae_random.safetensors", lambda: flux_models.AutoEncoder(spec.ae_params)),
-        ("clip_l_random.safetensors", lambda: CLIPTextModel(CLIPTextConfig(**clip_config))),
-        ("t5xxl_random.safetensors", lambda: T5EncoderModel(T5Config(**t5_config))),
+        ("clip_l_random.safetensors", lambda: CLIPTextModel(CLIPTextConfig(**CLIP_L_CONFIG))),
+        ("t5xxl_random.safetensors", lambda: T5EncoderModel(T5Config(**T5_CONFIG))),
     )  # fmt: skip
     for name, make in builders:
         torch.set_default_dtype(torch.bfloat16 if name.startswith(("flux1", "t5xxl")) else torch.float32)
         with torch.device(device):
             model = make()
         torch.set_default_dtype(torch.float32)
-        count = _save(model, os.path.join(out, name))
+        count = save(model, os.path.join(out, name))
         files[name] = {"params": count, "bytes": os.path.getsize(os.path.join(out, name))}
         params += count
         del model
         if device == "cuda":
             torch.cuda.empty_cache()
-    _t5_tokenizer(os.path.join(tokenizer_dir, "google_t5-v1_1-xxl"))
+    t5_tokenizer(os.path.join(tokenizer_dir, "google_t5-v1_1-xxl"))
     return {"params": params, "files": files, "seconds": round(time.time() - started, 1), "device": device}
 
 
