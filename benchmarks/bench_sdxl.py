@@ -11,7 +11,10 @@ whole CLI (`python -m artlab_kohya run SPEC --plain`), one after another on the 
 - te_live: the same with the text encoders run every step (cache off);
 - gc: te_cache with gradient checkpointing;
 - buckets: te_cache on images of four aspect ratios with buckets on, trained for 2 epochs (so the
-  trainer's step total can be held against `plan`'s).
+  trainer's step total can be held against `plan`'s);
+- vpred (with --prediction v: the model's metadata says modelspec.prediction_type v): te_cache with
+  family auto, zero_terminal_snr and scale_v_pred_loss_like_noise_pred, so the family must come out
+  as sdxl-v and the trainer must train with v_parameterization.
 Measured per case: steady steps/s over the second half of the steps (times from the run's
 events.jsonl) times the batch size; the peak of the card's used memory (NVML, polled every 0.1 s,
 the whole card: CUDA context and the allocator's cache included) above what was in use before the
@@ -53,7 +56,7 @@ def spec_text(model: Path, images: Path, sd: Path, case: str) -> str:
     return f"""\
 model:
   source: {model}
-  family: sdxl
+  family: {"auto" if case == "vpred" else "sdxl"}
 dataset:
   resolution: 1024
   batch_size: {BATCH}
@@ -75,6 +78,8 @@ training:
   attention: sdpa
   gradient_checkpointing: {"true" if case == "gc" else "false"}
   cache_text_encoder_outputs: {"off" if case == "te_live" else "memory"}
+  zero_terminal_snr: {"true" if case == "vpred" else "false"}
+  scale_v_pred_loss_like_noise_pred: {"true" if case == "vpred" else "false"}
 output:
   name: {case}
   log_with: none
@@ -84,16 +89,20 @@ kohya:
 """
 
 
-def build_model(work: Path, sd: Path) -> tuple[Path, dict]:
+def build_model(work: Path, sd: Path, prediction: str | None = None) -> tuple[Path, dict]:
     from artlab_kohya.trainer.install import Install, run_engine_script
 
-    model = work / "sdxl_random_fp16.safetensors"
+    model = work / f"sdxl_random{'_' + prediction if prediction else ''}_fp16.safetensors"
     if model.exists():
         return model, {"reused": True}
     tmp = work / "building.tmp.safetensors"
     t = time.time()
     info = run_engine_script(
-        Install(sd, sys.executable), "build_sdxl_random.py", [str(sd), str(tmp), "0"], timeout=900, what="build"
+        Install(sd, sys.executable),
+        "build_sdxl_random.py",
+        [str(sd), str(tmp), "0", *([prediction] if prediction else [])],
+        timeout=900,
+        what="build",
     )
     if "error" in info:
         raise SystemExit(f"build failed: {info}")
@@ -192,6 +201,7 @@ def check_lora(path: Path) -> dict:
                 "ss_network_dim",
                 "ss_network_alpha",
                 "ss_resolution",
+                "ss_zero_terminal_snr",
                 "ss_num_train_images",
                 "ss_steps",
                 "ss_epoch",
@@ -252,6 +262,12 @@ def run_case(case: str, model: Path, sd: Path, tokenizers: Path, work: Path, out
     stdout = (folder / "stdout.log").read_text(errors="replace")
     trainer_total = re.search(r"total optimization steps / 学習ステップ数: (\d+)", stdout)
     result["trainer_total_steps"] = int(trainer_total.group(1)) if trainer_total else None
+    lock = (folder / "spec.lock.yaml").read_text()
+    result["locked_family"] = next((ln.split(":", 1)[1].strip() for ln in lock.splitlines()
+                                    if ln.strip().startswith("family:")), None)  # fmt: skip
+    config = (folder / "config.toml").read_text()
+    result["v_parameterization"] = "v_parameterization = true" in config
+    result["zero_snr_warning"] = "v_parameterization is not enabled" in (folder / "stderr.log").read_text()
     try:
         result["loras"] = [check_lora(p) for p in sorted(folder.rglob("*.safetensors"))]
     except Exception as exc:  # noqa: BLE001 - recorded, and the logs below still kept
@@ -273,12 +289,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cases", nargs="+", default=["te_cache", "buckets", "te_live", "gc"])
     parser.add_argument("--timeout", type=float, default=240, help="seconds per case")
+    parser.add_argument("--prediction", choices=["epsilon", "v"], help="written into the model's metadata")
     args = parser.parse_args()
     sd, tokenizers, work = args.sd_scripts.resolve(), args.tokenizers.resolve(), args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"python": sys.version.split()[0], "date": time.strftime("%Y-%m-%d"), "cases": []}
-    model, report["build"] = build_model(work, sd)
+    model, report["build"] = build_model(work, sd, args.prediction)
     write_images(work / "img_square", [(1024, 1024)] * 16)
     write_images(work / "img_aspects", [ASPECTS[i % 4] for i in range(24)])
     for case in args.cases:

@@ -25,7 +25,6 @@ import time
 import traceback
 from dataclasses import replace
 
-
 # transformers' T5EncoderModel with the configuration flux_utils.load_t5xxl builds (SD3 loads the same)
 T5_CONFIG = {
     "d_ff": 10240, "d_kv": 64, "d_model": 4096, "dense_act_fn": "gelu_new", "eos_token_id": 1,

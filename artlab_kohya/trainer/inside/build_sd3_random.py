@@ -79,7 +79,9 @@ def build(folder, out, seed, variant, tokenizer_dir):
         with torch.device(device):
             model = make()
         torch.set_default_dtype(torch.float32)
-        write(name, {k: v.detach().to("cpu", torch.bfloat16, copy=True).contiguous() for k, v in model.state_dict().items()})
+        state = {k: v.detach().to("cpu", torch.bfloat16, copy=True) for k, v in model.state_dict().items()}
+        write(name, state)
+        del state
         del model
     if device == "cuda":
         torch.cuda.empty_cache()

@@ -3,7 +3,7 @@
 Run by the trainer's Python, not ours: it imports sd-scripts, torch, diffusers and transformers from the
 trainer environment, and nothing of artlab-kohya.
 
-    python build_sdxl_random.py SD_SCRIPTS_DIR MODEL_PATH SEED OUT_JSON
+    python build_sdxl_random.py SD_SCRIPTS_DIR MODEL_PATH SEED [PREDICTION] OUT_JSON
 
 sd-scripts' SDXL loader (library/sdxl_model_util.load_models_from_sdxl_checkpoint) builds the full
 architecture with fixed configurations: its SdxlUNet2DConditionModel, a CLIP ViT-L text encoder, a
@@ -11,7 +11,9 @@ CLIP ViT-bigG text encoder with projection, and the diffusers AutoencoderKL. The
 full size (about 3.5e9 parameters, 6.9 GB in fp16), and it is written with sd-scripts' own
 save_stable_diffusion_checkpoint, so the key layout is exactly what its loader reads back. On a GPU
 the weights are initialised there (about half a minute in all); on a CPU it takes minutes and about
-20 GB of memory. Writes {"params", "tensors", "seconds", "device"} or {"error", "message"} to OUT_JSON.
+20 GB of memory. PREDICTION ("epsilon" or "v") goes into the file's metadata as
+modelspec.prediction_type, as a v-prediction fine-tune's file may say it. Writes {"params", "tensors",
+"seconds", "device"} or {"error", "message"} to OUT_JSON.
 """
 
 import json
@@ -46,7 +48,7 @@ def _text_config(hidden, mlp, layers, heads, act):
     )
 
 
-def build(folder, model_path, seed):
+def build(folder, model_path, seed, prediction=None):
     sys.path.insert(0, folder)
     import torch
     from diffusers import AutoencoderKL
@@ -64,6 +66,8 @@ def build(folder, model_path, seed):
         logit_scale = torch.tensor(4.6052)  # ln(100), what the released bigG carries
     params = sum(p.numel() for m in (unet, text_encoder1, text_encoder2, vae) for p in m.parameters())
     metadata = {"artlab_kohya": "random-init SDXL-architecture checkpoint for tests", "seed": str(seed)}
+    if prediction:
+        metadata["modelspec.prediction_type"] = prediction
     tensors = sdxl_model_util.save_stable_diffusion_checkpoint(
         model_path,
         text_encoder1,
@@ -81,10 +85,11 @@ def build(folder, model_path, seed):
 
 
 def main():
-    folder, model_path, seed, out = sys.argv[1:5]
+    folder, model_path, seed = sys.argv[1:4]
+    prediction, out = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else (None, sys.argv[4])
     os.chdir(folder)
     try:
-        result = build(folder, model_path, int(seed))
+        result = build(folder, model_path, int(seed), prediction)
     except ImportError as exc:
         result = {"error": "import", "module": exc.name, "message": str(exc)}
     except MemoryError:
