@@ -210,7 +210,7 @@ NET = "network:\n  type: {type}\n  dim: 4\n  alpha: 1\n"
     "keys, body, training, where, words",
     [
         (sd3_keys(24, False, 0), "  clip_l: clip_l.safetensors\n  clip_g: clip_g.safetensors\n  t5xxl: "
-         "t5xxl.safetensors\n" + NET.format(type="locon"), "", ("network", "type"), "no sd3 targets"),
+         "t5xxl.safetensors\n" + NET.format(type="dylora"), "", ("network", "type"), "networks.dylora wraps none"),
         (flux_keys(), FLUX_BODY.replace("type: lora", "type: dylora"), "", ("network", "type"), "networks.dylora"),
         (flux_keys(), "  ae: ae.safetensors\n  clip_l: clip_l.safetensors\n" + NET.format(type="lora"), "",
          ("model", "t5xxl"), "flux1 needs its t5xxl file"),
@@ -240,3 +240,66 @@ def test_a_flux_alias_brings_its_files_and_the_gated_ones_say_so() -> None:
     }
     for alias in ALIASES.values():
         assert set(alias.components) == set(FAMILY_INFO[alias.family].components)
+
+
+# Run with $ENGINE_PYTHON: which transformer layers LyCORIS and networks.dylora wrap on FLUX.1 and SD3
+# (one block of each, on the meta device), as train_network.py creates and applies a network.
+NETWORK_PROBE = r"""
+import contextlib, io, json, logging, os, sys
+from dataclasses import replace
+sd = sys.argv[1]
+sys.path[:0] = [sd, os.path.join(sd, "networks")]
+logging.disable(logging.WARNING)
+import torch
+from transformers import CLIPTextConfig, CLIPTextModel
+with contextlib.redirect_stdout(io.StringIO()):
+    from library import flux_models, sd3_models
+    import lycoris.kohya as lycoris_kohya
+    import networks.dylora as dylora
+out = {}
+for family in ("flux1", "sd3"):
+    for kind in ("locon", "loha", "lokr", "dylora"):
+        with torch.device("meta" if kind in ("locon", "dylora") else "cpu"):
+            if family == "flux1":
+                model = flux_models.Flux(replace(flux_models.configs["dev"].params, depth=1, depth_single_blocks=1))
+            else:
+                model = sd3_models.create_sd3_mmdit(sd3_models.SD3Params(2, 2, 36864, 192, 2048, None, [], 4096, 128,
+                                                                         "medium"))
+            clip = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072,
+                                                num_hidden_layers=1, num_attention_heads=12, max_position_embeddings=77))
+            with contextlib.redirect_stdout(io.StringIO()):
+                if kind == "dylora":
+                    net = dylora.create_network(1.0, 4, 1.0, None, [clip], model, unit=2, dropout=None)
+                else:
+                    net = lycoris_kohya.create_network(1.0, 4, 1.0, None, [clip], model, algo=kind, dropout=None)
+                net.apply_to([clip], model, True, True)
+        out[f"{family}-{kind}"] = sorted({k.split(".")[0] for k in net.state_dict() if k.startswith("lora_unet")})
+json.dump(out, sys.stdout)
+"""
+
+
+@pytest.mark.engine
+def test_engine_lycoris_wraps_the_transformers_and_dylora_does_not(tmp_path) -> None:
+    import os
+    import subprocess
+
+    python, sd_scripts = os.environ.get("ENGINE_PYTHON"), os.environ.get("ARTLAB_KOHYA_DIR")
+    if not python or not sd_scripts:
+        pytest.skip("needs the real engine: set ENGINE_PYTHON and ARTLAB_KOHYA_DIR (source its env.sh)")
+    probe = tmp_path / "probe.py"
+    probe.write_text(NETWORK_PROBE)
+    result = subprocess.run([python, str(probe), sd_scripts], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    wrapped = json.loads(result.stdout)
+    # the layers networks.lora_flux / lora_sd3 wrap, for one double and one single FLUX.1 block / two SD3 blocks
+    flux = {n.split(".")[0] for n in tensor_names("flux1") if "_blocks_0_" in n}
+    for kind in ("locon", "loha", "lokr"):
+        assert set(wrapped[f"flux1-{kind}"]) == flux, kind
+        assert len(wrapped[f"sd3-{kind}"]) == 5 + 5 + 5 + 2, kind  # x and context blocks; the last context is short
+    assert wrapped["flux1-dylora"] == wrapped["sd3-dylora"] == []  # hence refused for both
+
+
+def tensor_names(family: str) -> list[str]:
+    from artlab_kohya.models.netsize import tensor_shapes
+
+    return list(tensor_shapes(family, "lora", dim=4, train_text_encoder=False))  # type: ignore[arg-type]

@@ -133,11 +133,9 @@ def _dit(spec: Spec, family: Family) -> list[Problem]:
         return problems
     if family == "flux1" and model.vae is not None:
         problems.append((("model", "vae"), "FLUX.1's autoencoder is model.ae"))
-    if isinstance(net, DyLoraNetwork):
-        problems.append((("network", "type"), f"networks.dylora does not know {family}'s blocks; use lora"))
-    elif not isinstance(net, LoraNetwork) and not info.lycoris:
+    if isinstance(net, DyLoraNetwork) and not info.dylora:
         problems.append(
-            (("network", "type"), f"the pinned LyCORIS (lycoris-lora 3.4.0) has no {family} targets; use lora")
+            (("network", "type"), f"networks.dylora wraps none of {family}'s transformer blocks; use lora or LyCORIS")
         )
     if isinstance(net, LoraNetwork):
         for name in _SD_UNET_ONLY:

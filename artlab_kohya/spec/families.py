@@ -34,7 +34,6 @@ class FamilyInfo:
     v_prediction: bool = False  # sd-scripts' --v_parameterization
     text_encoder_cache: bool = False  # the script takes --cache_text_encoder_outputs(_to_disk)
     lora_module: str = "networks.lora"  # the network module for `network.type: lora`
-    lycoris: bool = True  # lycoris-lora (pinned) wraps this family's blocks
     dylora: bool = True  # networks.dylora knows this family's modules
     components: tuple[Component, ...] = ()  # files the script needs besides the base model
 
@@ -45,7 +44,9 @@ FAMILY_INFO: dict[Family, FamilyInfo] = {
     "sd2-v": FamilyInfo("sd2", "train_network.py", v2=True, v_prediction=True),
     "sdxl": FamilyInfo("sdxl", "sdxl_train_network.py", text_encoder_cache=True),
     "sdxl-v": FamilyInfo("sdxl", "sdxl_train_network.py", v_prediction=True, text_encoder_cache=True),
-    # lycoris-lora 3.4.0 targets FLUX's DoubleStreamBlock/SingleStreamBlock; it has no SD3 (MMDiT) targets.
+    # The pinned lycoris-lora (3.4.0) wraps FLUX.1's DoubleStreamBlock/SingleStreamBlock and SD3's joint blocks
+    # (the same Linears as lora_flux/lora_sd3); networks.dylora wraps only their text encoders, so it is
+    # refused (tests/test_family_args.py builds both on the real modules).
     "flux1": FamilyInfo(
         "flux1",
         "flux_train_network.py",
@@ -59,7 +60,6 @@ FAMILY_INFO: dict[Family, FamilyInfo] = {
         "sd3_train_network.py",
         text_encoder_cache=True,
         lora_module="networks.lora_sd3",
-        lycoris=False,
         dylora=False,
         components=("clip_l", "clip_g", "t5xxl"),
     ),
