@@ -28,7 +28,7 @@ from ..errors import ArtlabError
 from ..models.components import check_pinned_source, component_record, resolve_components
 from ..models.hub import ResolvedModel
 from ..spec import LoadedSpec
-from ..spec.families import Component, Family, script_for
+from ..spec.families import FAMILIES, Component, Family, script_for
 from ..spec.model import Spec
 from ..trainer.install import Install
 from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, Stream, TrainingSummary
@@ -74,7 +74,7 @@ class _StopForNan(Exception):
 def concrete_family(spec: Spec, model: ResolvedModel) -> Family:
     family = spec_family(spec, model.family, model.prediction)
     if family is None:
-        raise SetupError(f"cannot tell the family of {model.path}; set model.family (sd15, sd2, sd2-v or sdxl)")
+        raise SetupError(f"cannot tell the family of {model.path}; set model.family ({', '.join(FAMILIES)})")
     return family
 
 
