@@ -4,8 +4,8 @@
   parser described by the bundled surface (or by any options given), plus library/ and a .git.
 - `fake_git`: the files git keeps for a checkout, in the layouts git writes them.
 - `fake_trainer`: an executable "python" that runs this interpreter without site-packages, on a
-  site folder holding only the given package metadata and a fake torch module: what our probe scripts
-  see in a real trainer environment, without torch.
+  site folder holding only the given package metadata and fake torch, accelerate and lycoris modules
+  (for those packages): what our probe scripts see in a real trainer environment, without torch.
 """
 
 from __future__ import annotations
@@ -145,6 +145,11 @@ def fake_trainer(
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir(exist_ok=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    for package, module in (("accelerate", "accelerate"), ("lycoris-lora", "lycoris")):
+        if package in packages:  # importable, as the probe asks (lycoris: its kohya module)
+            (site / module).mkdir(exist_ok=True)
+            (site / module / "__init__.py").write_text("")
+            (site / module / "kohya.py").write_text("")
     if torch and "torch" in packages:
         (site / "torch").mkdir(exist_ok=True)
         gpu_list = [H100] if gpus is None else gpus

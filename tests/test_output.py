@@ -396,6 +396,23 @@ def check_chained_exception(events: list[Event]) -> None:
     assert "FileNotFoundError: [Errno 2]" in tb.text and "direct cause" in tb.text
 
 
+def check_oom_killer(events: list[Event]) -> None:
+    """The training process SIGKILLed (as by the out-of-memory killer) under accelerate, which exits 1: the
+    only word of the signal is accelerate's CalledProcessError."""
+    (wrapper,) = only(events, Traceback)
+    assert wrapper.exc_type == "subprocess.CalledProcessError" and wrapper.message.endswith(
+        "died with <Signals.SIGKILL: 9>."
+    )
+    assert events[-1] == LauncherFailed(
+        -9,
+        "['/home/artist/lora/venv/bin/python', '/home/artist/lora/sd-scripts/train_network.py', '--config_file', "
+        "'/home/artist/lora/configs/config.toml', '--tokenizer_cache_dir', '/home/artist/lora/models/tokenizer_cache']",
+    )
+    assert [(s.step, s.avr_loss) for s in only(events, Step)][-2:] == [(3, 1.2), (3, 1.15)]
+    latents = [p for p in only(events, Progress) if p.stage == "caching latents"]
+    assert [(p.n, p.total) for p in latents][-1] == (4, 4)
+
+
 def check_sdxl_buckets(events: list[Event]) -> None:
     """sdxl_train_network.py on a GPU through `artlab-kohya run`: the same stream as train_network.py's."""
     assert only(events, TrainingSummary) == [TrainingSummary(48, 0, 0, 12, 2, (4,), 1, 24)]
@@ -440,4 +457,5 @@ EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "chained_exception": check_chained_exception,
     "sdxl_buckets": check_sdxl_buckets,
     "flux_lora": check_flux_lora,
+    "oom_killer_accelerate": check_oom_killer,
 }

@@ -12,7 +12,7 @@ from artlab_kohya.spec.presets import TIERS, init_project
 @pytest.mark.parametrize("family", ["sdxl", "flux1", "sd3"])
 @pytest.mark.parametrize("vram", [None, 24, 80, 141])
 def test_family_specs_load_and_follow_their_tier(tmp_path, family, vram) -> None:
-    spec_path, images = init_project(tmp_path / "p", "person", vram, "sks", family)
+    spec_path, images = init_project(tmp_path / "p", "person", vram, "sks", family=family)
     loaded = load_spec(spec_path)
     spec = loaded.spec
     tier = TIERS[family][1 if vram is not None and vram >= 80 else 0]

@@ -197,11 +197,14 @@ def test_ctrl_c_interrupts_and_leaves_no_process(project):
     result = json.loads((folder / "result.json").read_text())
     assert result["status"] == "interrupted"
     assert "interrupted" in rest
-    pids = subprocess.run(["pgrep", "-f", "fake_kohya"], capture_output=True, text=True).stdout.split()
+    # This run's processes only (their command lines hold its config path): other checkouts may be
+    # running the fake trainer at the same time.
+    mine = str(folder / "config.toml")
+    pids = subprocess.run(["pgrep", "-f", mine], capture_output=True, text=True).stdout.split()
     deadline = time.monotonic() + 5
     while pids and time.monotonic() < deadline:
         time.sleep(0.2)
-        pids = subprocess.run(["pgrep", "-f", "fake_kohya"], capture_output=True, text=True).stdout.split()
+        pids = subprocess.run(["pgrep", "-f", mine], capture_output=True, text=True).stdout.split()
     assert pids == []
 
 

@@ -5,9 +5,11 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
 from ..dataset.steps import subset_repeats
 from ..spec import LoadedSpec
 from ..spec.families import Family, components, script_for
@@ -31,14 +33,16 @@ def _components(loaded: LoadedSpec, family: Family, offline: bool | None) -> dic
         return {}
     from ..models.checkpoint import ModelError
     from ..models.components import component_paths, component_paths_for_render
+    from ..models.hub import NotDownloaded
 
     try:
         if offline:  # render: nothing downloaded or hashed
             return component_paths_for_render(loaded.spec, family)
         return component_paths(loaded.spec, family, offline=offline)
+    except NotDownloaded as exc:
+        raise PlanError([loaded.issue("error", ("model",), _not_downloaded(loaded, exc.what))], loaded.path) from None
     except ModelError as exc:
-        hint = " (`artlab-kohya fetch SPEC` downloads it)" if offline else ""
-        raise PlanError([loaded.issue("error", ("model",), f"{exc}{hint}")], loaded.path) from None
+        raise PlanError([loaded.issue("error", ("model",), str(exc))], loaded.path) from None
 
 
 def model_for_render(loaded: LoadedSpec) -> ModelChoice:
@@ -51,18 +55,18 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
         family = plan_family(spec)
     else:
         from ..models.checkpoint import ModelError
-        from ..models.hub import resolve_alias, resolve_hub
+        from ..models.hub import NotDownloaded, resolve_alias, resolve_hub
 
-        try:
+        try:  # from the hub cache only: render never downloads
             resolved = (
                 resolve_alias(source.name, offline=True)
                 if source.type == "alias"
                 else resolve_hub(source.repo, source.file, source.revision, offline=True)
             )
+        except NotDownloaded as exc:
+            raise PlanError([loaded.issue("error", at, _not_downloaded(loaded, exc.what))], loaded.path) from None
         except ModelError as exc:
-            raise PlanError(
-                [loaded.issue("error", at, f"{exc} (`artlab-kohya fetch SPEC` downloads it)")], loaded.path
-            ) from None
+            raise PlanError([loaded.issue("error", at, str(exc))], loaded.path) from None
         path = resolved.path
         family = spec_family(spec, resolved.family, resolved.prediction)
     if family is None:
@@ -77,6 +81,14 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
             loaded.path,
         )
     return ModelChoice(path=path, family=family, components=_components(loaded, family, offline=True))
+
+
+def _not_downloaded(loaded: LoadedSpec, what: str) -> str:
+    blocked = "; HF_HUB_OFFLINE is set, so fetch where the network is allowed" if settings.hf_offline() else ""
+    return (
+        f"{what} is not downloaded yet (render only looks in the hub cache, {settings.hf_hub_cache()}): "
+        f"`artlab-kohya fetch {shlex.quote(str(loaded.path))}` downloads it{blocked}"
+    )
 
 
 def resolved_repeats(loaded: LoadedSpec) -> tuple[tuple[int, ...], tuple[str | None, ...]]:

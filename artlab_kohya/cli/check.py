@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import SPEC_ERROR
-from .common import load, set_option
+from .common import load, print_issues, set_option, size_matrix
 from .dataset import emit_report
 
 if TYPE_CHECKING:
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 def check(spec_path: Path, overrides: tuple[str, ...], as_json: bool, deep: bool) -> None:
     """Report every problem of SPEC and its dataset at once, each with its line."""
     loaded = load(spec_path, overrides)
+    if loaded.matrix is not None:
+        sys.exit(check_matrix(loaded, spec_path, overrides, as_json=as_json, deep=deep))
     sys.exit(check_spec(loaded, spec_path, as_json=as_json, deep=deep))
 
 
@@ -55,6 +57,51 @@ def check_spec(loaded: LoadedSpec, spec_path: Path, *, as_json: bool = False, de
         click.echo(f"{len(report.errors)} error(s) in {spec_path}", err=True)
         return SPEC_ERROR
     click.echo(f"{spec_path}: ok ({len(report.warnings)} warning(s)), {steps} steps")
+    return 0
+
+
+def check_matrix(
+    loaded: LoadedSpec, spec_path: Path, overrides: tuple[str, ...], *, as_json: bool = False, deep: bool = False
+) -> int:
+    """`check` of a spec with a matrix: every run validated, each distinct dataset checked once, every
+    run planned; then the expansion with its steps and GPU time. Exit status as check_spec's."""
+    import json
+
+    from ..dataset import check_spec_dataset, report_json
+    from ..experiments.estimate import as_json as size_json
+    from ..experiments.estimate import table
+    from ..experiments.matrix import expand, load_variants
+
+    matrix = expand(loaded)
+    assert matrix is not None
+    runs, _ = load_variants(loaded, matrix, overrides)
+    reports, seen = [], set()
+    for run in runs:
+        key = run.spec.dataset.model_dump_json()
+        if key not in seen:
+            seen.add(key)
+            reports.append(check_spec_dataset(run, deep=deep))
+    errors = [i for r in reports for i in r.errors]
+    if not as_json:
+        for report in reports:
+            emit_report(report, False)
+    if errors:
+        if as_json:
+            click.echo(json.dumps({"datasets": [report_json(r) for r in reports]}, indent=2))
+        else:
+            click.echo(f"{len(errors)} error(s) in {spec_path}", err=True)
+        return SPEC_ERROR
+    size, keys, warnings = size_matrix(loaded, overrides)
+    if as_json:
+        data = {"datasets": [report_json(r) for r in reports], "matrix": size_json(size, keys)}
+        click.echo(json.dumps(data, indent=2))
+        return 0
+    shown = {str(i) for r in reports for i in r.issues}
+    print_issues([w for w in warnings if str(w) not in shown])
+    for line in table(size, keys):
+        click.echo(line)
+    count = len({str(i) for r in reports for i in r.warnings} | {str(w) for w in warnings})
+    click.echo(f"{spec_path}: ok ({count} warning(s)), {len(size.runs)} runs, {size.total_steps} steps")
     return 0
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import click
+
+if TYPE_CHECKING:
+    from ..trainer.install import Install
 
 
 @click.command()
@@ -37,7 +42,7 @@ def doctor(
     spec_path: Path | None, kohya_dir: Path | None, python: str | None, smoke: bool, plain: bool, as_json: bool
 ) -> None:
     """Check the trainer: its Python, torch, CUDA, GPUs, packages and sd-scripts commit."""
-    from ..trainer.doctor import print_report, run_doctor, smoke_assets, smoke_precision, write_smoke_project
+    from ..trainer.doctor import print_report, run_doctor, smoke_assets, smoke_precision
     from ..trainer.install import InstallError, locate_install
 
     folder, trainer = kohya_dir, python
@@ -68,9 +73,30 @@ def doctor(
     except InstallError as exc:
         click.echo(f"smoke: {exc}", err=True)
         sys.exit(1)
-    project = Path(tempfile.mkdtemp(prefix="artlab-kohya-smoke-"))
-    spec_file = write_smoke_project(project, model, smoke_precision(result.versions))
-    click.echo(f"smoke: training {spec_file}", err=True)
-    from ..run.train import run_smoke
+    sys.exit(smoke_run(install, model, tokenizers, smoke_precision(result.versions), plain=True if plain else None))
 
-    sys.exit(run_smoke(install, model, tokenizers, spec_file, plain=True if plain else None))  # None: by TTY
+
+def smoke_run(
+    install: Install, model: Path, tokenizers: Path, precision: Literal["no", "fp16", "bf16"], *, plain: bool | None
+) -> int:
+    """Train the smoke spec in a temporary project (None for plain: by TTY); returns the exit status.
+
+    The project goes away afterwards; only a failed run's folder stays, and is named, to be looked at.
+    """
+    from ..trainer.doctor import write_smoke_project
+
+    project = Path(tempfile.mkdtemp(prefix="artlab-kohya-smoke-"))
+    code = 1
+    try:
+        spec_file = write_smoke_project(project, model, precision)
+        click.echo(f"smoke: training {spec_file}", err=True)
+        from ..run.train import run_smoke
+
+        code = run_smoke(install, model, tokenizers, spec_file, plain=plain)
+        return code
+    finally:
+        runs = sorted((project / "runs").glob("*/*/"))
+        if code == 0 or not runs:
+            shutil.rmtree(project, ignore_errors=True)
+        else:
+            click.echo(f"smoke: failed; its run folder is kept: {runs[-1]}", err=True)

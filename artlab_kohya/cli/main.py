@@ -14,11 +14,16 @@ from .doctor import doctor
 from .explain import explain
 from .fetch import fetch
 from .init import init
+from .pick import pick
 from .plan import plan
 from .render import render
+from .report import report
 from .rerun import rerun
 from .run import run
+from .runs import runs
 from .schema import schema
+from .show import show
+from .sweep import sweep
 
 
 class _Main(click.Group):
@@ -37,5 +42,6 @@ def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
 
 
-for command in (init, check, plan, render, run, rerun, fetch, doctor, dataset, caption, schema, explain):
+COMMANDS = (init, check, plan, render, run, rerun, sweep, runs, show, pick, report)
+for command in (*COMMANDS, fetch, doctor, dataset, caption, schema, explain):
     main.add_command(command)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .common import load, print_issues, set_option
+if TYPE_CHECKING:
+    from ..spec import LoadedSpec
+
+from .common import load, print_issues, set_option, size_matrix
 
 
 @click.command()
@@ -19,9 +23,26 @@ def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     from ..build.plan import plan_checked, plan_json, print_plan
 
     loaded = load(spec_path, overrides)
+    if loaded.matrix is not None:
+        plan_matrix(loaded, overrides, as_json)
+        return
     result = plan_checked(loaded)
     if as_json:
         click.echo(json.dumps(plan_json(result), indent=2))
         return
     print_issues(loaded.warnings + result.warnings)
     print_plan(result)
+
+
+def plan_matrix(loaded: LoadedSpec, overrides: tuple[str, ...], as_json: bool) -> None:
+    """A spec with a matrix: every run's steps, the total and the GPU time it adds up to."""
+    from ..experiments.estimate import as_json as size_json
+    from ..experiments.estimate import table
+
+    size, keys, warnings = size_matrix(loaded, overrides)
+    if as_json:
+        click.echo(json.dumps({"matrix": size_json(size, keys)}, indent=2))
+        return
+    print_issues(warnings)
+    for line in table(size, keys):
+        click.echo(line)

@@ -36,6 +36,13 @@ def run(
     from ..run.train import RunOptions
 
     loaded = load(spec_path, overrides)
+    if loaded.matrix is not None:
+        from ..errors import InputError
+
+        raise InputError(
+            f"{spec_path} has a matrix: (several runs); run them with `artlab-kohya sweep {spec_path}`, "
+            "or copy the spec without its matrix to run one"
+        )
     print_issues(loaded.warnings)
     if not preflight(loaded, force=ignore_dataset_errors):
         sys.exit(SPEC_ERROR)
@@ -43,7 +50,19 @@ def run(
 
 
 def start(loaded: LoadedSpec, options: RunOptions) -> NoReturn:
-    """Run and exit with the run's status (`run` and `rerun` end here)."""
+    """Run, write the run's report.html, and exit with the run's status (`run` and `rerun` end here)."""
     from ..run.train import run_spec
 
-    sys.exit(run_spec(loaded, options).exit_code)
+    outcome = run_spec(loaded, options)
+    write_report(outcome.folder)
+    sys.exit(outcome.exit_code)
+
+
+def write_report(folder: Path) -> None:
+    """report.html in the run folder; a failure to write it is a warning, never the run's status."""
+    from ..experiments.report import write_run_report
+
+    try:
+        click.echo(f"report: {write_run_report(folder)}", err=True)
+    except Exception as exc:  # noqa: BLE001 - the report is a view of the run, not part of it
+        click.echo(f"warning: no report.html: {exc}", err=True)

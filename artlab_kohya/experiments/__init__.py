@@ -1,8 +1,10 @@
 """Experiments: what a person compares once runs exist.
 
-This package owns sweeps (one spec, several values), the runs table, `pick` (the epoch whose average
-loss falls in a window) and the report (`report.html` for a run or a sweep). For now it holds the
-report's rendering: `svg` draws charts, `html` turns plain dataclasses into one self-standing page.
-Both are pure (text in, text out) and import nothing from the rest of artlab_kohya; whatever reads a
-run folder builds their dataclasses and writes the page.
+This package owns sweeps (a spec's `matrix:`, expanded by matrix.py, sized by estimate.py, run as a
+queue by sweep.py and worker.py), reading run folders back (records.py), the runs table (listing.py),
+`show` (show.py), `pick` (pick.py: the rule; choose.py: over a run or a sweep) and the report
+(report.py gathers a folder into the dataclasses that html.py and svg.py render). html.py and svg.py
+are pure (text in, text out) and import nothing of artlab_kohya. Reading runs must stay fast, so the
+modules that list them (records, listing, pick, values) do not import the spec package at import time.
+May import run, build, dataset, trainer, models, spec.
 """

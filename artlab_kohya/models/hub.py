@@ -73,6 +73,15 @@ def resolve_local(path: str | os.PathLike[str], *, allow_pickle: bool = False) -
     )
 
 
+class NotDownloaded(ModelError):
+    """A hub file that is not in the local cache, looked for without the network (offline, or only the
+    cache asked); `what` names it as repo/file@revision."""
+
+    def __init__(self, message: str, what: str) -> None:
+        super().__init__(message)
+        self.what = what
+
+
 def is_offline(offline: bool | None) -> bool:
     return offline if offline is not None else settings.hf_offline()
 
@@ -122,9 +131,11 @@ def _hub_error(exc: Exception, *, repo: str, filename: str, revision: str, offli
             return ModelError(f"the hub answered HTTP {status} for {what}; try again later")
     offline_error = getattr(hf, "OfflineModeIsEnabled", ())
     if offline or any(isinstance(e, offline_error) for e in _chain(exc)):
-        return ModelError(
-            f"{what} is not in the local hub cache and offline mode is on (HF_HUB_OFFLINE): "
-            "download it once with network access"
+        switch = "HF_HUB_OFFLINE" if settings.hf_offline() else "--offline"
+        return NotDownloaded(
+            f"{what} is not in the local hub cache and offline mode is on ({switch}): "
+            "download it once with network access (`artlab-kohya fetch SPEC`)",
+            what,
         )
     if isinstance(exc, hf.LocalEntryNotFoundError):
         cause = exc.__cause__ or exc.__context__
@@ -151,6 +162,7 @@ def hub_download(repo: str, filename: str, revision: str, *, offline: bool, subf
                 subfolder=subfolder,
                 revision=revision,
                 local_files_only=offline,
+                cache_dir=settings.hf_hub_cache(),  # read now: huggingface_hub reads its variables once, at import
             )
         )
     except Exception as e:  # every failure becomes one line for the user

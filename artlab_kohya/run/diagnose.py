@@ -47,6 +47,19 @@ def _first(events: Sequence[Event], kind: type[E]) -> E | None:
     return next((e for e in events if isinstance(e, kind)), None)
 
 
+def _killed_by(exit_code: int, events: Sequence[Event]) -> int | None:
+    """The signal that ended the training process, whatever the launcher's exit status: our child's own
+    (128 + N, when the signal reached the launcher too), else the one accelerate names in its
+    CalledProcessError ("died with <Signals.SIGKILL: 9>"): accelerate itself exits 1 whatever killed its
+    child, which is how the out-of-memory killer's SIGKILL reaches us."""
+    if exit_code > 128 and exit_code - 128 in (signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGABRT):
+        return exit_code - 128
+    launcher = _first(events, LauncherFailed)
+    if launcher is not None and launcher.returncode < 0:
+        return -launcher.returncode
+    return None
+
+
 def diagnose(
     spec: Spec,
     exit_code: int,
@@ -97,19 +110,15 @@ def diagnose(
             f"The sd-scripts install (commit {commit}) rejected an argument: {usage.message}. "
             "Your install may be older or newer than the pinned 48d368fa; check kohya.extra_args.",
         )
-    if exit_code > 128 and exit_code - 128 in (signal.SIGKILL, signal.SIGTERM, signal.SIGSEGV, signal.SIGABRT):
-        name = _signal_name(exit_code - 128)
+    if (killed := _killed_by(exit_code, events)) is not None:
+        name = _signal_name(killed)
         hint = (
             " SIGKILL without a Ctrl-C is most often the kernel's out-of-memory killer (system RAM, not "
             "VRAM): close other programs, set training.workers: 0 or use training.cache_latents: disk."
-            if name == "SIGKILL"
+            if killed == signal.SIGKILL
             else ""
         )
-        return Verdict("failed", f"The trainer was killed by {name}.{hint} Finished checkpoints are kept.")
-    launcher = _first(events, LauncherFailed)
-    if launcher is not None and launcher.returncode < 0:
-        name = _signal_name(-launcher.returncode)
-        return Verdict("failed", f"The training process was killed by {name}. Finished checkpoints are kept.")
+        return Verdict("failed", f"The training process was killed by {name}.{hint} Finished checkpoints are kept.")
     disk_full = next((e for e in events if isinstance(e, Traceback) and _DISK_FULL in e.text), None)
     if exit_code != 0 and disk_full is not None:
         return Verdict(

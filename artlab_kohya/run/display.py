@@ -94,6 +94,8 @@ class Display:
 
     plain=None picks the live view when the console is a terminal. In plain mode a step line is
     printed at the first step, every 10% and the last step, or when `interval` seconds have passed.
+    `folder` is the run folder: the table names checkpoints inside it relative to it, so a long path
+    does not push the file name out of a narrow terminal.
     """
 
     def __init__(
@@ -103,15 +105,18 @@ class Display:
         *,
         interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        folder: Path | None = None,
     ):
         self.console = console or Console(stderr=True)
         self.plain = not self.console.is_terminal if plain is None else plain
+        self.folder = folder
         self.problems: list[Problem] = []
         self._interval, self._clock = interval, clock
         self._summary: TrainingSummary | None = None
         self._epoch: EpochStarted | None = None
         self._step: Step | None = None
         self._status = ""
+        self._progress: Progress | None = None  # the latest unnamed bar with a known stage (caching latents)
         self._losses: dict[int, float] = {}  # by epoch
         self._epochs: set[int] = set()  # seen starting
         self._checkpoints: dict[int, Path] = {}
@@ -146,9 +151,10 @@ class Display:
                 self._failed |= level != "WARNING"
                 self._say(f"{level}: {message}", "yellow" if level == "WARNING" else "red")
             case LogRecord(message=message):
-                self._status = message.split("\n", 1)[0]
-            case Progress(desc=desc, n=n, total=total):
-                self._status = f"{desc or 'working'} {n}/{total or '?'}"
+                self._status, self._progress = message.split("\n", 1)[0], None
+            case Progress(desc=desc, n=n, total=total, stage=stage):
+                self._status = f"{desc or stage or 'working'} {n}/{total or '?'}"
+                self._progress = event if stage and total else None
             case Traceback(exc_type=exc_type, message=message):
                 if not exc_type.endswith(_QUIET_EXCEPTIONS):
                     self._failed = True
@@ -248,6 +254,17 @@ class Display:
 
     def _render(self) -> RenderableType:
         step, epoch = self._step, self._epoch
+        if step is None and self._progress is not None:
+            bar = self._progress
+            grid = Table.grid(padding=(0, 1))
+            grid.add_row(
+                Text(bar.stage, style="bold"),
+                ProgressBar(total=bar.total, completed=bar.n, width=30),
+                Text(f"{bar.n}/{bar.total}"),
+                Text(_speed(bar.rate)),
+                Text(f"ETA {_clock(bar.remaining)}"),
+            )
+            return grid
         if step is None:
             return Text(self._status or "starting", style="dim")
         epochs = self._summary.epochs if self._summary else epoch.total if epoch else None
@@ -263,11 +280,20 @@ class Display:
         last = self._checkpoints[max(self._checkpoints)] if self._checkpoints else None
         return Group(grid, Text(f"last checkpoint: {last.name if last else '-'}", style="dim"))
 
+    def _shown(self, path: Path) -> str:
+        """A checkpoint as the table names it: relative to the run folder when it lies inside it."""
+        if self.folder is not None and path.is_absolute():
+            try:
+                return path.relative_to(self.folder).as_posix()
+            except ValueError:
+                pass
+        return str(path)
+
     def _table(self, records: list[EpochRecord]) -> None:
         def where(r: EpochRecord) -> str:
             if r.checkpoint is None:
                 return "-"
-            return f"{r.checkpoint}" + (" (removed)" if r.checkpoint in self._removed else "")
+            return self._shown(r.checkpoint) + (" (removed)" if r.checkpoint in self._removed else "")
 
         if self.plain:
             for r in records:
@@ -276,7 +302,10 @@ class Display:
             return
         table = Table(title="epochs")
         for column in ("epoch", "avr_loss", "checkpoint", "size"):
-            table.add_column(column, justify="right" if column != "checkpoint" else "left")
+            if column == "checkpoint":  # folded, never cut: the file name is what the user looks for
+                table.add_column(column, overflow="fold")
+            else:
+                table.add_column(column, justify="right", no_wrap=True)
         for r in records:
             table.add_row(str(r.epoch), _loss(r.avr_loss), where(r), _size(r.checkpoint))
         self.console.print(table)

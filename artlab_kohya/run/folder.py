@@ -137,20 +137,26 @@ def owner() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def status_of(result: dict[str, Any]) -> str:
-    """The status to show: result.json's, except `abandoned` for a `running` run whose wrapper process
-    no longer exists on this host (a run on another host is taken at its word)."""
-    status = str(result.get("status", "unknown"))
-    pid, host = result.get("pid"), result.get("host")
-    if status != "running" or not isinstance(pid, int) or host != socket.gethostname():
-        return status
+def alive_here(record: dict[str, Any]) -> bool | None:
+    """Whether the process an `owner()` record names still exists: None when the record is from another
+    host (or has no pid), so nothing can be told from here."""
+    pid, host = record.get("pid"), record.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return "abandoned"
-    except PermissionError:  # alive, someone else's
-        pass
-    return status
+        return False
+    except (PermissionError, OverflowError, ValueError):  # alive, someone else's; or not a pid at all
+        return True
+    return True
+
+
+def status_of(result: dict[str, Any]) -> str:
+    """The status to show: result.json's, except `abandoned` for a `running` run whose wrapper process
+    no longer exists on this host (a run on another host, or without pid and host, is taken at its word)."""
+    status = str(result.get("status") or "unknown")
+    return "abandoned" if status == "running" and alive_here(result) is False else status
 
 
 class OutputClaim:

@@ -31,7 +31,7 @@ from ..spec import LoadedSpec
 from ..spec.families import FAMILIES, Component, Family, script_for
 from ..spec.model import Spec
 from ..trainer.install import Install
-from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, Stream, TrainingSummary
+from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, StepLosses, Stream, TrainingSummary
 from ..trainer.process import run_parsed
 from .display import Display, EpochRecord
 from .folder import LOCK_FILE, RESULT_FILE, ClaimError, OutputClaim, RunFolder, owner, redact
@@ -174,6 +174,7 @@ class _Resolved:
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
     from ..models.tokenizers import prepare_tokenizer_cache
     from ..trainer.install import read_surface
+    from ..trainer.needs import check_trainer
 
     spec = loaded.spec
     plan = make_plan(loaded)
@@ -195,6 +196,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
         script = script_for(family)
         surface = surface_jobs[family].result() if family in surface_jobs else read_surface(install, script)
         versions = versions_job.result()
+        check_trainer(loaded, install, versions)  # no torch, accelerate or a module the spec needs: no launch
     tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
         family, settings.tokenizer_root(), offline=options.offline
     )
@@ -217,6 +219,7 @@ def _lock(
         "artlab_kohya": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "spec_file": str(loaded.path.resolve()),
+        "spec_git": spec_git(loaded.path),
         "overrides": [o.text for o in loaded.overrides],
         "rerun_of": str(options.rerun_of) if options.rerun_of else None,
         "spec": locked_spec(spec, model, r.family, repeats, tokens, r.install),
@@ -247,6 +250,29 @@ def _lock(
     }
 
 
+def spec_git(spec_path: Path, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The commit of the git repository the spec lives in, and whether the spec file differs from it
+    (changed, or not committed at all); None outside a repository or without git."""
+    import subprocess
+
+    folder, name = spec_path.resolve().parent, spec_path.resolve().name
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    status = git("status", "--porcelain", "--ignored", "--", name)
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+
+
 class _Recorder:
     """The trainer's output, as it arrives: raw logs, parsed events to the display and events.jsonl."""
 
@@ -256,7 +282,7 @@ class _Recorder:
         self.folder, self.display, self.stop_on_nan = folder, display, stop_on_nan
         self.events: list[Event] = []
         self._summary: TrainingSummary | None = None
-        self._last: tuple[int, float | None] = (-1, None)
+        self._steps = StepLosses()
 
     def output(self, stream: Stream, text: str) -> None:
         self.folder.log(stream, text)
@@ -279,11 +305,10 @@ class _Recorder:
             return event.level in self.RECORDED_LEVELS
         return not isinstance(event, Progress | Line)
 
-    def _step(self, step: Step) -> None:
-        # each step shows two frames: the first with the previous loss (or none), then its own
-        if step.avr_loss is None or step.step <= 0 or (step.step, step.avr_loss) == self._last:
+    def _step(self, frame: Step) -> None:
+        step = self._steps.final(frame)  # each step once, with its own loss (tqdm shows most steps twice)
+        if step is None:
             return
-        self._last = (step.step, step.avr_loss)
         per_epoch = self._summary.steps_per_epoch if self._summary else None
         epoch = -(-step.step // per_epoch) if per_epoch else None
         record = {"type": "Step", "epoch": epoch, "step": step.step, "total": step.total}
@@ -407,7 +432,7 @@ def _train(
     record: dict[str, Any],
 ) -> _Trained:
     """Launch the trainer and watch it: raw logs, parsed events, the live display; stops on NaN."""
-    display = Display(console, plain)
+    display = Display(console, plain, folder=folder.path)
     recorder = _Recorder(folder, display, spec.training.stop_on_nan)
     nan_step: int | None = None
     t0 = time.monotonic()

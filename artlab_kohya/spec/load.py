@@ -89,6 +89,9 @@ class LoadedSpec:
     overrides: list[Override] = field(default_factory=list)
     lines: dict[PathKey, int] = field(default_factory=dict)
     warnings: list[Issue] = field(default_factory=list)
+    # `matrix:` (a sweep) as written, taken out before validation: experiments/matrix.py expands it.
+    matrix: Any = None
+    matrix_lines: dict[PathKey, int] = field(default_factory=dict)  # its entries' lines, paths below `matrix`
 
     def locate(self, path: PathKey) -> str:
         return _locate(self.path, self.lines, self.overrides, path)
@@ -170,6 +173,7 @@ def load_spec_data(
         raise SpecError(
             [Issue("error", (), "a spec is a YAML mapping (model:, dataset:, network: ...)", path.name)], path
         )
+    matrix, matrix_lines = pop_matrix(data, lines)
     data, applied, problems = apply_overrides(data, overrides)
     context = {"base_dir": path.resolve().parent}
     try:
@@ -182,12 +186,21 @@ def load_spec_data(
     if problems:
         raise SpecError(problems, path)
     loaded = LoadedSpec(spec=spec, path=path, text=text, data=data, overrides=applied, lines=lines)
+    loaded.matrix, loaded.matrix_lines = matrix, matrix_lines
     found = check_rules(spec)
     errors = [loaded.issue(sev, loc, msg) for sev, loc, msg in found if sev == "error"]
     if errors:
         raise SpecError(errors, path)
     loaded.warnings = [loaded.issue(sev, loc, msg) for sev, loc, msg in found if sev == "warning"]
     return loaded
+
+
+def pop_matrix(data: dict[str, Any], lines: dict[PathKey, int]) -> tuple[Any, dict[PathKey, int]]:
+    """Take `matrix:` out of `data`: it describes several runs, not one, so the rest validates as the base spec."""
+    if "matrix" not in data:
+        return None, {}
+    matrix = data.pop("matrix")
+    return matrix, {path[1:]: line for path, line in lines.items() if path[:1] == ("matrix",)}
 
 
 def apply_overrides(

@@ -594,7 +594,9 @@ class KohyaSpec(_Section):
         None, description="sd-scripts folder (or a kohya_ss install's sd-scripts); else ARTLAB_KOHYA_DIR, vendor/."
     )
     python: SpecPath | None = Field(
-        None, description="The trainer's Python or venv (e.g. kohya_ss's); else $ARTLAB_KOHYA_PYTHON, else this one."
+        None,
+        description="The trainer's Python or venv; else $ARTLAB_KOHYA_PYTHON, else a venv/ or .venv/ in or beside "
+        "the sd-scripts folder (kohya_ss's), else artlab-kohya's own (it must then have torch).",
     )
     extra_args: dict[Annotated[str, AfterValidator(_not_a_credential)], ArgValue] = Field(
         default_factory=dict,

@@ -60,7 +60,49 @@ def batch_for_vram(vram_gb: float | None) -> BatchChoice:
     )
 
 
-def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
+@dataclass(frozen=True)
+class Machine:
+    """What `init` could tell, cheaply, of the machine that trains (trainer.needs.guess_machine): a CUDA
+    GPU or not, bf16 and a working bitsandbytes (None: not known), and how it knows."""
+
+    cuda: bool
+    bf16: bool | None = None
+    eight_bit: bool | None = None
+    why: str = ""
+
+
+def _hardware(machine: Machine | None) -> dict[str, str]:
+    """The optimizer and mixed precision lines: the GUI's AdamW8bit and bf16 on a CUDA GPU, AdamW and no
+    mixed precision without one (bitsandbytes' 8-bit optimizers and bf16 autocast want CUDA)."""
+    if machine is not None and not machine.cuda:
+        return {
+            "optimizer": "AdamW",
+            "optimizer_why": f"AdamW: {machine.why}. On a CUDA GPU use AdamW8bit (the Kohya GUI's default, "
+            "needs bitsandbytes), which saves memory.",
+            "mixed_precision": '"no"',
+            "precision_why": "no: without CUDA the trainer runs on the CPU (slowly). On a CUDA GPU use bf16 "
+            "(RTX 30xx and newer) or fp16.",
+        }
+    optimizer = "AdamW8bit"
+    optimizer_why = "AdamW8bit (the Kohya GUI's default) needs bitsandbytes, which kohya_ss installs; else use AdamW."
+    if machine is not None and machine.eight_bit is False:
+        optimizer = "AdamW"
+        optimizer_why = (
+            f"AdamW: bitsandbytes does not import in the trainer's Python ({machine.why}); once it does, "
+            "AdamW8bit (the Kohya GUI's default) saves memory."
+        )
+    precision, precision_why = "bf16", "bf16 on RTX 30xx and newer; use fp16 on older cards."
+    if machine is not None and machine.bf16 is False:
+        precision, precision_why = "fp16", f"fp16: this GPU has no bf16 ({machine.why})."
+    return {
+        "optimizer": optimizer,
+        "optimizer_why": optimizer_why,
+        "mixed_precision": precision,
+        "precision_why": precision_why,
+    }
+
+
+def render_preset(preset_name: str, name: str, vram_gb: float | None, machine: Machine | None = None) -> str:
     from .yamlpos import parse_scalar
 
     preset = PRESETS[preset_name]
@@ -83,6 +125,7 @@ def render_preset(preset_name: str, name: str, vram_gb: float | None) -> str:
         shuffle="true" if preset.shuffle else "false",
         keep_tokens=preset.keep_tokens,
         gradient_checkpointing="true" if batch.checkpointing else "false",
+        **_hardware(machine),
     )
 
 
@@ -148,7 +191,12 @@ def render_family_preset(family: str, preset_name: str, name: str, vram_gb: floa
 
 
 def init_project(
-    folder: Path, preset_name: str, vram_gb: float | None, name: str | None = None, family: str = "sd15"
+    folder: Path,
+    preset_name: str,
+    vram_gb: float | None,
+    name: str | None = None,
+    machine: Machine | None = None,
+    family: str = "sd15",
 ) -> list[Path]:
     """Write FOLDER/spec.yaml and FOLDER/img/N_name/; never overwrite an existing spec.
 
@@ -175,9 +223,9 @@ def init_project(
             encoding="utf-8",
         )
     text = (
-        render_preset(preset_name, name, vram_gb)
+        render_preset(preset_name, name, vram_gb, machine)
         if family == "sd15"
-        else render_family_preset(family, preset_name, name, vram_gb)
+        else render_family_preset(family, preset_name, name, vram_gb)  # GPU families: the machine is assumed
     )
     spec_path.write_text(text, encoding="utf-8")
     return [spec_path, images]

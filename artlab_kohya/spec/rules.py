@@ -90,6 +90,16 @@ def _errors(spec: Spec) -> Iterator[Found]:
     sample = spec.sample
     if (sample.every_n_epochs or sample.every_n_steps or sample.at_first) and not sample.prompts:
         yield "error", ("sample", "prompts"), "sampling is switched on but there are no prompts"
+    for i, prompt in enumerate(sample.prompts):
+        # prompts.txt holds one prompt a line; sd-scripts skips blank lines and lines starting with '#',
+        # which would silently drop a prompt and renumber the sample images after it.
+        if not prompt.strip() or "\n" in prompt or "\r" in prompt or prompt.startswith("#"):
+            yield (
+                "error",
+                ("sample", "prompts", i),
+                "a sample prompt is one line of text that does not start with '#' (sd-scripts reads "
+                "prompts.txt line by line and skips blank and '#' lines)",
+            )
 
     launch = spec.launch
     if launch.gpu_ids is not None and len(launch.gpu_ids) != launch.num_processes:

@@ -198,6 +198,8 @@ class _Builder:
         self.open.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
+                for i, item in enumerate(node.value):  # each item's line, for errors inside a list
+                    self.lines.setdefault((*path, i), item.start_mark.line + 1)
                 return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
             assert isinstance(node, yaml.MappingNode)
             return self._mapping(node, path)

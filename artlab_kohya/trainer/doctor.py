@@ -109,7 +109,7 @@ def environment_checks(install: Install, versions: dict[str, Any]) -> list[Check
     py = str(versions.get("python", "?"))
     py_status: Status = "ok" if version_tuple(py) >= (3, 10) else "warn"
     note = "" if py_status == "ok" else "; sd-scripts needs Python 3.10 or newer"
-    checks.append(Check("trainer Python", py_status, f"{install.python} (Python {py}){note}"))
+    checks.append(Check("trainer Python", py_status, f"{install.python} (Python {py}; {install.python_from}){note}"))
     torch = versions.get("torch") or {}
     if "error" in torch:
         checks.append(Check("torch", "fail", f"cannot import torch: {torch['error']}"))
@@ -125,7 +125,21 @@ def environment_checks(install: Install, versions: dict[str, Any]) -> list[Check
     for optional in ("bitsandbytes", "xformers"):
         if packages.get(optional):
             checks.append(Check(optional, "ok", f"{packages[optional]} (optional)"))
+    if modules := versions.get("modules"):
+        checks.append(_modules_check(modules))
     return checks
+
+
+def _modules_check(modules: dict[str, str | None]) -> Check:
+    """What imports in the trainer's Python: accelerate must; the rest only the specs that use them need."""
+    found = sorted(name for name, error in modules.items() if error is None)
+    missing = sorted(name for name, error in modules.items() if error is not None)
+    detail = f"imports {', '.join(found) or 'none of them'}"
+    if missing:
+        detail += f"; not {', '.join(missing)} (a spec that needs one is refused before launch)"
+    if modules.get("accelerate") is not None:
+        return Check("modules", "fail", f"cannot import accelerate ({modules['accelerate']}); {detail}")
+    return Check("modules", "ok", detail)
 
 
 def _gpu_checks(torch: dict[str, Any]) -> list[Check]:

@@ -1,10 +1,13 @@
 """Finding the sd-scripts install that runs a spec, the Python that runs it, and what that pair is.
 
 The install comes from the spec's `kohya.dir`, else `$ARTLAB_KOHYA_DIR`, else the vendored submodule;
-its Python from `kohya.python`, else this interpreter. Everything we learn from the trainer's own
-environment (its argument surface, its package versions) is asked of that Python through small
-standalone scripts in `inside/`: the trainer environment need not have artlab-kohya installed, and
-artlab-kohya never imports torch.
+its Python from `kohya.python`, else `$ARTLAB_KOHYA_PYTHON`, else the install's own virtual environment
+(`venv/` or `.venv/` in the sd-scripts folder or beside it: a kohya_ss root, or a venv made next to a
+checkout), and only when none exists this interpreter, which says so (`Install.python_from`) and which
+`needs.check_trainer` refuses before launch unless it can import torch and accelerate. Everything we learn
+from the trainer's own environment (its argument surface, its package versions) is asked of that Python
+through small standalone scripts in `inside/`: the trainer environment need not have artlab-kohya
+installed, and artlab-kohya never imports torch.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,15 +39,23 @@ if TYPE_CHECKING:
 VENDORED = Path(__file__).resolve().parents[2] / "vendor" / "sd-scripts"
 INSIDE_SCRIPTS = Path(__file__).resolve().parent / "inside"
 TRAIN_SCRIPT = "train_network.py"
+VENV_NAMES = ("venv", ".venv")  # kohya_ss's setup makes venv/ (its uv setup .venv/); sd-scripts' README venv/
+OWN_PYTHON = "artlab-kohya's own Python"  # how python_from begins when no trainer environment was found
 
 
 @dataclass(frozen=True)
 class Install:
-    """An sd-scripts folder and the Python that runs it."""
+    """An sd-scripts folder and the Python that runs it; `python_from` says how that Python was chosen."""
 
     dir: Path
     python: str
     commit: str | None = None
+    python_from: str = field(default="as given", compare=False)
+
+    @property
+    def own_python(self) -> bool:
+        """True when no trainer environment was found and artlab-kohya's own interpreter stands in."""
+        return self.python_from.startswith(OWN_PYTHON)
 
 
 class InstallError(ArtlabError):
@@ -70,9 +82,10 @@ def locate_install(
     A kohya_ss checkout is accepted for its `sd-scripts` submodule folder, and a virtual
     environment's folder for its Python.
     """
-    chosen = Path(folder).expanduser() if folder is not None else settings.kohya_dir() or VENDORED
-    chosen = _sd_scripts_in(chosen.resolve())
-    return Install(dir=chosen, python=_python_at(python), commit=git_commit(chosen))
+    given = Path(folder).expanduser() if folder is not None else settings.kohya_dir() or VENDORED
+    chosen = _sd_scripts_in(given.resolve())
+    exe, how = trainer_python(chosen, python, as_named=_sd_scripts_in(given.absolute()))
+    return Install(dir=chosen, python=exe, commit=git_commit(chosen), python_from=how)
 
 
 def require_install(spec: Spec | None = None) -> Install:
@@ -89,17 +102,42 @@ def _sd_scripts_in(folder: Path) -> Path:
     return folder
 
 
-def _python_at(python: str | os.PathLike[str] | None) -> str:
-    """The given Python, else $ARTLAB_KOHYA_PYTHON (e.g. a kohya_ss venv), else this interpreter."""
-    if python is None:
-        python = settings.kohya_python()
-    if python is None:
-        return sys.executable
+def trainer_python(
+    sd_scripts: Path, python: str | os.PathLike[str] | None = None, *, as_named: Path | None = None
+) -> tuple[str, str]:
+    """(the Python that runs `sd_scripts`, how it was chosen): the given one, else $ARTLAB_KOHYA_PYTHON,
+    else a virtual environment of the install's own (`venv/` or `.venv/` in the sd-scripts folder, then
+    beside it: a kohya_ss root holds both; looked for where the folder is and, if it was named through a
+    symlink, `as_named`), else this interpreter, marked as such: artlab-kohya's own environment has no
+    torch unless the trainer's packages were installed into it."""
+    if python is not None:
+        return _python_at(python), "as given"
+    if (from_env := settings.kohya_python()) is not None:
+        return _python_at(from_env), settings.KOHYA_PYTHON
+    named = (as_named, as_named.parent) if as_named is not None else ()
+    for folder in dict.fromkeys((sd_scripts, sd_scripts.parent, *named)):
+        for name in VENV_NAMES:
+            if (exe := _venv_python(folder / name)) is not None:
+                return exe, f"the environment {folder / name}"
+    return sys.executable, (
+        f"{OWN_PYTHON}: no venv/ or .venv/ in {sd_scripts} or {sd_scripts.parent}, and neither kohya.python "
+        f"nor {settings.KOHYA_PYTHON} set"
+    )
+
+
+def _venv_python(folder: Path) -> str | None:
+    """A virtual environment's interpreter (absolute, not resolved: a venv's python is a symlink out of it)."""
+    for candidate in (folder / "bin" / "python", folder / "Scripts" / "python.exe"):
+        if candidate.is_file():
+            return str(candidate.absolute())
+    return None
+
+
+def _python_at(python: str | os.PathLike[str]) -> str:
+    """A Python named by the user: a venv folder means its interpreter, a bare name is looked up on PATH."""
     path = Path(python).expanduser()
-    if path.is_dir():  # a virtual environment: its interpreter, not its folder
-        for candidate in (path / "bin" / "python", path / "Scripts" / "python.exe"):
-            if candidate.exists():
-                return str(candidate.absolute())
+    if path.is_dir() and (exe := _venv_python(path)) is not None:  # a virtual environment: its interpreter
+        return exe
     if os.sep not in str(python) and not path.exists():
         return str(python)  # a command name such as python3.11, looked up on PATH
     # absolute() but not resolve(): a venv's python is a symlink, and resolving it leaves the venv
@@ -345,8 +383,27 @@ def _read_cached_surface(path: Path, script: str) -> dict[str, Any] | None:
     return None
 
 
+def describe_python(install: Install) -> str:
+    """The trainer's Python as messages name it: the interpreter, and how it was chosen."""
+    return f"the trainer Python {install.python} ({install.python_from})"
+
+
+def python_advice(install: Install, package: str) -> str:
+    """What to do when the trainer's Python lacks `package` (a pip requirement)."""
+    pip = shlex.join([install.python, "-m", "pip", "install", package])
+    if install.own_python:
+        return (
+            "set kohya.python (or ARTLAB_KOHYA_PYTHON) to the Python or venv folder that runs sd-scripts "
+            "(kohya_ss: its venv/), make a venv/ beside sd-scripts (README: Install), or install sd-scripts' "
+            f"requirements into this one (`{pip}`, ...)"
+        )
+    return (
+        f"install sd-scripts' requirements there (`{pip}`, ...), or point kohya.python at the environment that has them"
+    )
+
+
 def _dump_error(install: Install, script: str, data: dict[str, Any]) -> str:
-    who = f"the trainer Python {install.python}"
+    who = describe_python(install)
     if data.get("error") == "import" and data.get("module"):
         module = str(data["module"])
         if module.split(".")[0] in ("library", "networks", Path(script).stem, "train_network"):
@@ -354,11 +411,7 @@ def _dump_error(install: Install, script: str, data: dict[str, Any]) -> str:
                 f"{who} cannot import sd-scripts' own {module} from {install.dir}: "
                 "is it a complete sd-scripts checkout?"
             )
-        package = pip_name(module)
-        return (
-            f"{who} cannot import {script}: no module named {module!r}; install sd-scripts' requirements there "
-            f"(`{install.python} -m pip install {package}`, pip package {package})"
-        )
+        return f"{who} cannot import {script}: no module named {module!r}; {python_advice(install, pip_name(module))}"
     message = _last_line(str(data.get("message", ""))) or str(data.get("error"))
     return f"{who} cannot load {script} from {install.dir}: {data.get('error')}: {message}"
 
@@ -367,12 +420,16 @@ def _dump_error(install: Install, script: str, data: dict[str, Any]) -> str:
 
 
 def trainer_versions(install: Install, *, timeout: float = 180) -> dict[str, Any]:
-    """Python, torch/CUDA/GPUs and package versions of the trainer environment, asked of its Python.
+    """Python, torch/CUDA/GPUs, package versions and optional modules of the trainer environment.
 
-    Keys: python, executable, platform, packages {pip name: version or None}, torch {version, cuda,
-    cuda_available, gpus [{name, memory_bytes, capability}], bf16, mps} or torch {error}.
+    Asked of its Python with the sd-scripts folder first on its path, as the trainer runs. Keys: python,
+    executable, platform, packages {pip name: version or None}, torch {version, cuda, cuda_available,
+    gpus [{name, memory_bytes, capability}], bf16, mps} or torch {error}, modules {import name: None when
+    it imports, else the error} (see inside/probe_versions.py for the modules asked about).
     """
-    return run_engine_script(install, "probe_versions.py", [], timeout=timeout, what="probing the trainer Python")
+    return run_engine_script(
+        install, "probe_versions.py", [str(install.dir)], timeout=timeout, what="probing the trainer Python"
+    )
 
 
 def environment_key(python: str) -> str | None:
@@ -392,19 +449,44 @@ def environment_key(python: str) -> str | None:
     return digest.hexdigest()[:24]
 
 
+def _versions_cache(install: Install) -> Path | None:
+    """The cache file of `install`'s probe: per environment, install folder and probe script (a changed
+    probe asks again rather than read an answer that lacks what it now reports)."""
+    try:
+        key = environment_key(install.python)
+        probe = (INSIDE_SCRIPTS / "probe_versions.py").read_bytes()
+    except OSError:
+        return None
+    if key is None:
+        return None
+    digest = hashlib.sha256(f"{key}\0{install.dir}\0".encode() + probe).hexdigest()[:24]
+    return settings.cache_root() / "versions" / f"{digest}.json"
+
+
+def cached_versions(install: Install) -> dict[str, Any] | None:
+    """The last probe of this environment, if one is cached; never runs the trainer's Python (init and
+    render use it to stay instant)."""
+    cache = _versions_cache(install)
+    if cache is None or not cache.is_file():
+        return None
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def recorded_versions(install: Install) -> dict[str, Any]:
     """trainer_versions, cached per environment: probing imports torch, which takes seconds per run."""
-    key = environment_key(install.python)
-    cache = settings.cache_root() / "versions" / f"{key}.json" if key else None
-    if cache is not None and cache.is_file():
-        try:
-            return dict(json.loads(cache.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            pass
+    cached = cached_versions(install)
+    if cached is not None:
+        return cached
     versions = trainer_versions(install)
+    cache = _versions_cache(install)
     if cache is not None and "error" not in versions:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(cache, versions)
+        with contextlib.suppress(OSError):  # a read-only cache only costs time
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(cache, versions)
     return versions
 
 

@@ -62,6 +62,7 @@ class Progress:
     remaining: float | None  # seconds; None while tqdm shows "?"
     rate: float | None  # iterations per second, "s/it" already inverted
     postfix: tuple[tuple[str, str], ...] = ()
+    stage: str = ""  # an unnamed bar's work, as the log line before it said: "caching latents", ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,34 @@ class Step:
     rate: float | None  # optimizer steps per second
     avr_loss: float | None  # None before the first postfix; may be nan
     postfix: tuple[tuple[str, str], ...] = ()
+
+
+class StepLosses:
+    """Each optimizer step once, with its own average loss, from the frames of the "steps" bar.
+
+    A step's own loss is on its second frame (see Step). tqdm may skip the first frame when steps come
+    faster than its refresh interval, so a step with one frame is final when the next step begins; a
+    frame of a step already given (tqdm repeats the last one on close) gives nothing.
+    """
+
+    def __init__(self) -> None:
+        self._pending: Step | None = None
+        self._done = 0
+
+    def final(self, frame: Step) -> Step | None:
+        """The step this frame completes, if any."""
+        pending, self._pending = self._pending, None
+        if frame.step <= self._done:
+            self._pending = pending
+            return None
+        if pending is not None and pending.step == frame.step:
+            return self._give(frame)
+        self._pending = frame
+        return self._give(pending) if pending is not None else None
+
+    def _give(self, step: Step) -> Step | None:
+        self._done = max(self._done, step.step)
+        return step if step.avr_loss is not None else None
 
 
 @dataclass(frozen=True)
@@ -229,10 +258,19 @@ _SUMMARY_KEYS = {
     "gradient accumulation steps": "gradient_accumulation_steps",
     "total optimization steps": "total_steps",
 }
+# Log lines that announce the unnamed bar after them (library/train_util.py: "caching latents...").
+_STAGES = {"caching latents": "caching latents", "caching text encoder outputs": "caching text encoder outputs"}
 _TRACEBACK = "Traceback (most recent call last):"
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 _EXC_LINE = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?:: ?(?P<msg>.*))?")
 _NO_MODULE = re.compile(r"No module named '(?P<name>[^']+)'")
+# `python -m accelerate.commands.launch` without accelerate: runpy's one line, after the interpreter's
+# path ("/venv/bin/python: Error while finding module specification for 'accelerate.commands.launch'
+# (ModuleNotFoundError: No module named 'accelerate')", or "...: No module named accelerate"), no traceback
+_RUNPY_NO_MODULE = re.compile(
+    r"(?P<python>\S*?(?i:python)[\w.]*): (?:Error while finding module specification for '[^']+' "
+    r"\(ModuleNotFoundError: No module named '(?P<name>[^']+)'\)|No module named (?P<bare>[\w.]+))"
+)
 _CALLED = re.compile(
     r"Command '(?P<cmd>.*)' (?:returned non-zero exit status (?P<rc>-?\d+)|died with <Signals\.\w+: (?P<sig>\d+)>)"
 )
@@ -312,10 +350,22 @@ class _Block:
         self.message = ""
 
 
+class _Shared:
+    """What both streams' parsers know: problems already reported (once per run), and the stage the
+    last announcing log line named, with the stream it came on (rich logs: stderr; --console_log_simple:
+    stdout, while the bar is always on stderr)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.stage = ""
+        self.stage_stream: Stream | None = None
+
+
 class _StreamParser:
-    def __init__(self, stream: Stream, seen: set[str]):
+    def __init__(self, stream: Stream, shared: _Shared):
         self.stream: Stream = stream
-        self.seen = seen  # problems reported once per run, shared by both streams
+        self.shared = shared
+        self.seen = shared.seen  # problems reported once per run, shared by both streams
         self.buffer = ""
         self.frame_end: int | None = None  # the unterminated segment's frame was already emitted
         self.record: _Record | None = None
@@ -369,8 +419,9 @@ class _StreamParser:
         rate = _rate(m["rate"], m["unit"])
         postfix = _postfix(m["postfix"])
         if desc != "steps" or total is None:
-            out.append(Progress(desc, n, total, elapsed, remaining, rate, postfix))
+            out.append(Progress(desc, n, total, elapsed, remaining, rate, postfix, "" if desc else self.shared.stage))
             return
+        self.shared.stage = ""
         loss = _float(dict(postfix).get("avr_loss", ""))
         out.append(Step(n, total, elapsed, remaining, rate, loss, postfix))
         if loss is not None and not math.isfinite(loss) and "nan" not in self.seen:
@@ -408,12 +459,16 @@ class _StreamParser:
             out.append(UsageError(m["prog"], m["msg"]))
         elif line.startswith("running training"):
             self.summary = {}
+        elif m := _RUNPY_NO_MODULE.fullmatch(line.rstrip()):
+            out.append(Line(self.stream, line.rstrip()))
+            out.append(ModuleNotFound(m["name"] or m["bare"], line.strip()))
         else:
             self._message(Line(self.stream, line.rstrip()), out)
 
     def _message(self, event: Line | LogRecord, out: list[Event]) -> None:
         """Emit a plain line or log record, or the specific event its text stands for."""
         text = event.text if isinstance(event, Line) else event.message
+        self._stage(text)
         if (m := _EPOCH.fullmatch(text)) and isinstance(event, Line):
             out.append(EpochStarted(int(m["k"]), int(m["n"])))
         elif m := _SAVING.fullmatch(text):
@@ -426,6 +481,16 @@ class _StreamParser:
             out.append(event)
             if text.startswith("No data found"):
                 out.append(NoDataFound(text))
+
+    def _stage(self, text: str) -> None:
+        """A line that announces a stage names the unnamed bars after it; the next other line on the
+        same stream ends it."""
+        shared, low = self.shared, text.lower()
+        stage = next((name for start, name in _STAGES.items() if low.startswith(start)), None)
+        if stage is not None:
+            shared.stage, shared.stage_stream = stage, self.stream
+        elif shared.stage_stream == self.stream:
+            shared.stage = ""
 
     def _in_summary(self, line: str, out: list[Event]) -> bool:
         assert self.summary is not None
@@ -503,8 +568,8 @@ class Parser:
     """Incremental: `feed` what arrives on each pipe, `close` at the end of the run."""
 
     def __init__(self) -> None:
-        seen: set[str] = set()
-        self._streams = {name: _StreamParser(name, seen) for name in ("stdout", "stderr")}
+        shared = _Shared()
+        self._streams = {name: _StreamParser(name, shared) for name in ("stdout", "stderr")}
 
     def feed(self, stream: Stream, text: str) -> list[Event]:
         return self._streams[stream].feed(text)

@@ -81,6 +81,7 @@ INSTALL_HINTS = {
     "prodigyopt": "prodigyopt (for optimizer Prodigy)",
     "dadaptation": "dadaptation (for the DAdapt* optimizers)",
     "schedulefree": "schedulefree",
+    "lion_pytorch": "lion-pytorch (for optimizer Lion)",
     "tensorboard": "tensorboard (or set output.log_with: none)",
     "wandb": "wandb (or set output.log_with: tensorboard)",
     "imagesize": "imagesize",
@@ -94,3 +95,9 @@ INSTALL_HINTS = {
     "ftfy": "ftfy",
     "torch": "torch (see pytorch.org for the build that matches your CUDA)",
 }
+
+
+def pip_requirement(module: str) -> str:
+    """What `pip install` takes for an import name: the hint's requirement, without its explanation."""
+    top = module.split(".")[0]
+    return INSTALL_HINTS.get(top, PIP_NAMES.get(top, top.replace("_", "-"))).split(" (", 1)[0]

@@ -1,0 +1,36 @@
+"""`artlab-kohya runs [DIR]`: the recorded runs, one line each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import loss_option
+
+
+@click.command()
+@click.argument("folder", metavar="[DIR]", required=False, type=click.Path(file_okay=False, path_type=Path))
+@loss_option
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def runs(folder: Path | None, window: tuple[float, float], as_json: bool) -> None:
+    """List the runs under DIR (default ./runs), or the runs of a sweep folder: status (abandoned: a
+    running run whose process is gone), start, duration, steps, final loss, the epoch `pick` would
+    choose and its loss, base model, the values a sweep varied, and the spec's git commit ("dirty" when
+    the spec file differed from it at launch)."""
+    from ..errors import InputError
+    from ..experiments.listing import list_runs, text_table
+    from ..experiments.records import RecordError
+
+    try:
+        listing = list_runs(folder or Path("runs"), window)
+    except RecordError as exc:
+        raise InputError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps({"varied": listing.varied, "runs": listing.rows}, indent=2))
+        return
+    if not listing.rows:
+        click.echo(f"no runs under {folder or Path('runs')}", err=True)
+        return
+    click.echo("\n".join(text_table(listing)))

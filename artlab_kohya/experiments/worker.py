@@ -1,0 +1,53 @@
+"""One run of a sweep in a process of its own (`sweep --gpus`): run_spec calls the trainer from its
+main thread and handles Ctrl-C there, so runs side by side each need a process.
+
+    python -m artlab_kohya.experiments.worker JOB.json
+
+JOB.json holds the spec's text and path, the overrides of this run, the runs root and where to write
+the outcome ({status, exit_code, folder, diagnosis} or {status: error, error}). Exits with the run's
+exit status. The sweep starts it in a session of its own and passes Ctrl-C on to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..files import write_atomic
+
+
+def main(argv: list[str]) -> int:
+    from ..errors import ArtlabError
+    from ..run.train import RunOptions, run_spec
+    from ..spec.load import load_spec_text
+    from .report import write_run_report
+
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    outcome_path = Path(job["outcome"])
+    try:
+        loaded = load_spec_text(job["spec_text"], Path(job["spec_path"]), job["overrides"])
+        outcome = run_spec(loaded, RunOptions(runs_root=Path(job["runs_root"]), plain=True, offline=job["offline"]))
+    except ArtlabError as exc:
+        write_atomic(outcome_path, json.dumps({"status": "error", "error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        write_atomic(outcome_path, json.dumps({"status": "interrupted", "exit_code": 130}))
+        return 130
+    record = {
+        "status": outcome.status,
+        "exit_code": outcome.exit_code,
+        "folder": str(outcome.folder),
+        "diagnosis": outcome.diagnosis,
+    }
+    write_atomic(outcome_path, json.dumps(record))
+    try:
+        write_run_report(outcome.folder)
+    except Exception as exc:  # noqa: BLE001 - the report is a view; it never changes how the run ended
+        print(f"warning: no report.html: {exc}", file=sys.stderr)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
