@@ -258,7 +258,8 @@ def test_unknown_key_through_set_is_located_at_the_set(write_spec):
         "--set training.foo.bar=1: training.foo: unknown key 'foo' (known here: epochs, max_steps, "
         "save_every_n_epochs, save_every_n_steps, save_last_n_epochs, mixed_precision, save_precision, seed, "
         "cache_latents, gradient_checkpointing, gradient_accumulation, noise_offset, min_snr_gamma, attention, "
-        "max_token_length, workers, persistent_workers, stop_on_nan)",
+        "max_token_length, workers, persistent_workers, stop_on_nan, zero_terminal_snr, "
+        "scale_v_pred_loss_like_noise_pred, blocks_to_swap, cache_text_encoder_outputs)",
         "--set trainning.epochs=3: trainning: unknown key 'trainning'; did you mean 'training'?",
     ]
 
