@@ -41,7 +41,9 @@ def probe(engine: dict[str, str], script: str, config: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("name", ["basic_lora", "locon_multi_gpu", "dylora_sdxl", "loha_lokr_hub"])
+@pytest.mark.parametrize(
+    "name", ["basic_lora", "locon_multi_gpu", "dylora_sdxl", "loha_lokr_hub", "flux_lora", "sd3_lora", "sdxl_vpred"]
+)
 def test_real_parser_reads_what_the_spec_says(engine, tmp_path, name):
     loaded = load_spec(HERE / "specs" / f"{name}.yaml")
     install = Install(Path(engine["ARTLAB_KOHYA_DIR"]), engine["ENGINE_PYTHON"])

@@ -18,7 +18,18 @@ from artlab_kohya.run.train import concrete_family
 from artlab_kohya.spec import load_spec
 from artlab_kohya.spec.families import ALIASES, FAMILIES, FAMILY_INFO, architecture
 
-TENSORS = {"sd15": SD15, "sd2": SD2, "sdxl": SDXL}
+FLUX1 = {
+    "double_blocks.0.img_attn.qkv.weight": ("F16", [9, 3]),
+    "single_blocks.0.linear1.weight": ("F16", [21, 3]),
+    "guidance_in.in_layer.bias": ("F16", [3]),
+}
+SD3 = {
+    "model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": ("F16", [9, 3]),
+    "model.diffusion_model.joint_blocks.0.context_block.attn.qkv.weight": ("F16", [9, 3]),
+    "model.diffusion_model.joint_blocks.0.context_block.attn.ln_k.weight": ("F16", [3]),
+}
+TENSORS = {"sd15": SD15, "sd2": SD2, "sdxl": SDXL, "flux1": FLUX1, "sd3": SD3}
+V_FAMILY = {"sd2": "sd2-v", "sdxl": "sdxl-v"}  # what the spec's v_parameterization makes of an auto-detected file
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -38,15 +49,21 @@ def _three_ways(loaded, resolved) -> tuple[str | None, str | None, str | None]:
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch):
-    """Every alias's file in a Hugging Face cache on disk, as a download would leave it (offline)."""
+    """Every alias's files (FLUX.1's and SD3's text encoders too) in a Hugging Face cache on disk, as a
+    download would leave them (offline)."""
     cache = tmp_path / "hf"
-    for alias in ALIASES.values():
-        repo = cache / f"models--{alias.repo.replace('/', '--')}"
-        (repo / "refs").mkdir(parents=True)
+
+    def put(repo_id: str, filename: str, tensors: dict) -> None:
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
         (repo / "refs" / "main").write_text(COMMIT)
-        snapshot = repo / "snapshots" / COMMIT
-        snapshot.mkdir(parents=True)
-        write_safetensors(snapshot / alias.filename, TENSORS[architecture(alias.family)])
+        (repo / "snapshots" / COMMIT / filename).parent.mkdir(parents=True, exist_ok=True)
+        write_safetensors(repo / "snapshots" / COMMIT / filename, tensors)
+
+    for alias in ALIASES.values():
+        put(alias.repo, alias.filename, TENSORS[architecture(alias.family)])
+        for part in alias.components.values():
+            put(part.repo, part.filename, {"w": ("F16", [1])})
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "artlab"))
@@ -74,8 +91,17 @@ def test_every_local_file_resolves_the_same(tmp_path, monkeypatch, arch, v_param
     write_safetensors(tmp_path / "base.safetensors", TENSORS[arch])
     loaded = _spec(tmp_path, "base.safetensors", v_parameterization=v_parameterization)
     found = _three_ways(loaded, resolve_local(tmp_path / "base.safetensors"))
-    expected = "sd2-v" if arch == "sd2" and v_parameterization else arch
+    expected = V_FAMILY.get(arch, arch) if v_parameterization else arch
     assert found == (expected,) * 3
+
+
+@pytest.mark.parametrize("arch", ["sd2", "sdxl"])
+def test_a_file_whose_metadata_says_v_is_trained_as_v_everywhere(tmp_path, monkeypatch, arch):
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "artlab"))
+    write_safetensors(tmp_path / "base.safetensors", TENSORS[arch], {"modelspec.prediction_type": "v"})
+    for family in ("auto", arch):
+        loaded = _spec(tmp_path, "base.safetensors", family=family)
+        assert _three_ways(loaded, resolve_local(tmp_path / "base.safetensors")) == (V_FAMILY[arch],) * 3
 
 
 @pytest.mark.parametrize("family", FAMILIES)

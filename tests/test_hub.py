@@ -600,7 +600,7 @@ def test_prepare_tokenizer_cache_offline_and_partial(fake_hub: FakeHub, tmp_path
     assert fake_hub.count() == before
 
     with pytest.raises(ModelError, match="unknown model family"):
-        tokenizers.prepare_tokenizer_cache("sd3", tmp_path)
+        tokenizers.prepare_tokenizer_cache("kolors", tmp_path)
 
 
 @pytest.mark.engine
@@ -649,3 +649,13 @@ def test_prepared_tokenizers_load_in_sd_scripts(fake_hub: FakeHub, tmp_path: Pat
         "[49406, 320, 1125, 539, 49407] 0",
     ]
     assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in src.iterdir())
+
+
+def test_a_gated_flux_alias_is_one_line_about_the_licence_and_the_token(fake_hub: FakeHub, tmp_path: Path) -> None:
+    """FLUX.1 dev (and Stability's SD3 repositories) ask each account to accept a licence first."""
+    fake_hub.add("black-forest-labs/FLUX.1-dev", {"flux1-dev.safetensors": b"x", "ae.safetensors": b"x"}, gated=401)
+    out, proc = run_child("hub.resolve_alias('flux1-dev')", hub_env(tmp_path, fake_hub.url))
+    assert proc.returncode == 3 and "\n" not in out["error"], out
+    assert out["error"].startswith("black-forest-labs/FLUX.1-dev is a gated repository")
+    assert "accept its licence" in out["error"] and "HF_TOKEN" in out["error"]
+    assert "Traceback" not in proc.stderr

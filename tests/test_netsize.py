@@ -293,7 +293,9 @@ def test_factorize(dimension: int, factor: int, expected: tuple[int, int]) -> No
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"family": "sd3"}, "family: must be one of"),
+        ({"family": "kolors"}, "family: must be one of"),
+        ({"family": "sd3"}, "variant: must be one of"),
+        ({"family": "flux1", "network_type": "locon"}, "only lora is sized for flux1"),
         ({"network_type": "oft"}, "network_type: must be one of"),
         ({"dim": 0}, "dim: must be at least 1"),
         ({"conv_dim": -1}, "conv_dim: must be at least 0"),
@@ -482,3 +484,100 @@ def test_engine_sd2_single_file_counts(real_networks: dict[str, Any]) -> None:
 def test_engine_factorization(real_networks: dict[str, Any]) -> None:
     wrong = [(d, f, m, n) for d, f, m, n in real_networks["factorization"] if _factorize(d, f) != (m, n)]
     assert not wrong, wrong[:10]
+
+
+# --- FLUX.1 and SD3 (networks.lora_flux, networks.lora_sd3) ---------------------------------------
+
+# (family, predict() options, modules, tensors, params), measured by test_engine_dit_networks below.
+DIT_MEASURED: list[tuple[str, dict[str, Any], int, int, int]] = [
+    ("flux1", {"dim": 4}, 376, 1128, 19808632),
+    ("flux1", {"dim": 4, "train_t5xxl": True, "train_blocks": "single"}, 354, 1062, 16343394),
+    ("sd3", {"dim": 4, "variant": "sd3-medium"}, 501, 1503, 10297845),
+    ("sd3", {"dim": 4, "variant": "sd3.5-medium"}, 527, 1581, 11016719),
+    ("sd3", {"dim": 4, "variant": "sd3.5-large"}, 641, 1923, 20462209),
+]
+
+
+@pytest.mark.parametrize("row", DIT_MEASURED, ids=lambda r: f"{r[0]}-{'-'.join(f'{k}={v}' for k, v in r[1].items())}")
+def test_dit_predict_matches_measured_counts(row: tuple[str, dict[str, Any], int, int, int]) -> None:
+    family, opts, modules, tensors, params = row
+    got = predict(family, "lora", **opts)  # type: ignore[arg-type]
+    assert (got.modules, got.tensors, got.params) == (modules, tensors, params)
+
+
+# Run with $ENGINE_PYTHON: FLUX.1 (flux_models.configs["dev"]) and SD3 (sd3_models.create_sd3_mmdit, with
+# the parameters sd3_utils.analyze_state_dict_state reads for each variant) on the meta device, CLIP-L,
+# CLIP-G and T5-XXL with the configurations sd-scripts loads, the network created and applied as
+# flux_train_network.py / sd3_train_network.py do.
+DIT_PROBE = r"""
+import contextlib, io, json, logging, os, sys
+sd_scripts = sys.argv[1]
+sys.path[:0] = [sd_scripts, os.path.join(sd_scripts, "networks")]
+logging.disable(logging.WARNING)
+import torch
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+with contextlib.redirect_stdout(io.StringIO()):
+    from library import flux_models, sd3_models
+    import networks.lora_flux as lora_flux
+    import networks.lora_sd3 as lora_sd3
+
+CLIP = dict(vocab_size=49408, max_position_embeddings=77)
+SD3 = {
+    "sd3-medium": (24, 36864, 192, None, [], 1536, "medium"),
+    "sd3.5-medium": (24, 147456, 384, "rms", list(range(13)), 1536, "5-medium"),
+    "sd3.5-large": (38, 36864, 192, "rms", [], 2432, "5-large"),
+}
+
+
+def t5():
+    return T5EncoderModel(T5Config(d_ff=10240, d_kv=64, d_model=4096, num_heads=64, num_layers=24, vocab_size=32128,
+                                   feed_forward_proj="gated-gelu", is_gated_act=True, dense_act_fn="gelu_new"))
+
+
+def run(case):
+    family, o = case["family"], case["opts"]
+    kwargs = {"train_t5xxl": "True"} if o.get("train_t5xxl") else {}
+    if o.get("train_blocks"):
+        kwargs["train_blocks"] = o["train_blocks"]
+    with torch.device("meta"), contextlib.redirect_stdout(io.StringIO()):
+        clip_l = CLIPTextModel(CLIPTextConfig(**CLIP, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                              num_attention_heads=12, hidden_act="quick_gelu"))
+        if family == "flux1":
+            te, model, module = [clip_l, t5()], flux_models.Flux(flux_models.configs["dev"].params), lora_flux
+        else:
+            depth, patches, size, qk, attn2, width, kind = SD3[o["variant"]]
+            model = sd3_models.create_sd3_mmdit(sd3_models.SD3Params(2, depth, patches, size, 2048, qk, attn2, 4096,
+                                                                     width, kind))
+            clip_g = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP, hidden_size=1280, intermediate_size=5120,
+                                                                num_hidden_layers=32, num_attention_heads=20,
+                                                                hidden_act="gelu", projection_dim=1280))
+            te, module = [clip_l, clip_g, t5()], lora_sd3
+        net = module.create_network(1.0, o["dim"], 1.0, None, te, model, neuron_dropout=None, **kwargs)
+        net.apply_to(te, model, True, True)
+        sd = net.state_dict()
+    return [len({k.split(".")[0] for k in sd}), len(sd), sum(v.numel() for v in sd.values())]
+
+
+cases = json.load(sys.stdin)
+json.dump([run(c) for c in cases], sys.stdout)
+"""
+
+
+@pytest.mark.engine
+def test_engine_dit_networks(tmp_path: Any) -> None:
+    python, sd_scripts = os.environ.get("ENGINE_PYTHON"), os.environ.get("ARTLAB_KOHYA_DIR")
+    if not python or not sd_scripts:
+        pytest.skip("needs the real engine: set ENGINE_PYTHON and ARTLAB_KOHYA_DIR (source its env.sh)")
+    probe = tmp_path / "dit_probe.py"
+    probe.write_text(DIT_PROBE)
+    cases = [{"family": f, "opts": o} for f, o, *_ in DIT_MEASURED]
+    result = subprocess.run(
+        [python, str(probe), sd_scripts], input=json.dumps(cases), capture_output=True, text=True, timeout=1200
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    real = json.loads(result.stdout)
+    stale = [(row, got) for row, got in zip(DIT_MEASURED, real, strict=True) if list(row[2:]) != got]
+    assert not stale, f"re-measured (modules, tensors, params): {stale}"
+    for (family, opts, *_), (modules, tensors, params) in zip(DIT_MEASURED, real, strict=True):
+        got = predict(family, "lora", **opts)  # type: ignore[arg-type]
+        assert (got.modules, got.tensors, got.params) == (modules, tensors, params)

@@ -413,6 +413,28 @@ def check_oom_killer(events: list[Event]) -> None:
     assert [(p.n, p.total) for p in latents][-1] == (4, 4)
 
 
+def check_sdxl_buckets(events: list[Event]) -> None:
+    """sdxl_train_network.py on a GPU through `artlab-kohya run`: the same stream as train_network.py's."""
+    assert only(events, TrainingSummary) == [TrainingSummary(48, 0, 0, 12, 2, (4,), 1, 24)]
+    assert only(events, EpochStarted) == [EpochStarted(1, 2), EpochStarted(2, 2)]
+    steps = only(events, Step)
+    assert len(steps) == 50 and (steps[-1].step, steps[-1].total, steps[-1].avr_loss) == (24, 24, 1.07)
+    names = [c.path.name for c in only(events, CheckpointSaved)]
+    assert names == ["tiny_lora-000001.safetensors", "tiny_lora.safetensors"]
+    assert only(events, ModelSaved) == [ModelSaved()]
+    assert warnings(events) == ["no regularization images / 正則化画像が見つかりませんでした"]
+
+
+def check_flux_lora(events: list[Event]) -> None:
+    """flux_train_network.py on a GPU through `artlab-kohya run`: one epoch cut short by max_train_steps."""
+    assert only(events, TrainingSummary) == [TrainingSummary(160, 0, 0, 80, 1, (2,), 1, 30)]
+    assert only(events, EpochStarted) == [EpochStarted(1, 1)]
+    steps = only(events, Step)
+    assert (steps[-1].step, steps[-1].total, steps[-1].avr_loss) == (30, 30, 1.11)
+    assert [c.path.name for c in only(events, CheckpointSaved)] == ["tiny_lora.safetensors"]
+    assert only(events, ModelSaved) == [ModelSaved()]
+
+
 EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "lora": check_lora,
     "fail_dataset_missing_dir": check_missing_dataset_dir,
@@ -433,5 +455,7 @@ EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "torch_oom_nan": check_torch_oom_nan,
     "module_not_found": check_module_not_found,
     "chained_exception": check_chained_exception,
+    "sdxl_buckets": check_sdxl_buckets,
+    "flux_lora": check_flux_lora,
     "oom_killer_accelerate": check_oom_killer,
 }

@@ -20,6 +20,7 @@ from artlab_kohya.build.inputs import render_for
 from artlab_kohya.build.render import RenderError, RenderInputs, render
 from artlab_kohya.build.tomlio import tomllib
 from artlab_kohya.spec import SpecError, load_spec
+from artlab_kohya.spec.families import FAMILY_INFO
 from artlab_kohya.trainer.install import Install
 from artlab_kohya.trainer.surface import DATASET_KEYS, SUBSET_KEYS, bundled_surface, surface_from_dump
 
@@ -75,7 +76,8 @@ def test_toml_readers_agree_and_keys_are_known(spec_path: Path):
     dataset = tomllib.loads(files["dataset.toml"])
     assert check_dataset_keys(dataset) == []
     config = tomllib.loads(files["config.toml"])
-    script = "sdxl_train_network.py" if "sdxl" in spec_path.stem else "train_network.py"
+    family = load_spec(spec_path).spec.model.family
+    script = FAMILY_INFO[family].script if family != "auto" else "train_network.py"
     surface = bundled_surface(script)
     for table in config.values():
         for key, value in table.items():

@@ -269,7 +269,7 @@ def test_rules_of_the_first_class_settings(write_spec):
         "spec.yaml:12: training.adaptive_noise_scale: needs training.noise_offset (sd-scripts refuses it alone)",
         "spec.yaml:13: training.min_timestep: must be below max_timestep (400)",
         "spec.yaml:15: training.scale_v_pred_loss_like_noise_pred: needs a v-prediction model (family sd2-v or "
-        "model.v_parameterization); sd-scripts refuses it otherwise",
+        "sdxl-v, or model.v_parameterization); sd-scripts refuses it otherwise",
     ]
     warned = load_spec(
         write_spec(

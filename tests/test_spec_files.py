@@ -65,7 +65,7 @@ def test_an_alias_typo_suggests_the_alias(project):
     for typo, alias in (("sd-15", "sd15"), ("SDXL", "sdxl"), ("sd_xl", "sdxl"), ("sd1.5", "sd15"), ("sd21", "sd2")):
         assert model_errors(spec_with(project, typo)) == [
             f"spec.yaml:2: model.source: no file '{typo}' next to the spec; did you mean {alias} "
-            "(one of the aliases sd15, sdxl, sd2)?"
+            "(one of the aliases sd15, sdxl, sd2, flux1-dev, flux1-schnell, sd3-medium, sd3.5-medium, sd3.5-large)?"
         ]
 
 

@@ -261,7 +261,7 @@ def test_unknown_key_through_set_is_located_at_the_set(write_spec):
         "noise_offset, min_snr_gamma, multires_noise_iterations, multires_noise_discount, adaptive_noise_scale, "
         "ip_noise_gamma, min_timestep, max_timestep, loss_type, huber_c, huber_schedule, huber_scale, "
         "debiased_estimation_loss, zero_terminal_snr, scale_v_pred_loss_like_noise_pred, attention, "
-        "max_token_length, workers, persistent_workers, stop_on_nan)",
+        "max_token_length, workers, persistent_workers, stop_on_nan, blocks_to_swap, cache_text_encoder_outputs)",
         "--set trainning.epochs=3: trainning: unknown key 'trainning'; did you mean 'training'?",
     ]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import settings
 from ..dataset.steps import subset_repeats
 from ..spec import LoadedSpec
-from ..spec.families import Family, script_for
+from ..spec.families import Family, components, script_for
 from ..trainer.install import Install
 from ..trainer.surface import Surface, bundled_surface
 from .command import build_command
@@ -24,6 +24,25 @@ from .render import Rendered, RenderError, RenderInputs, render
 class ModelChoice:
     path: Path
     family: Family
+    components: dict[str, Path] | None = None  # FLUX.1/SD3 files; None: resolved by render_inputs
+
+
+def _components(loaded: LoadedSpec, family: Family, offline: bool | None) -> dict[str, Path]:
+    """The FLUX.1/SD3 files, located errors when one cannot be had (offline and not downloaded, say)."""
+    if not components(family):
+        return {}
+    from ..models.checkpoint import ModelError
+    from ..models.components import component_paths, component_paths_for_render
+    from ..models.hub import NotDownloaded
+
+    try:
+        if offline:  # render: nothing downloaded or hashed
+            return component_paths_for_render(loaded.spec, family)
+        return component_paths(loaded.spec, family, offline=offline)
+    except NotDownloaded as exc:
+        raise PlanError([loaded.issue("error", ("model",), _not_downloaded(loaded, exc.what))], loaded.path) from None
+    except ModelError as exc:
+        raise PlanError([loaded.issue("error", ("model",), str(exc))], loaded.path) from None
 
 
 def model_for_render(loaded: LoadedSpec) -> ModelChoice:
@@ -49,17 +68,19 @@ def model_for_render(loaded: LoadedSpec) -> ModelChoice:
         except ModelError as exc:
             raise PlanError([loaded.issue("error", at, str(exc))], loaded.path) from None
         path = resolved.path
-        family = spec_family(spec, resolved.family)
+        family = spec_family(spec, resolved.family, resolved.prediction)
     if family is None:
         raise PlanError(
             [
                 loaded.issue(
-                    "error", ("model", "family"), f"cannot tell the family of {path}; set sd15, sd2, sd2-v or sdxl"
+                    "error",
+                    ("model", "family"),
+                    f"cannot tell the family of {path}; set sd15, sd2, sd2-v, sdxl, sdxl-v, flux1 or sd3",
                 )
             ],
             loaded.path,
         )
-    return ModelChoice(path=path, family=family)
+    return ModelChoice(path=path, family=family, components=_components(loaded, family, offline=True))
 
 
 def _not_downloaded(loaded: LoadedSpec, what: str) -> str:
@@ -88,8 +109,10 @@ def render_inputs(
     default_output: Path,
     tokenizer_cache_dir: Path | None = None,
     default_logging: Path | None = None,
+    offline: bool | None = None,
 ) -> RenderInputs:
     spec = loaded.spec
+    parts = model.components if model.components is not None else _components(loaded, model.family, offline)
     repeats, tokens = resolved_repeats(loaded)
     output_dir = spec.output.dir or default_output
     return RenderInputs(
@@ -102,6 +125,7 @@ def render_inputs(
         logging_dir=spec.output.logging_dir or default_logging or output_dir / "logs",
         tokenizer_cache_dir=tokenizer_cache_dir,
         spec_name=loaded.path.name,
+        components=parts,
     )
 
 

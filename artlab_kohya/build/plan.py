@@ -18,7 +18,7 @@ from ..dataset.buckets import (
 from ..dataset.images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
 from ..dataset.steps import count_steps, solve_auto_repeats, subset_repeats, world_size
 from ..spec import Issue, LoadedSpec, SpecError, guide
-from ..spec.families import Architecture, Family, architecture, resolve_family
+from ..spec.families import ALIASES, Architecture, Family, Sd3Variant, architecture, resolve_family
 from ..spec.model import Spec
 
 MAX_SAVES = 10_000  # checkpoint files one run may write (each is megabytes); also bounds the list kept here
@@ -137,28 +137,59 @@ def _too_many_saves(loaded: LoadedSpec, epochs: int, steps: int) -> Issue | None
     return loaded.issue("error", ("training", field), message)
 
 
-def spec_family(spec: Spec, detected: Architecture | None) -> Family | None:
-    """The family to train, from the spec's word, its alias, or what the weights said (`detected`).
-    The one place plan, render and run decide it (see spec.families.resolve_family)."""
+def spec_family(spec: Spec, detected: Architecture | None, prediction: str | None = None) -> Family | None:
+    """The family to train, from the spec's word, its alias, or what the weights said (`detected`, and
+    `prediction` from the file's metadata). The one place plan, render and run decide it (see
+    spec.families.resolve_family)."""
     source = spec.model.source
     return resolve_family(
         spec.model.family,
         alias=source.name if source.type == "alias" else None,
         detected=detected,
         v_parameterization=spec.model.v_parameterization,
+        prediction=prediction,
     )
+
+
+def _local_header(spec: Spec) -> dict[str, Any] | None:
+    """The local base model's safetensors header, or None (not local, not there, not readable)."""
+    source = spec.model.source
+    if source.type != "local" or not source.path.is_file() or source.path.suffix.lower() != ".safetensors":
+        return None
+    from ..models.checkpoint import ModelError, read_safetensors_header
+
+    try:
+        return read_safetensors_header(source.path)
+    except (ModelError, OSError):  # an unreadable header only means "unknown" here
+        return None
 
 
 def plan_family(spec: Spec) -> Family | None:
     """The family as far as it can be known without downloading: the spec's, the alias's, or the file header's."""
     source = spec.model.source
-    detected = None
-    if spec.model.family == "auto" and source.type == "local" and source.path.exists():
-        from ..models.checkpoint import ModelError, detect_family
+    detected, prediction = None, None
+    if source.type == "local" and source.path.exists():
+        from ..models.checkpoint import ModelError, detect_family, prediction_type
 
-        with contextlib.suppress(ModelError, OSError):  # an unreadable header only means "unknown" here
-            detected = detect_family(source.path)
-    return spec_family(spec, detected)
+        header = _local_header(spec)
+        prediction = prediction_type(header) if header is not None else None
+        if spec.model.family == "auto":
+            with contextlib.suppress(ModelError, OSError):
+                detected = detect_family(source.path)
+    return spec_family(spec, detected, prediction)
+
+
+def sd3_variant_of(spec: Spec) -> Sd3Variant | None:
+    """Which SD3 the spec trains, from its alias or its local file's header (for the LoRA size)."""
+    source = spec.model.source
+    if source.type == "alias":
+        return ALIASES[source.name].variant
+    header = _local_header(spec)
+    if header is None:
+        return None
+    from ..models.checkpoint import sd3_variant
+
+    return sd3_variant(header)
 
 
 def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | None]:
@@ -166,11 +197,15 @@ def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | Non
         return None, None
     from ..models.netsize import NetworkType, SaveDtype, predict
 
-    net = spec.network
+    net, arch = spec.network, architecture(family)
     if net.type not in get_args(NetworkType):
         return None, None  # no size model for LyCORIS ia3, glora and the OFTs
+    variant = sd3_variant_of(spec) if arch == "sd3" else None
+    if arch in ("flux1", "sd3") and (net.type != "lora" or (arch == "sd3" and variant is None)):
+        return None, None  # sized for networks.lora_flux / lora_sd3, and SD3 once its variant is known
+    section = spec.flux if arch == "flux1" else spec.sd3 if arch == "sd3" else None
     size = predict(
-        architecture(family),
+        arch,
         cast(NetworkType, net.type),
         dim=net.dim,
         conv_dim=getattr(net, "conv_dim", None),  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each)
@@ -179,6 +214,9 @@ def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | Non
         save_dtype=cast(SaveDtype, {"float": "fp32"}.get(spec.training.save_precision, spec.training.save_precision)),
         lokr_factor=getattr(net, "factor", -1),
         use_tucker=getattr(net, "use_tucker", False),
+        variant=variant,
+        train_t5xxl=section is not None and section.train_t5xxl,
+        train_blocks=spec.flux.train_blocks if spec.flux is not None else "all",
     )
     return size.bytes, size.params
 

@@ -6,7 +6,7 @@ is checked against the argument surface of the trainer script before anything is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..spec.model import (
     _OftNetwork,
 )
 from ..trainer.surface import Surface
+from .family_args import family_network, family_problems, family_sections
 from .tomlio import dumps
 
 HEADER = "# Rendered by artlab-kohya from {spec}. Do not edit: change the spec and render again.\n"
@@ -48,6 +49,7 @@ class RenderInputs:
     logging_dir: Path | None
     tokenizer_cache_dir: Path | None = None
     spec_name: str = "spec.yaml"
+    components: dict[str, Path] = field(default_factory=dict)  # FLUX.1/SD3: ae, clip_l, clip_g, t5xxl
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ PROMPTS_FILE = "prompts.txt"
 def render(spec: Spec, inputs: RenderInputs, surface: Surface) -> Rendered:
     dataset = _dataset_doc(spec, inputs)
     sections = _config_sections(spec, inputs)
-    problems = _check(sections, spec, surface)
+    problems = family_problems(spec, inputs.family) + _check(sections, spec, surface)
     if problems:
         raise RenderError(problems)
     header = HEADER.format(spec=inputs.spec_name)
@@ -278,7 +280,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "max_data_loader_n_workers": training.workers,
             "persistent_data_loader_workers": training.persistent_workers,
         },
-        "network_arguments": _network(spec, family),
+        "network_arguments": family_network(_network(spec, family), spec, family),
         "optimizer_arguments": {
             "optimizer_type": opt.type,
             "learning_rate": opt.learning_rate,
@@ -328,8 +330,6 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "huber_schedule": training.huber_schedule,
             "huber_scale": training.huber_scale,
             "debiased_estimation_loss": training.debiased_estimation_loss,
-            "zero_terminal_snr": training.zero_terminal_snr,
-            "scale_v_pred_loss_like_noise_pred": training.scale_v_pred_loss_like_noise_pred,
             "logging_dir": str(inputs.logging_dir) if inputs.logging_dir and out.log_with != "none" else None,
             "log_with": None if out.log_with == "none" else out.log_with,
             "wandb_run_name": out.wandb_run_name,
@@ -341,6 +341,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "sample_sampler": spec.sample.sampler if spec.sample.prompts else None,
             "sample_at_first": spec.sample.at_first,
         },
+        **family_sections(spec, family, inputs.components),
         "extra_arguments": dict(spec.kohya.extra_args),
     }
     # TOML has no null, and a store_true flag written as false is the default anyway.

@@ -1,5 +1,5 @@
 """A checkpoint file, read from its header only: is it safe to hand to the trainer (safetensors, not a
-pickle), and which architecture is it (SD1, SD2, SDXL). No tensor is loaded."""
+pickle), and which architecture is it (SD1, SD2, SDXL, FLUX.1, SD3). No tensor is loaded."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtlabError
-from ..spec.families import Architecture
+from ..spec.families import Architecture, Sd3Variant
 
 
 class ModelError(ArtlabError):
@@ -61,7 +61,55 @@ _ATTN2_TO_K = re.compile(r"^model\.diffusion_model\..*\.attn2\.to_k\.weight$")
 _BY_CONTEXT: dict[int, Architecture] = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
 
 
+# FLUX.1 in Black Forest Labs' layout (double_blocks/single_blocks) or Diffusers' (transformer_blocks with
+# add_k_proj, single_transformer_blocks), as flux_utils.analyze_checkpoint_state tells them; SD3's MMDiT
+# (joint_blocks with x_block/context_block), as sd3_utils reads it. Either may carry the
+# "model.diffusion_model." prefix of a single-file release.
+_PREFIX = "model.diffusion_model."
+_FLUX_KEYS = ("double_blocks.0.img_attn.qkv.weight", "transformer_blocks.0.attn.add_k_proj.weight")
+_FLUX_SINGLE = ("single_blocks.0.linear1.weight", "single_transformer_blocks.0.attn.to_k.weight")
+_SD3_KEY = re.compile(r"^(?:model\.diffusion_model\.)?joint_blocks\.\d+\.(?:x_block|context_block)\.")
+
+
+def _dit_family(keys: set[str]) -> Architecture | None:
+    bare = {k.removeprefix(_PREFIX) for k in keys}
+    if any(k in bare for k in _FLUX_KEYS) and any(k in bare for k in _FLUX_SINGLE):
+        return "flux1"
+    if any(_SD3_KEY.match(k) for k in keys):
+        return "sd3"
+    return None
+
+
+def sd3_variant(header: dict[str, Any]) -> Sd3Variant | None:
+    """SD3 medium, SD3.5 medium or SD3.5 large, the way sd3_utils.analyze_state_dict_state tells them:
+    SD3.5 has RMS q/k norms (ln_k), and only SD3.5 medium has the extra self-attention (attn2) in its
+    first x_blocks. None for a file that is not SD3."""
+    bare = {k.removeprefix(_PREFIX) for k in header if k != "__metadata__"}
+    if _dit_family(bare) != "sd3":
+        return None
+    if "joint_blocks.0.context_block.attn.ln_k.weight" not in bare:
+        return "sd3-medium"
+    return "sd3.5-medium" if any(".x_block.attn2.ln_k.weight" in k for k in bare) else "sd3.5-large"
+
+
+def is_flux_schnell(header: dict[str, Any]) -> bool:
+    """FLUX.1 schnell has no guidance embedder (flux_utils.analyze_checkpoint_state's test)."""
+    bare = {k.removeprefix(_PREFIX) for k in header}
+    return not ({"guidance_in.in_layer.bias", "time_text_embed.guidance_embedder.linear_1.bias"} & bare)
+
+
+def prediction_type(header: dict[str, Any]) -> str | None:
+    """What the file's own metadata says it predicts ("epsilon" or "v"), as sd-scripts and other tools write
+    it (modelspec.prediction_type); None when it says nothing. The weights themselves cannot tell."""
+    meta = header.get("__metadata__")
+    value = meta.get("modelspec.prediction_type") if isinstance(meta, dict) else None
+    return value if value in ("epsilon", "v") else None
+
+
 def _family_from_tensors(header: dict[str, Any]) -> Architecture | None:
+    dit = _dit_family(set(header) - {"__metadata__"})
+    if dit is not None:
+        return dit
     contexts = {v["shape"][1] for k, v in header.items() if _ATTN2_TO_K.match(k) and len(v["shape"]) == 2}
     if len(contexts) > 1:
         return None  # U-Net blocks of different widths: not one of the three
@@ -104,15 +152,18 @@ def _is_diffusers_folder(folder: Path) -> bool:
 
 
 def detect_family(path: str | os.PathLike[str]) -> Architecture | None:
-    """SD1.x, SD2.x or SDXL, read from a .safetensors header or a Diffusers folder's configs.
+    """SD1.x, SD2.x, SDXL, FLUX.1 or SD3, read from a .safetensors header or a Diffusers folder's configs.
+
+    FLUX.1 and SD3 are told by their transformer's key names (double/single blocks; joint blocks).
 
     The cross-attention width of the U-Net says it (768 SD1, 1024 SD2, 2048 SDXL), checked against the
     text encoder's key names (SD1 `cond_stage_model.transformer.*`, SD2 OpenCLIP `cond_stage_model.model.*`,
     SDXL `conditioner.embedders.1.*` with `label_emb`). None when the file does not say, or contradicts
     itself.
 
-    Whether an SD2 model predicts noise (512-base) or velocity (768-v) is not in the weights: both have the
-    same tensors with the same shapes. The user says it (family `sd2-v` / `v_parameterization`).
+    Whether an SD2 or SDXL model predicts noise or velocity (768-v, v-pred SDXL fine-tunes) is not in the
+    weights: both have the same tensors with the same shapes. The file's metadata may say it
+    (`prediction_type`); else the user does (family `sd2-v` / `sdxl-v` / `v_parameterization`).
     """
     path = Path(path)
     if path.is_dir():

@@ -13,7 +13,14 @@ from typing import Literal
 
 from .. import settings
 from ..spec.families import ALIASES, Architecture
-from .checkpoint import ModelError, check_model_file, detect_family, refuse_pickle
+from .checkpoint import (
+    ModelError,
+    check_model_file,
+    detect_family,
+    prediction_type,
+    read_safetensors_header,
+    refuse_pickle,
+)
 from .hashing import sha256_file
 
 
@@ -30,6 +37,13 @@ class ResolvedModel:
     filename: str | None = None
     revision_requested: str | None = None
     commit: str | None = None
+    prediction: str | None = None  # what the file's metadata says it predicts ("epsilon", "v"), if anything
+
+
+def _prediction(path: Path) -> str | None:
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return None
+    return prediction_type(read_safetensors_header(path))
 
 
 def resolve_local(path: str | os.PathLike[str], *, allow_pickle: bool = False) -> ResolvedModel:
@@ -49,7 +63,14 @@ def resolve_local(path: str | os.PathLike[str], *, allow_pickle: bool = False) -
             source="local",
         )
     family = detect_family(path) if path.suffix.lower() == ".safetensors" else None
-    return ResolvedModel(path=path, family=family, sha256=sha256_file(path), size=path.stat().st_size, source="local")
+    return ResolvedModel(
+        path=path,
+        family=family,
+        sha256=sha256_file(path),
+        size=path.stat().st_size,
+        source="local",
+        prediction=_prediction(path),
+    )
 
 
 class NotDownloaded(ModelError):
@@ -208,6 +229,7 @@ def resolve_hub(
         filename=filename,
         revision_requested=revision,
         commit=commit,
+        prediction=_prediction(path),
     )
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from ..spec.families import Architecture
+from ..spec.families import Architecture, Sd3Variant
 
 NetworkType = Literal["lora", "dylora", "locon", "loha", "lokr"]
 SaveDtype = Literal["fp32", "fp16", "bf16"]
@@ -58,7 +58,7 @@ class Layer:
     """One Linear or Conv2d of the base model, named the way the network's state_dict names it."""
 
     name: str  # e.g. "lora_unet_mid_block_attentions_0_proj_in"
-    role: Literal["text", "attn", "block", "edge"]
+    role: Literal["text", "t5", "attn", "block", "edge"]
     conv: bool  # Conv2d (1x1 or 3x3) rather than Linear
     in_ch: int
     out_ch: int
@@ -182,13 +182,84 @@ def _sdxl_unet() -> Iterator[Layer]:
             n, prev = n + 1, ch
 
 
-def base_layers(family: Architecture) -> list[Layer]:
-    """Every layer of the family's text encoders and U-Net that some network type may wrap.
+# --- FLUX.1 and SD3: networks.lora_flux / networks.lora_sd3 wrap every Linear of the transformer blocks.
+
+
+def _t5xxl(prefix: str) -> Iterator[Layer]:
+    """T5-XXL's encoder (24 layers, d_model 4096, gated FFN 10240), wrapped only with train_t5xxl."""
+    for i in range(24):
+        base = f"{prefix}_encoder_block_{i}_layer"
+        for proj in "qkvo":
+            yield Layer(f"{base}_0_SelfAttention_{proj}", "t5", False, 4096, 4096)
+        yield Layer(f"{base}_1_DenseReluDense_wi_0", "t5", False, 4096, 10240)
+        yield Layer(f"{base}_1_DenseReluDense_wi_1", "t5", False, 4096, 10240)
+        yield Layer(f"{base}_1_DenseReluDense_wo", "t5", False, 10240, 4096)
+
+
+def _flux() -> Iterator[Layer]:
+    """FLUX.1 dev/schnell (flux_models.configs): 19 double blocks, 38 single blocks, width 3072."""
+    h, mlp = 3072, 12288
+    yield from _text_encoder("lora_te1", 768, 3072, 12)
+    yield from _t5xxl("lora_te3")
+    for i in range(19):
+        for stream in ("img", "txt"):
+            base = f"lora_unet_double_blocks_{i}_{stream}"
+            yield Layer(f"{base}_mod_lin", "attn", False, h, 6 * h)
+            yield Layer(f"{base}_attn_qkv", "attn", False, h, 3 * h)
+            yield Layer(f"{base}_attn_proj", "attn", False, h, h)
+            yield Layer(f"{base}_mlp_0", "attn", False, h, mlp)
+            yield Layer(f"{base}_mlp_2", "attn", False, mlp, h)
+    for i in range(38):
+        base = f"lora_unet_single_blocks_{i}"
+        yield Layer(f"{base}_linear1", "attn", False, h, 3 * h + mlp)
+        yield Layer(f"{base}_linear2", "attn", False, h + mlp, h)
+        yield Layer(f"{base}_modulation_lin", "attn", False, h, 3 * h)
+
+
+# SD3 variants as sd3_utils.analyze_state_dict_state reads them: (width, depth, blocks with attn2).
+_SD3: dict[str, tuple[int, int, int]] = {
+    "sd3-medium": (1536, 24, 0),
+    "sd3.5-medium": (1536, 24, 13),
+    "sd3.5-large": (2432, 38, 0),
+}
+
+
+def _sd3(variant: str) -> Iterator[Layer]:
+    """SD3's MMDiT joint blocks; the last context block is "pre_only" (modulation and qkv alone)."""
+    h, depth, attn2 = _SD3[variant]
+    yield from _text_encoder("lora_te1", 768, 3072, 12)
+    yield from _text_encoder("lora_te2", 1280, 5120, 32)
+    yield from _t5xxl("lora_te3")
+    for i in range(depth):
+        for part in ("context_block", "x_block"):
+            base = f"lora_unet_joint_blocks_{i}_{part}"
+            last = part == "context_block" and i == depth - 1
+            mod = 2 if last else 9 if part == "x_block" and i < attn2 else 6
+            yield Layer(f"{base}_adaLN_modulation_1", "attn", False, h, mod * h)
+            yield Layer(f"{base}_attn_qkv", "attn", False, h, 3 * h)
+            if last:
+                continue
+            yield Layer(f"{base}_attn_proj", "attn", False, h, h)
+            if part == "x_block" and i < attn2:
+                yield Layer(f"{base}_attn2_qkv", "attn", False, h, 3 * h)
+                yield Layer(f"{base}_attn2_proj", "attn", False, h, h)
+            yield Layer(f"{base}_mlp_fc1", "attn", False, h, 4 * h)
+            yield Layer(f"{base}_mlp_fc2", "attn", False, 4 * h, h)
+
+
+def base_layers(family: Architecture, variant: Sd3Variant | None = None) -> list[Layer]:
+    """Every layer of the family's text encoders and U-Net (or transformer) that some network type may wrap.
 
     SD2 is described with Linear proj_in/proj_out, as loaded from Diffusers folders; a single-file SD2
     checkpoint gives 1x1 convs there, which have the same parameters (only their shapes gain ",1,1").
+    SD3 needs its `variant` (medium, 3.5 medium and 3.5 large differ in width and depth).
     """
     _check_choice("family", family, Architecture)
+    if family == "flux1":
+        return list(_flux())
+    if family == "sd3":
+        _check_choice("variant", variant, Sd3Variant)
+        return list(_sd3(variant or ""))
     layers = [layer for spec in _TEXT_ENCODERS[family] for layer in _text_encoder(*spec)]
     if family == "sdxl":
         layers += _sdxl_unet()
@@ -202,7 +273,7 @@ def base_layers(family: Architecture) -> list[Layer]:
 
 def _rank(layer: Layer, network_type: str, dim: int, conv_dim: int | None) -> int | None:
     """The rank a network gives this layer, or None where it leaves the layer alone."""
-    if layer.role in ("text", "attn"):
+    if layer.role in ("text", "t5", "attn"):
         return dim
     lycoris = network_type in LYCORIS_ALGOS
     if layer.role == "edge" and not lycoris:
@@ -292,8 +363,15 @@ def tensor_shapes(
     train_text_encoder: bool = True,
     lokr_factor: int = -1,
     use_tucker: bool = False,
+    variant: Sd3Variant | None = None,
+    train_t5xxl: bool = False,
+    train_blocks: Literal["all", "single", "double"] = "all",
 ) -> dict[str, Shape]:
     """Every key of the saved state_dict with its shape, as sd-scripts/LyCORIS would save it.
+
+    FLUX.1 and SD3 (networks.lora_flux / lora_sd3, `network_type` lora only): ``variant`` names the SD3,
+    ``train_t5xxl`` adds T5-XXL (their network arg of that name), ``train_blocks`` keeps FLUX's single
+    or double blocks only.
 
     ``conv_dim`` is the ``conv_dim`` network arg, None when it is not passed. For lora and dylora,
     None means no 3x3 convs (and no ResnetBlock2D/Down/Upsample2D layers at all); for LyCORIS,
@@ -308,11 +386,17 @@ def tensor_shapes(
         raise ValueError(f"conv_dim: networks.dylora requires conv_dim == dim (got {conv_dim}, dim {dim})")
     if not (train_unet or train_text_encoder):
         raise ValueError("train_unet and train_text_encoder are both off: nothing to save")
+    if family in ("flux1", "sd3") and network_type != "lora":
+        raise ValueError(f"network_type: only lora is sized for {family} (got {network_type!r})")
 
     shapes: dict[str, Shape] = {}
-    for layer in base_layers(family):
-        is_text = layer.role == "text"
+    for layer in base_layers(family, variant):
+        is_text = layer.role in ("text", "t5")
         if (is_text and not train_text_encoder) or (not is_text and not train_unet):
+            continue
+        if layer.role == "t5" and not train_t5xxl:
+            continue
+        if train_blocks != "all" and f"_{'double' if train_blocks == 'single' else 'single'}_blocks_" in layer.name:
             continue
         rank = _rank(layer, network_type, dim, conv_dim)
         if rank is None:
@@ -373,10 +457,14 @@ def predict(
     lokr_factor: int = -1,
     use_tucker: bool = False,
     metadata_bytes: int | None = None,
+    variant: Sd3Variant | None = None,
+    train_t5xxl: bool = False,
+    train_blocks: Literal["all", "single", "double"] = "all",
 ) -> NetSize:
     """Size a network before training it.
 
-    family: "sd15", "sd2" or "sdxl"; network_type: "lora" (networks.lora, LoRA-C3Lier with conv_dim),
+    family: "sd15", "sd2", "sdxl", "flux1" or "sd3" (with ``variant``); network_type: "lora" (networks.lora,
+    LoRA-C3Lier with conv_dim; lora_flux/lora_sd3 for the transformers),
     "dylora" (networks.dylora) or a lycoris.kohya algo ("locon", "loha", "lokr"). ``conv_dim``: see
     ``tensor_shapes``. ``lokr_factor`` is LyCORIS's ``factor`` arg; ``use_tucker`` its ``use_tucker``.
     ``bytes`` is exact but for the metadata, estimated as ``DEFAULT_METADATA_BYTES`` unless
@@ -393,6 +481,9 @@ def predict(
         train_text_encoder=train_text_encoder,
         lokr_factor=lokr_factor,
         use_tucker=use_tucker,
+        variant=variant,
+        train_t5xxl=train_t5xxl,
+        train_blocks=train_blocks,
     )
     meta = DEFAULT_METADATA_BYTES if metadata_bytes is None else metadata_bytes
     return NetSize(

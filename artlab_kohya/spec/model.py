@@ -149,9 +149,14 @@ class _Section(BaseModel):
 # --------------------------------------------------------------------------- model
 
 
+SHA256 = r"^[0-9a-f]{64}$"
+_SHA256 = "The file's SHA-256 (64 lowercase hex digits); checked before training when given."
+
+
 class LocalSource(_Section):
     type: Literal["local"] = Field("local", description="a checkpoint file or diffusers folder on this disk")
     path: SpecPath = Field(description="Path to the base model (.safetensors preferred).")
+    sha256: str | None = Field(None, pattern=SHA256, description=_SHA256)
 
 
 class HubSource(_Section):
@@ -163,6 +168,7 @@ class HubSource(_Section):
         min_length=1,
         description="Branch, tag or commit; the run record always stores the resolved commit hash.",
     )
+    sha256: str | None = Field(None, pattern=SHA256, description=_SHA256)
 
 
 class AliasSource(_Section):
@@ -206,13 +212,46 @@ ModelSource = Annotated[
 ]
 
 
+def _component_shorthand(value: Any) -> Any:
+    """`clip_l: models/clip_l.safetensors` is a shorthand for {type: local, path: ...}; a table without a
+    type is local when it has a path and a hub file when it has a repo."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty: give a path or {type: hub, repo, file, revision}")
+        return {"type": "local", "path": value}
+    if isinstance(value, dict) and "type" not in value:
+        kind = "local" if "path" in value else "hub" if "repo" in value else None
+        return {"type": kind, **value} if kind else value
+    return value
+
+
+class _PathSchema:
+    """The JSON Schema of a component accepts the shorthand path text too, as validation does."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        text = {"type": "string", "minLength": 1, "description": "A local path (relative to the spec file)."}
+        return {"anyOf": [text, handler(core_schema)]}
+
+
+ComponentSource = Annotated[
+    LocalSource | HubSource,
+    Field(discriminator="type"),
+    BeforeValidator(_component_shorthand),
+    _PathSchema(),
+]
+_COMPONENT = (
+    "FLUX.1/SD3: {what}, a local path or {{type: hub, repo, file, revision, sha256}}; a flux1/sd3 alias brings its own."
+)
+
+
 class ModelSpec(_Section):
     source: ModelSource = Field(
         description="Base model: a local path, `sd15`/`sdxl`/`sd2`, or {type: hub, repo, file, revision}."
     )
     family: SpecFamily = Field(
         "auto",
-        description="Architecture: sd15, sd2, sd2-v (v-prediction), sdxl, or auto (read from the file header).",
+        description="Architecture: sd15, sd2, sd2-v (v-prediction), sdxl, sdxl-v (v-prediction), flux1 (FLUX.1 "
+        "dev/schnell), sd3 (SD3 medium, SD3.5 medium/large), or auto (read from the file header).",
     )
     clip_skip: int | None = Field(
         None,
@@ -221,7 +260,9 @@ class ModelSpec(_Section):
         description="Text-encoder layers to skip: 2 for anime models, 1 (or unset) for realistic ones.",
     )
     v_parameterization: bool = Field(
-        False, description="Train with v-prediction (SD2 768-v models); implied by family sd2-v."
+        False,
+        description="Train with v-prediction (SD2 768-v, v-pred SDXL); implied by family sd2-v/sdxl-v and by a "
+        "file whose metadata says modelspec.prediction_type v.",
     )
     vae: SpecPath | None = Field(None, description="A separate VAE file to use instead of the model's own.")
     no_half_vae: bool = Field(
@@ -233,6 +274,11 @@ class ModelSpec(_Section):
         False,
         description="Allow a pickled .ckpt/.pt base model. Pickles can run code when loaded; prefer .safetensors.",
     )
+    ae: ComponentSource | None = Field(None, description=_COMPONENT.format(what="the FLUX.1 autoencoder (ae)"))
+    clip_l: ComponentSource | None = Field(None, description=_COMPONENT.format(what="the CLIP-L text encoder"))
+    clip_g: ComponentSource | None = Field(None, description=_COMPONENT.format(what="SD3's CLIP-G text encoder"))
+    t5xxl: ComponentSource | None = Field(None, description=_COMPONENT.format(what="the T5-XXL text encoder"))
+    fp8_base: bool = Field(False, description="FLUX.1/SD3: keep the base transformer in fp8 (about half the VRAM).")
 
 
 # --------------------------------------------------------------------------- dataset
@@ -629,6 +675,14 @@ class TrainingSpec(_Section):
     )
     persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
     stop_on_nan: bool = Field(True, description="Stop the run when the average loss becomes NaN (artlab-kohya).")
+    blocks_to_swap: int | None = Field(
+        None, ge=1, le=60, description="FLUX.1/SD3: transformer blocks kept in CPU memory and swapped in (less VRAM)."
+    )
+    cache_text_encoder_outputs: Literal["off", "memory", "disk"] = Field(
+        "off",
+        description="SDXL, FLUX.1, SD3: encode every caption once and free the text encoders (memory or disk); "
+        "needs network.train: unet and no caption shuffle or dropout.",
+    )
 
 
 class OutputSpec(_Section):
@@ -731,6 +785,41 @@ class KohyaSpec(_Section):
     )
 
 
+class FluxSpec(_Section):
+    guidance_scale: float = Field(
+        1.0, ge=0, description="Guidance the FLUX.1 dev transformer is told during training (1.0 in sd-scripts' docs)."
+    )
+    timestep_sampling: Literal["sigma", "uniform", "sigmoid", "shift", "flux_shift"] = Field(
+        "shift", description="How timesteps are drawn (sd-scripts' docs: shift or flux_shift; sigmoid is common)."
+    )
+    discrete_flow_shift: float = Field(3.1582, gt=0, description="Shift for timestep_sampling shift.")
+    model_prediction_type: Literal["raw", "additive", "sigma_scaled"] = Field(
+        "raw", description="How the model's output is read (raw in sd-scripts' FLUX docs)."
+    )
+    t5xxl_max_token_length: int | None = Field(
+        None, ge=1, le=512, description="T5 tokens per caption; unset: 512 for dev, 256 for schnell."
+    )
+    apply_t5_attn_mask: bool = Field(False, description="Mask T5's padding tokens in attention.")
+    split_mode: bool = Field(
+        False, description="Deprecated in sd-scripts (it sets blocks_to_swap 18); use training.blocks_to_swap."
+    )
+    train_blocks: Literal["all", "single", "double"] = Field(
+        "all", description="Which transformer blocks the LoRA wraps (networks.lora_flux's train_blocks)."
+    )
+    train_t5xxl: bool = Field(False, description="Train a LoRA on T5-XXL too (needs the text-encoder cache off).")
+
+
+class Sd3Spec(_Section):
+    t5xxl_max_token_length: int = Field(256, ge=1, le=512, description="T5 tokens per caption.")
+    apply_lg_attn_mask: bool = Field(False, description="Mask CLIP-L/G's padding tokens.")
+    apply_t5_attn_mask: bool = Field(False, description="Mask T5's padding tokens in attention.")
+    weighting_scheme: Literal["sigma_sqrt", "logit_normal", "mode", "cosmap", "none", "uniform"] = Field(
+        "uniform", description="Loss weighting over timesteps."
+    )
+    training_shift: float = Field(1.0, gt=0, description="Timestep shift (3.0 for SD3.5 in sd-scripts' docs).")
+    train_t5xxl: bool = Field(False, description="Train a LoRA on T5-XXL too (needs the text-encoder cache off).")
+
+
 class Spec(_Section):
     version: Literal[1] = Field(1, description="Spec format version.")
     model: ModelSpec = Field(description="The base model.")
@@ -745,3 +834,5 @@ class Spec(_Section):
     sample: SampleSpec = Field(default_factory=SampleSpec, description="Sample images during training.")
     launch: LaunchSpec = Field(default_factory=LaunchSpec, description="How accelerate launches the trainer.")
     kohya: KohyaSpec = Field(default_factory=KohyaSpec, description="Which sd-scripts install runs it.")
+    flux: FluxSpec | None = Field(None, description="FLUX.1 training settings (family flux1 only).")
+    sd3: Sd3Spec | None = Field(None, description="SD3/SD3.5 training settings (family sd3 only).")

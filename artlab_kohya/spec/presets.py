@@ -129,8 +129,74 @@ def render_preset(preset_name: str, name: str, vram_gb: float | None, machine: M
     )
 
 
+# `init --family`: the larger families' community settings, in two tiers of GPU memory. Each template says
+# where its numbers come from: sd-scripts' own guides at the pinned commit (docs/sdxl_train_network.md,
+# docs/flux_train_network.md and its VRAM table, docs/sd3_train_network.md), and for 80 GB and more
+# our measurement on an H200 (BENCHMARKS.md) or our choice, said as such.
+FAMILY_FAMILIES = ("sd15", "sdxl", "flux1", "sd3")
+LARGE_VRAM_GB = 80
+
+
+@dataclass(frozen=True)
+class Tier:
+    batch_size: int
+    fp8_base: bool
+    blocks_to_swap: int | None
+    gradient_checkpointing: bool
+    source: str
+
+
+TIERS: dict[str, tuple[Tier, Tier]] = {
+    "sdxl": (
+        Tier(2, False, None, True, "sd-scripts' docs/sdxl_train_network.md (gradient checkpointing, cached text "
+             "encoders); batch 2 is our choice for 24 GB"),
+        Tier(4, False, None, False, "batch 4 without checkpointing peaked at 41,656 MiB on an H200 (BENCHMARKS.md)"),
+    ),
+    "flux1": (
+        Tier(2, True, None, True, "sd-scripts' docs/flux_train_network.md, VRAM table: 24GB, fp8_base, batch 2"),
+        Tier(4, False, None, True, "our choice for 80 GB and more: bf16 base, batch 4 (not measured here)"),
+    ),
+    "sd3": (
+        Tier(1, False, 32, True, "sd-scripts' docs/sd3_train_network.md example (blocks_to_swap 32, batch 1)"),
+        Tier(4, False, None, True, "our choice for 80 GB and more: no block swap, batch 4 (not measured here)"),
+    ),
+}  # fmt: skip
+
+
+def render_family_preset(family: str, preset_name: str, name: str, vram_gb: float | None) -> str:
+    """A FLUX.1, SD3 or SDXL spec: the 24 GB tier unless --vram says 80 GB or more."""
+    from .yamlpos import parse_scalar
+
+    preset = PRESETS[preset_name]
+    large = vram_gb is not None and vram_gb >= LARGE_VRAM_GB
+    tier = TIERS[family][1 if large else 0]
+    label = f"{LARGE_VRAM_GB}+ GB of GPU memory" if large else "24 GB of GPU memory (and up to 80)"
+    template = resources.files("artlab_kohya").joinpath(f"spec/templates/spec-{family}.yaml.in").read_text("utf-8")
+    swap = f"  blocks_to_swap: {tier.blocks_to_swap}" if tier.blocks_to_swap else ""
+    return template.format(
+        title=preset.title,
+        preset=preset_name,
+        vram_flag=f" --vram {vram_gb:g}" if vram_gb is not None else "",
+        tier=label,
+        tier_source=tier.source,
+        batch_size=tier.batch_size,
+        fp8_base="true" if tier.fp8_base else "false",
+        blocks_to_swap=swap,
+        gradient_checkpointing="true" if tier.gradient_checkpointing else "false",
+        repeats=preset.repeats,
+        repeats_why=preset.repeats_why,
+        name=name,
+        name_yaml=name if parse_scalar(name) == name else json.dumps(name),
+    )
+
+
 def init_project(
-    folder: Path, preset_name: str, vram_gb: float | None, name: str | None = None, machine: Machine | None = None
+    folder: Path,
+    preset_name: str,
+    vram_gb: float | None,
+    name: str | None = None,
+    machine: Machine | None = None,
+    family: str = "sd15",
 ) -> list[Path]:
     """Write FOLDER/spec.yaml and FOLDER/img/N_name/; never overwrite an existing spec.
 
@@ -156,7 +222,12 @@ def init_project(
             f"The folder name {images.name} means {PRESETS[preset_name].repeats} repeats per image.\n",
             encoding="utf-8",
         )
-    spec_path.write_text(render_preset(preset_name, name, vram_gb, machine), encoding="utf-8")
+    text = (
+        render_preset(preset_name, name, vram_gb, machine)
+        if family == "sd15"
+        else render_family_preset(family, preset_name, name, vram_gb)  # GPU families: the machine is assumed
+    )
+    spec_path.write_text(text, encoding="utf-8")
     return [spec_path, images]
 
 

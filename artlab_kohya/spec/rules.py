@@ -16,7 +16,7 @@ from typing import Literal
 
 from .blocks import BLOCK_NAMES
 from .blocks import lengths as blocks_lengths
-from .families import ALIAS_NAMES, ALIASES
+from .families import ALIAS_NAMES, ALIASES, FAMILY_INFO, Family
 from .model import LYCORIS_ALGOS, DyLoraNetwork, Ia3Network, LoconNetwork, LohaNetwork, LoraNetwork, Spec
 from .yamlpos import PathKey
 
@@ -123,7 +123,7 @@ def _errors(spec: Spec) -> Iterator[Found]:
         )
 
 
-def known_family(spec: Spec) -> str | None:
+def known_family(spec: Spec) -> Family | None:
     """The family when the spec says it (model.family, or an alias); None for `auto` on a file."""
     if spec.model.family != "auto":
         return spec.model.family
@@ -133,7 +133,7 @@ def known_family(spec: Spec) -> str | None:
 
 def v_prediction(spec: Spec) -> bool | None:
     family = known_family(spec)
-    if spec.model.v_parameterization or family == "sd2-v":
+    if spec.model.v_parameterization or (family is not None and FAMILY_INFO[family].v_prediction):
         return True
     return None if family is None else False
 
@@ -225,7 +225,8 @@ def _training_errors(spec: Spec) -> Iterator[Found]:
         yield (
             "error",
             ("training", "scale_v_pred_loss_like_noise_pred"),
-            "needs a v-prediction model (family sd2-v or model.v_parameterization); sd-scripts refuses it otherwise",
+            "needs a v-prediction model (family sd2-v or sdxl-v, or model.v_parameterization); "
+            "sd-scripts refuses it otherwise",
         )
     buckets, family = spec.dataset.buckets, known_family(spec)
     if buckets.enabled:
@@ -369,6 +370,10 @@ def check_files(spec: Spec, base_dir: Path) -> list[Found]:
     for at, path in ((("model", "vae"), spec.model.vae), (("network", "weights"), spec.network.weights)):
         if path is not None and not _exists(path):
             found.append(("error", at, f"{path} does not exist"))
+    for name in ("ae", "clip_l", "clip_g", "t5xxl"):  # FLUX.1/SD3 files given as local paths
+        component = getattr(spec.model, name)
+        if component is not None and component.type == "local" and not _exists(component.path):
+            found.append(("error", ("model", name), f"{component.path} does not exist"))
     return found
 
 

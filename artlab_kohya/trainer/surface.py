@@ -119,7 +119,7 @@ def surface_from_dump(commit: str, script: str, options: dict[str, dict[str, Any
 
 @cache
 def bundled_surface(script: str) -> Surface:
-    """The pinned commit's surface for train_network.py or sdxl_train_network.py."""
+    """The pinned commit's surface for one of the training scripts FAMILY_INFO names."""
     text = (
         resources.files("artlab_kohya")
         .joinpath(f"trainer/data/surface-{PINNED_COMMIT[:8]}.json")

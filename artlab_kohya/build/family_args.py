@@ -1,0 +1,161 @@
+"""The arguments only some families' scripts take (sdxl_train_network.py, flux_train_network.py,
+sd3_train_network.py), and what those scripts refuse, found before launch.
+
+`render` adds `family_sections` to the sections it renders and passes its network table through
+`family_network`; every key is then checked against the family script's argument surface like the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, get_args
+
+from ..spec.families import ALIASES, FAMILY_INFO, Component, Family
+from ..spec.model import DyLoraNetwork, FluxSpec, LoraNetwork, Sd3Spec, Spec
+
+Problem = tuple[tuple[str | int, ...], str]
+_DIT = ("flux1", "sd3")
+_SD_UNET_ONLY = ("block_dims", "block_alphas", "down_lr_weight", "mid_lr_weight", "up_lr_weight")
+
+
+def alias_component(spec: Spec, name: Component) -> bool:
+    """Whether the spec's alias brings this component (FLUX.1/SD3 aliases name their text encoders)."""
+    source = spec.model.source
+    return source.type == "alias" and name in ALIASES[source.name].components
+
+
+def family_sections(spec: Spec, family: Family, components: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Extra TOML sections for `family` (none for SD1/SD2); None and False values are dropped by render.
+    `components` holds the resolved paths of the files FAMILY_INFO[family].components names."""
+    info, training = FAMILY_INFO[family], spec.training
+    sections: dict[str, dict[str, Any]] = {
+        "noise_schedule_arguments": {
+            "zero_terminal_snr": training.zero_terminal_snr,
+            "scale_v_pred_loss_like_noise_pred": training.scale_v_pred_loss_like_noise_pred,
+        }
+    }
+    if info.text_encoder_cache:
+        cache = training.cache_text_encoder_outputs
+        sections["text_encoder_arguments"] = {
+            "cache_text_encoder_outputs": cache != "off",
+            "cache_text_encoder_outputs_to_disk": cache == "disk",
+        }
+    if family not in _DIT:
+        return sections
+    files: dict[str, Any] = {name: str(components[name]) if name in components else None for name in info.components}
+    files["fp8_base"] = spec.model.fp8_base
+    files["blocks_to_swap"] = training.blocks_to_swap
+    sections["family_model_arguments"] = files
+    if family == "flux1":
+        flux = spec.flux or FluxSpec()
+        sections["flux_arguments"] = {
+            "guidance_scale": flux.guidance_scale,
+            "timestep_sampling": flux.timestep_sampling,
+            "discrete_flow_shift": flux.discrete_flow_shift,
+            "model_prediction_type": flux.model_prediction_type,
+            "t5xxl_max_token_length": flux.t5xxl_max_token_length,
+            "apply_t5_attn_mask": flux.apply_t5_attn_mask,
+            "split_mode": flux.split_mode,
+        }
+    else:
+        sd3 = spec.sd3 or Sd3Spec()
+        sections["sd3_arguments"] = {
+            "t5xxl_max_token_length": sd3.t5xxl_max_token_length,
+            "apply_lg_attn_mask": sd3.apply_lg_attn_mask,
+            "apply_t5_attn_mask": sd3.apply_t5_attn_mask,
+            "weighting_scheme": sd3.weighting_scheme,
+            "training_shift": sd3.training_shift,
+        }
+    return sections
+
+
+def family_network(table: dict[str, Any], spec: Spec, family: Family) -> dict[str, Any]:
+    """The network table for `family`: FLUX.1 and SD3 train LoRA with their own modules (networks.lora_flux,
+    networks.lora_sd3), which take train_blocks / train_t5xxl as network args."""
+    if not isinstance(spec.network, LoraNetwork) or family not in _DIT:
+        return table
+    args = list(table.get("network_args") or [])
+    if family == "flux1" and spec.flux is not None and spec.flux.train_blocks != "all":
+        args.append(f"train_blocks={spec.flux.train_blocks}")
+    section = spec.flux if family == "flux1" else spec.sd3
+    if section is not None and section.train_t5xxl:
+        args.append("train_t5xxl=True")
+    return {**table, "network_module": FAMILY_INFO[family].lora_module, "network_args": args or None}
+
+
+def family_problems(spec: Spec, family: Family) -> list[Problem]:
+    """What the family's script would refuse, after loading the model: located at the spec field."""
+    return _text_encoder_cache(spec, family) + _dit(spec, family) + _v_prediction(spec, family)
+
+
+def _text_encoder_cache(spec: Spec, family: Family) -> list[Problem]:
+    problems: list[Problem] = []
+    training = spec.training
+    at = ("training", "cache_text_encoder_outputs")
+    if training.cache_text_encoder_outputs == "off":
+        return problems
+    if not FAMILY_INFO[family].text_encoder_cache:
+        problems.append((at, f"{family} trains with train_network.py, which has no text-encoder cache; set off"))
+    elif spec.network.train != "unet":
+        problems.append((at, "a cached text encoder cannot be trained: set network.train: unet, or the cache off"))
+    for section, name in ((spec.flux, "flux"), (spec.sd3, "sd3")):
+        if section is not None and section.train_t5xxl:
+            problems.append(((name, "train_t5xxl"), "T5-XXL cannot be trained from cached outputs; set the cache off"))
+    for i, sub in enumerate(spec.dataset.subsets):
+        for name in ("shuffle_caption", "caption_dropout_rate", "caption_tag_dropout_rate"):
+            if getattr(sub, name):
+                problems.append(
+                    (("dataset", "subsets", i, name), f"{name} changes captions each epoch, so it cannot be "
+                     "used with training.cache_text_encoder_outputs; set one of them off")
+                )  # fmt: skip
+    return problems
+
+
+def _dit(spec: Spec, family: Family) -> list[Problem]:
+    """FLUX.1 and SD3: their files, their sections, the networks that know their blocks."""
+    problems: list[Problem] = []
+    info, model, net = FAMILY_INFO[family], spec.model, spec.network
+    for name in get_args(Component):
+        given = getattr(model, name) is not None
+        if given and name not in info.components:
+            used = " and ".join(f for f, i in FAMILY_INFO.items() if name in i.components and not f.endswith("-v"))
+            problems.append((("model", name), f"is a file of {used} models; {family} does not use it"))
+        elif name in info.components and not given and not alias_component(spec, name):
+            problems.append(
+                (("model", name), f"{family} needs its {name} file: a local path or {{type: hub, repo, file}}")
+            )
+    for section, owner in (("flux", "flux1"), ("sd3", "sd3")):
+        if getattr(spec, section) is not None and family != owner:
+            problems.append(((section,), f"holds {owner} settings, but the model is {family}"))
+    if spec.training.blocks_to_swap is not None and family not in _DIT:
+        problems.append((("training", "blocks_to_swap"), f"is for FLUX.1 and SD3 (their scripts); not {family}"))
+    if family not in _DIT:
+        return problems
+    if family == "flux1" and model.vae is not None:
+        problems.append((("model", "vae"), "FLUX.1's autoencoder is model.ae"))
+    if isinstance(net, DyLoraNetwork) and not info.dylora:
+        problems.append(
+            (("network", "type"), f"networks.dylora wraps none of {family}'s transformer blocks; use lora or LyCORIS")
+        )
+    if isinstance(net, LoraNetwork):
+        for name in _SD_UNET_ONLY:
+            if getattr(net, name) is not None:
+                problems.append((("network", name), f"is for the SD U-Net's blocks; {family} has none"))
+    if model.clip_skip is not None:
+        problems.append((("model", "clip_skip"), f"{family} does not use clip_skip"))
+    if model.v_parameterization:
+        problems.append((("model", "v_parameterization"), f"{family} is a flow-matching model, not v-prediction"))
+    return problems
+
+
+def _v_prediction(spec: Spec, family: Family) -> list[Problem]:
+    training = spec.training
+    v_pred = spec.model.v_parameterization or FAMILY_INFO[family].v_prediction
+    if training.scale_v_pred_loss_like_noise_pred and not v_pred:
+        return [
+            (
+                ("training", "scale_v_pred_loss_like_noise_pred"),
+                "only works with v-prediction (model.v_parameterization, or family sd2-v/sdxl-v)",
+            )
+        ]
+    return []

@@ -1,0 +1,168 @@
+"""`run` for the families beside SD1.5, against the stand-in install replaying real transcripts.
+
+tests/data/transcripts/sdxl_buckets.* is a real SDXL run through `artlab-kohya run` on an H200
+(random-init SDXL, 24 images in four aspect ratios x 2 repeats, buckets 512-2048, batch 4, 2 epochs,
+text-encoder outputs cached). Here the same spec runs against tests/fake_kohya/sdxl_train_network.py,
+which replays it: the plan's numbers must be the trainer's, and the record must say SDXL.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from replay import parse_transcript
+
+from artlab_kohya.build.plan import make_plan
+from artlab_kohya.models.checkpoint import ModelError
+from artlab_kohya.run.train import RunOptions, run_spec
+from artlab_kohya.spec import load_spec
+from artlab_kohya.trainer.output import TrainingSummary
+
+HERE = Path(__file__).parent
+FAKE = HERE / "fake_kohya"
+TRANSCRIPTS = HERE / "data" / "transcripts"
+ASPECTS = ((1024, 1024), (1216, 832), (832, 1216), (1344, 768))  # as the GPU run had them
+
+
+def fake_model(path: Path) -> Path:
+    header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    return path
+
+
+def tokenizers(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        target = folder / name
+        target.mkdir(parents=True)
+        for file in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            (target / file).write_text("{}")
+    return folder
+
+
+@pytest.fixture
+def sdxl_project(tmp_path, images, monkeypatch):
+    images(tmp_path / "img", [ASPECTS[i % 4] for i in range(24)], caption="bench, a colour field")
+    fake_model(tmp_path / "base.safetensors")
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    folders = ("openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k")
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tokenizers(tmp_path / "tok", folders)))
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "sdxl_buckets")
+    (tmp_path / "spec.yaml").write_text(
+        "model:\n  source: base.safetensors\n  family: sdxl\n"
+        "dataset:\n  resolution: 1024\n  batch_size: 4\n"
+        "  buckets:\n    enabled: true\n    min_resolution: 512\n    max_resolution: 2048\n    step: 64\n"
+        "  subsets:\n    - path: img\n      repeats: 2\n      class_tokens: bench\n"
+        "network:\n  type: lora\n  dim: 32\n  alpha: 16\n  train: unet\n"
+        "training:\n  epochs: 2\n  save_every_n_epochs: 1\n  cache_text_encoder_outputs: memory\n"
+        "output:\n  name: tiny_lora\n  log_with: none\n"
+        f"kohya:\n  dir: {FAKE}\n  python: {sys.executable}\n"
+    )
+    return tmp_path
+
+
+def test_the_sdxl_plan_is_the_trainers(sdxl_project):
+    plan = make_plan(load_spec(sdxl_project / "spec.yaml"))
+    stdout, stderr = ((TRANSCRIPTS / f"sdxl_buckets.{s}").read_text(encoding="utf-8") for s in ("stdout", "stderr"))
+    summary = next(e for e in parse_transcript(stdout, stderr) if isinstance(e, TrainingSummary))
+    assert (
+        (plan.train_images_x_repeats, plan.batches_per_epoch, plan.epochs, plan.total_steps)
+        == (
+            summary.train_images,
+            summary.batches_per_epoch,
+            summary.epochs,
+            summary.total_steps,
+        )
+        == (48, 12, 2, 24)
+    )
+    # the trainer's bucket table (stderr "bucket N: resolution (W, H), count: C") against the plan's
+    logged = {
+        (int(w), int(h)): int(c)
+        for w, h, c in (
+            line.split("resolution (")[1].split(")")[0].split(", ") + [line.split("count: ")[1].split()[0]]
+            for line in stderr.splitlines()
+            if "INFO     bucket " in line
+        )
+    }
+    assert logged == plan.buckets
+    assert plan.family == "sdxl" and plan.lora_params == 85115602  # the LoRA the GPU run saved
+
+
+def test_an_sdxl_run_replayed_is_recorded_as_sdxl(sdxl_project):
+    outcome = run_spec(load_spec(sdxl_project / "spec.yaml"), RunOptions(runs_root=sdxl_project / "runs", plain=True))
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0)
+    folder = outcome.folder
+    lock = yaml.safe_load((folder / "spec.lock.yaml").read_text())
+    assert lock["model"]["family"] == "sdxl" and lock["kohya"]["script"] == "sdxl_train_network.py"
+    assert lock["argv"][-3].endswith("sdxl_train_network.py") and lock["plan"]["total_steps"] == 24
+    config = (folder / "config.toml").read_text()
+    assert "cache_text_encoder_outputs = true" in config and "network_train_unet_only = true" in config
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["type"] == "Step"]
+    assert steps[-1]["step"] == 24 and steps[-1]["epoch"] == 2
+    result = json.loads((folder / "result.json").read_text())
+    assert [Path(c["file"]).name for c in result["checkpoints"]] == [
+        "tiny_lora-000001.safetensors",
+        "tiny_lora.safetensors",
+    ]
+
+
+def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkeypatch):
+    """FLUX.1 through `run` against the stand-in flux_train_network.py replaying the real FLUX.1 run
+    (flux_lora.*: full-size random FLUX.1 dev on an H200, the same spec): the transformer and its three
+    files (local, one pinned by sha256), the CLIP-L and T5 tokenizer folders, the family's arguments,
+    and the plan's total against the trainer's."""
+    import hashlib
+
+    images(tmp_path / "img", [(512, 512)] * 16, caption="bench, a colour field")
+    header = {"double_blocks.0.img_attn.qkv.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]},
+              "single_blocks.0.linear1.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]}}  # fmt: skip
+    raw = json.dumps(header).encode()
+    (tmp_path / "flux.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    for name in ("ae", "clip_l", "t5xxl"):
+        fake_model(tmp_path / f"{name}.safetensors")
+    t5_sha = hashlib.sha256((tmp_path / "t5xxl.safetensors").read_bytes()).hexdigest()
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    tok = tokenizers(tmp_path / "tok", ("openai_clip-vit-large-patch14",))
+    (tok / "google_t5-v1_1-xxl").mkdir()
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        (tok / "google_t5-v1_1-xxl" / file).write_text("{}")
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tok))
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "flux_lora")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "model:\n  source: flux.safetensors\n  family: auto\n  ae: ae.safetensors\n  clip_l: clip_l.safetensors\n"
+        f"  t5xxl:\n    path: t5xxl.safetensors\n    sha256: {t5_sha}\n"
+        "dataset:\n  resolution: 512\n  batch_size: 2\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img\n      repeats: 10\n      class_tokens: bench\n"
+        "network:\n  type: lora\n  dim: 16\n  alpha: 16\n  train: unet\n"
+        "training:\n  epochs: null\n  max_steps: 30\n  cache_text_encoder_outputs: memory\n"
+        "output:\n  name: tiny_lora\n  log_with: none\n"
+        f"kohya:\n  dir: {FAKE}\n  python: {sys.executable}\n"
+    )
+    outcome = run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.diagnosis
+    lock = yaml.safe_load((outcome.folder / "spec.lock.yaml").read_text())
+    assert lock["model"]["family"] == "flux1" and lock["kohya"]["script"] == "flux_train_network.py"
+    config = (outcome.folder / "config.toml").read_text()
+    for name in ("ae", "clip_l", "t5xxl"):
+        assert f'{name} = "{tmp_path / (name + ".safetensors")}"' in config
+    assert 'network_module = "networks.lora_flux"' in config and "guidance_scale = 1.0" in config
+    events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
+    summary = next(e for e in events if e["type"] == "TrainingSummary")
+    assert summary["total_steps"] == lock["plan"]["total_steps"] == 30
+    plan = make_plan(load_spec(spec))
+    assert plan.lora_params == 76579120  # the GPU run's LoRA: 912 tensors, 76,579,120 parameters
+    assert abs(plan.lora_bytes - 153271240) < 1000  # and 153,271,240 bytes (the metadata is estimated)
+
+    lock_t5 = lock["components"]["t5xxl"]
+    assert lock_t5["sha256"] == t5_sha and lock_t5["path"] == str(tmp_path / "t5xxl.safetensors")
+
+    # a pinned sha256 that does not match stops the run before its folder exists, saying which file
+    spec.write_text(spec.read_text().replace(t5_sha, "f" * 64))
+    with pytest.raises(ModelError, match=r"model\.t5xxl: .* has SHA-256 .*, not the f{64} the spec pins"):
+        run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs2", plain=True))
+    assert not (tmp_path / "runs2").exists()
