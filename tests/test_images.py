@@ -400,4 +400,4 @@ def test_sizes_and_listing_match_sd_scripts(
 
 
 # Broken files imagesize sizes anyway; sd-scripts fails on them later, when Pillow loads the pixels.
-ENGINE_SIZES_GARBAGE = {"cut_header.png", "not_ihdr.png", "huge.png", "drawing.png", "cut.jxl"}
+ENGINE_SIZES_GARBAGE = {"cut_header.png", "not_ihdr.png", "huge.png", "drawing.png", "cut.jxl", "cut_in_pixels.jpg"}

@@ -162,3 +162,45 @@ def test_lora_size_is_predicted(write_spec, images, tmp_path):
     # measured: the dim-4 LoRA of this random-init SD1.5 is 9.5 MB in fp32 (shared/kohya/README.md);
     # save_precision fp16 halves it
     assert plan.lora_bytes is not None and 4.5e6 < plan.lora_bytes < 5.0e6
+
+
+def test_machines_multiply_the_processes_that_share_an_epoch(write_spec, images, tmp_path):
+    """sd-scripts divides an epoch's batches by accelerator.num_processes, the processes of every machine:
+    2 per machine x 2 machines behave as 4 processes on one."""
+    images(tmp_path / "img/10_sks", [(512, 512)] * 25)
+    machines = "launch:\n  num_processes: 2\n  num_machines: 2\n  main_process_ip: 10.0.0.1\n"
+    plan = make_plan(load_spec(spec_for(write_spec, batch=2, epochs=3, extra=machines)))
+    four = make_plan(load_spec(spec_for(write_spec, batch=2, epochs=3, extra="launch:\n  num_processes: 4\n")))
+    # 250 images x repeats / batch 2 = 125 batches; 4 processes -> 32 each (the last round repeats)
+    assert (plan.batches_per_epoch, plan.steps_per_epoch, plan.total_steps) == (32, 32, 96)
+    assert (four.batches_per_epoch, four.total_steps) == (32, 96)
+    assert (plan.processes, plan.machines, plan.effective_batch) == (2, 2, 8)
+    data = plan_json(plan)
+    assert (data["processes"], data["machines"], data["effective_batch"]) == (2, 2, 8)
+
+
+def test_a_learning_rate_set_for_another_effective_batch_is_warned(write_spec, images, tmp_path):
+    images(tmp_path / "img/10_sks", [(512, 512)] * 20)
+    one = make_plan(load_spec(spec_for(write_spec, batch=2)))
+    assert not [w for w in one.warnings if "effective batch" in w.message]
+    four = make_plan(load_spec(spec_for(write_spec, batch=2, extra="launch:\n  num_processes: 4\n")))
+    (warning,) = [w for w in four.warnings if "effective batch" in w.message]
+    assert warning.path == ("launch", "num_processes")
+    assert "effective batch 8 (batch 2 x 4 process(es) x 1 machine(s) x accumulation 1) is 4x the 2" in warning.message
+    assert "linear 0.0004, square root 0.0002" in warning.message  # learning_rate 1e-4 (the default)
+    said = "optimizer:\n  lr_reference_batch: 8\nlaunch:\n  num_processes: 4\n"
+    assert not [
+        w for w in make_plan(load_spec(spec_for(write_spec, batch=2, extra=said))).warnings if "effective" in w.message
+    ]
+    other = "optimizer:\n  lr_reference_batch: 16\n  unet_lr: 2.0e-4\nlaunch:\n  num_processes: 4\n"
+    (warning,) = [
+        w for w in make_plan(load_spec(spec_for(write_spec, batch=2, extra=other))).warnings if "effective" in w.message
+    ]
+    assert warning.path == ("optimizer", "lr_reference_batch") and "is 0.5x the 16" in warning.message
+    assert "linear 0.0001, square root 0.000141" in warning.message
+    adaptive = "optimizer:\n  type: Prodigy\n  learning_rate: 1.0\nlaunch:\n  num_processes: 4\n"
+    assert not [
+        w
+        for w in make_plan(load_spec(spec_for(write_spec, batch=2, extra=adaptive))).warnings
+        if "effective" in w.message
+    ]

@@ -218,3 +218,85 @@ def test_sdxl_only_flags_pass_for_sdxl():
 def test_spec_errors_stop_render(write_spec):
     with pytest.raises(SpecError):
         load_spec(write_spec("model: {source: x}\n"))
+
+
+FIRST_CLASS = """\
+model: {source: /m.safetensors, family: sdxl, no_half_vae: true}
+dataset:
+  resolution: 1024
+  subsets:
+    - path: /img/10_sks
+      caption_dropout_every_n_epochs: 3
+      keep_tokens_separator: "|||"
+      secondary_separator: ";;;"
+network: {type: locon, dim: 16, scale_weight_norms: 1.0}
+training:
+  seed: 7
+  multires_noise_iterations: 6
+  multires_noise_discount: 0.3
+  noise_offset: 0.05
+  adaptive_noise_scale: 0.01
+  ip_noise_gamma: 0.1
+  min_timestep: 100
+  max_timestep: 900
+  loss_type: huber
+  huber_c: 0.2
+  huber_schedule: exponential
+  huber_scale: 1.5
+  debiased_estimation_loss: true
+  zero_terminal_snr: true
+  save_every_n_steps: 100
+  save_last_n_steps: 300
+  save_state: true
+  resume: /runs/x-000004-state
+output: {log_with: wandb, wandb_run_name: my run}
+"""
+
+
+def test_first_class_settings_render_to_sd_scripts_keys(write_spec):
+    """The settings GUI users use most, each to the key sd-scripts takes, all on the argument surface."""
+    loaded = load_spec(write_spec(FIRST_CLASS))
+    inputs = RenderInputs(Path("/m.safetensors"), "sdxl", (10,), ("sks",), OUT, OUT, None)
+    rendered = render(loaded.spec, inputs, bundled_surface("sdxl_train_network.py"))
+    subset = tomllib.loads(rendered.dataset_toml)["datasets"][0]["subsets"][0]
+    assert {k: subset[k] for k in ("caption_dropout_every_n_epochs", "keep_tokens_separator", "secondary_separator")} == {
+        "caption_dropout_every_n_epochs": 3, "keep_tokens_separator": "|||", "secondary_separator": ";;;"
+    }  # fmt: skip
+    expected = {
+        "no_half_vae": True, "scale_weight_norms": 1.0, "seed": 7, "multires_noise_iterations": 6,
+        "multires_noise_discount": 0.3, "adaptive_noise_scale": 0.01, "ip_noise_gamma": 0.1, "min_timestep": 100,
+        "max_timestep": 900, "loss_type": "huber", "huber_c": 0.2, "huber_schedule": "exponential",
+        "huber_scale": 1.5, "debiased_estimation_loss": True, "zero_terminal_snr": True, "save_last_n_steps": 300,
+        "save_state": True, "resume": "/runs/x-000004-state", "wandb_run_name": "my run",
+    }  # fmt: skip
+    assert {k: rendered.config[k] for k in expected} == expected
+    assert check_dataset_keys(tomllib.loads(rendered.dataset_toml)) == []
+
+
+@pytest.mark.parametrize("network", ["ia3", "glora", "boft", "diag-oft"])
+def test_lycoris_algorithms_as_network_types(write_spec, network):
+    extra = ", constraint: 0.0001, rescaled: true" if network in ("boft", "diag-oft") else ""
+    path = write_spec(
+        "model: {source: /m.safetensors, family: sd15}\ndataset: {subsets: [{path: /img/10_a}]}\n"
+        f"network: {{type: {network}{extra}}}\n"
+    )
+    inputs = RenderInputs(Path("/m.safetensors"), "sd15", (10,), ("a",), OUT, OUT, None)
+    config = render(load_spec(path).spec, inputs, bundled_surface("train_network.py")).config
+    assert config["network_module"] == "lycoris.kohya"
+    args = dict(a.split("=", 1) for a in config["network_args"])
+    assert args["algo"] == network
+    if extra:
+        assert args["constraint"] == "0.0001" and args["rescaled"] == "True"
+
+
+def test_extra_args_the_dataset_config_sets_point_at_the_spec_field(write_spec):
+    base = (HERE / "specs/basic_lora.yaml").read_text()
+    for key, field in (
+        ("bucket_reso_steps: 32", "dataset.buckets.step"),
+        ("caption_extension: .cap", "dataset.caption_extension"),
+    ):
+        path = write_spec(base.replace("    scale_weight_norms: 1.0", f"    {key}"))
+        with pytest.raises(Exception) as info:
+            render_for(load_spec(path), OUT, INSTALL)
+        (message,) = [str(i) for i in info.value.issues]
+        assert f"is set by the dataset config rendered from {field}" in message, message

@@ -66,8 +66,10 @@ def test_every_error_at_once_with_its_line(write_spec):
         "spec.yaml:8: dataset.subsets[0].repeats: must be a whole number or one of 'folder', 'auto' (got 'lots')",
         "spec.yaml:9: dataset.subsets[0].netwrk: unknown key 'netwrk' (known here: path, repeats, class_tokens, "
         "caption_extension, regularization, shuffle_caption, keep_tokens, flip_aug, color_aug, random_crop, "
-        "caption_dropout_rate, caption_tag_dropout_rate, caption_prefix, caption_suffix)",
-        "spec.yaml:11: network.type: must be one of lora, dylora, locon, loha, lokr (got 'lorra'); did you mean 'lora'?",
+        "caption_dropout_rate, caption_tag_dropout_rate, caption_dropout_every_n_epochs, keep_tokens_separator, "
+        "secondary_separator, caption_prefix, caption_suffix)",
+        "spec.yaml:11: network.type: must be one of lora, dylora, locon, loha, lokr, ia3, glora, boft, diag-oft "
+        "(got 'lorra'); did you mean 'lora'?",
         "spec.yaml:13: optimizer.type: unknown optimizer 'AdamW8bt'; did you mean 'AdamW8bit'? (sd-scripts knows "
         "AdamW, AdamW8bit, PagedAdamW, PagedAdamW8bit, PagedAdamW32bit, Lion, Lion8bit, PagedLion8bit, SGDNesterov, "
         "SGDNesterov8bit, AdEMAMix8bit, PagedAdEMAMix8bit, DAdaptation, DAdaptAdamPreprint, DAdaptAdaGrad, "
@@ -251,3 +253,70 @@ def test_path_syntax_round_trips():
     assert format_path(("dataset", "subsets", 0, "repeats")) == "dataset.subsets[0].repeats"
     with pytest.raises(ValueError):
         parse_path("dataset..x")
+
+
+def test_rules_of_the_first_class_settings(write_spec):
+    """What sd-scripts refuses is an error; what it ignores, a warning."""
+    spec = MINIMAL.replace("  type: lora\n", "  type: dylora\n  scale_weight_norms: 1.0\n  args: {unit: 4}\n")
+    spec += (
+        "training:\n  adaptive_noise_scale: 0.01\n  min_timestep: 500\n  max_timestep: 400\n"
+        "  scale_v_pred_loss_like_noise_pred: true\n"
+    )
+    assert errors_of(write_spec(spec)) == [
+        "spec.yaml:10: network.args.unit: network.unit sets it; set that field instead",
+        "spec.yaml:9: network.scale_weight_norms: networks.dylora has no max-norm regularization (sd-scripts would "
+        "fail on it); use lora or a LyCORIS type",
+        "spec.yaml:12: training.adaptive_noise_scale: needs training.noise_offset (sd-scripts refuses it alone)",
+        "spec.yaml:13: training.min_timestep: must be below max_timestep (400)",
+        "spec.yaml:15: training.scale_v_pred_loss_like_noise_pred: needs a v-prediction model (family sd2-v or "
+        "model.v_parameterization); sd-scripts refuses it otherwise",
+    ]
+    warned = load_spec(
+        write_spec(
+            MINIMAL.replace("  type: lora\n", "  type: ia3\n")
+            + "training:\n  huber_c: 0.2\n  multires_noise_discount: 0.3\n  zero_terminal_snr: true\n"
+            + "  save_last_n_steps: 100\noutput:\n  wandb_run_name: x\n"
+        )
+    ).warnings
+    said = "\n".join(str(w) for w in warned)
+    for text in ("huber_c: has no effect with loss_type l2", "multires_noise_discount: has no effect",
+                 "zero_terminal_snr: is meant for v-prediction", "save_last_n_steps: only counts step checkpoints",
+                 "wandb_run_name: is used only with output.log_with", "recommends preset ia3"):  # fmt: skip
+        assert text in said, text
+
+
+def test_network_args_may_not_replace_the_type_or_a_field(write_spec):
+    """`type: locon` with `args: {algo: ia3}` used to train (IA)^3 in silence; now network.type says it."""
+    path = write_spec(MINIMAL.replace("  type: lora\n", "  type: locon\n  args: {algo: ia3, conv_dim: 4}\n"))
+    assert errors_of(path) == [
+        "spec.yaml:9: network.args.algo: the algorithm is network.type (locon); set network.type instead (lora, "
+        "dylora, locon, loha, lokr, ia3, glora, boft, diag-oft)",
+        "spec.yaml:9: network.args.conv_dim: network.conv_dim sets it; set that field instead",
+    ]
+
+
+def test_bucket_step_is_what_sd_scripts_asserts_for_the_family(write_spec):
+    sd15 = MINIMAL.replace("dataset:\n", "dataset:\n  buckets: {step: 32}\n")
+    assert errors_of(write_spec(sd15)) == [
+        "spec.yaml:5: dataset.buckets.step: sd-scripts asserts a multiple of 64 for sd15 (got 32)"
+    ]
+    load_spec(write_spec(sd15.replace("family: sd15", "family: sdxl")))  # 32 is SDXL's own step
+    auto = sd15.replace("family: sd15", "family: auto").replace("step: 32", "step: 16")
+    assert errors_of(write_spec(auto)) == [
+        "spec.yaml:5: dataset.buckets.step: sd-scripts asserts a multiple of 32 for SDXL, and of 64 for SD1.x/SD2.x "
+        "(got 16)"
+    ]
+    load_spec(write_spec(sd15.replace("{step: 32}", "{enabled: false, step: 32}")))  # not read without buckets
+
+
+def test_a_random_seed_is_drawn_when_the_spec_is_read(write_spec):
+    path = write_spec(MINIMAL + "training:\n  seed: random\n")
+    first, second = load_spec(path), load_spec(path)
+    assert first.seed_drawn and isinstance(first.spec.training.seed, int)
+    assert 0 <= first.spec.training.seed < 2**32
+    seeds = {load_spec(path).spec.training.seed for _ in range(5)} | {second.spec.training.seed}
+    assert len(seeds) > 1
+    assert not load_spec(write_spec(MINIMAL)).seed_drawn
+    assert errors_of(write_spec(MINIMAL + "training:\n  seed: randum\n"))[0].startswith(
+        "spec.yaml:10: training.seed: must be"
+    )

@@ -256,10 +256,12 @@ def test_unknown_key_through_set_is_located_at_the_set(write_spec):
     assert errors_of(path, ("dataset.batchsize=4", "trainning.epochs=3", "training.foo.bar=1")) == [
         "--set dataset.batchsize=4: dataset.batchsize: unknown key 'batchsize'; did you mean 'batch_size'?",
         "--set training.foo.bar=1: training.foo: unknown key 'foo' (known here: epochs, max_steps, "
-        "save_every_n_epochs, save_every_n_steps, save_last_n_epochs, mixed_precision, save_precision, seed, "
-        "cache_latents, gradient_checkpointing, gradient_accumulation, noise_offset, min_snr_gamma, attention, "
-        "max_token_length, workers, persistent_workers, stop_on_nan, zero_terminal_snr, "
-        "scale_v_pred_loss_like_noise_pred, blocks_to_swap, cache_text_encoder_outputs)",
+        "save_every_n_epochs, save_every_n_steps, save_last_n_epochs, save_last_n_steps, save_state, resume, "
+        "mixed_precision, save_precision, seed, cache_latents, gradient_checkpointing, gradient_accumulation, "
+        "noise_offset, min_snr_gamma, multires_noise_iterations, multires_noise_discount, adaptive_noise_scale, "
+        "ip_noise_gamma, min_timestep, max_timestep, loss_type, huber_c, huber_schedule, huber_scale, "
+        "debiased_estimation_loss, zero_terminal_snr, scale_v_pred_loss_like_noise_pred, attention, "
+        "max_token_length, workers, persistent_workers, stop_on_nan, blocks_to_swap, cache_text_encoder_outputs)",
         "--set trainning.epochs=3: trainning: unknown key 'trainning'; did you mean 'training'?",
     ]
 
@@ -316,8 +318,8 @@ def test_rerun_of_a_tampered_lock_exits_2_located(lock_dir):
     ]
     network_line = good.splitlines().index("    type: lora") + 1
     assert rerun_errors(good.replace("type: lora", "type: lorra"))[0] == (
-        f"spec.lock.yaml:{network_line}: spec.network.type: must be one of lora, dylora, locon, loha, lokr "
-        "(got 'lorra'); did you mean 'lora'?"
+        f"spec.lock.yaml:{network_line}: spec.network.type: must be one of lora, dylora, locon, loha, lokr, ia3, "
+        "glora, boft, diag-oft (got 'lorra'); did you mean 'lora'?"
     )
     assert rerun_errors("just text\n") == [
         "spec.lock.yaml:1: not an artlab-kohya run lock (a YAML table with spec: and model:)",

@@ -381,3 +381,16 @@ def test_disk_full_before_launch(project, monkeypatch, small_disk):
         if result.exists():
             assert json.loads(result.read_text())["status"] == "failed"
     shutil.rmtree(small_disk / "runs", ignore_errors=True)
+
+
+def test_a_random_seed_is_one_number_in_the_config_the_lock_and_a_rerun(project, monkeypatch):
+    spec = project / "spec.yaml"
+    spec.write_text(spec.read_text().replace("  epochs: 2\n", "  epochs: 2\n  seed: random\n"))
+    first = run(project, "lora", monkeypatch)
+    lock = yaml.safe_load((first.folder / "spec.lock.yaml").read_text())
+    config = tomllib.loads((first.folder / "config.toml").read_text())
+    assert isinstance(lock["seed"], int) and lock["seed"] == lock["spec"]["training"]["seed"]
+    assert config["training_arguments"]["seed"] == lock["seed"]
+    assert "seed: random" in (first.folder / "spec.yaml").read_text()  # the spec as written, beside the number
+    loaded, _ = load_lock(first.folder, plain=True)
+    assert loaded.spec.training.seed == lock["seed"] and not loaded.seed_drawn

@@ -9,6 +9,8 @@ from ..spec.model import Spec
 from ..trainer.install import Install
 from ..trainer.process import CHILD_ENV
 
+DEFAULT_MAIN_PORT = 29500  # accelerate's own default, passed so that the argv says it
+
 
 def build_command(
     spec: Spec, install: Install, config_path: Path, family: Family, *, offline: bool = False
@@ -19,16 +21,26 @@ def build_command(
     whole record of how the trainer was started.
     """
     launch = spec.launch
+    total = launch.num_processes * launch.num_machines  # accelerate's --num_processes counts all machines'
     argv = [
         install.python, "-m", "accelerate.commands.launch",
-        "--num_processes", str(launch.num_processes),
-        "--num_machines", "1",
+        "--num_processes", str(total),
+        "--num_machines", str(launch.num_machines),
         "--mixed_precision", launch.mixed_precision or spec.training.mixed_precision,
         "--dynamo_backend", "no",
         "--num_cpu_threads_per_process", str(launch.cpu_threads),
     ]  # fmt: skip
-    if launch.num_processes > 1:
+    if total > 1:  # torchrun, one process per GPU (on a machine without CUDA: CPU processes, gloo)
         argv.append("--multi_gpu")
+    if launch.num_machines > 1:
+        argv += [
+            "--machine_rank", str(launch.machine_rank),
+            "--main_process_ip", str(launch.main_process_ip),
+            "--main_process_port", str(launch.main_process_port or DEFAULT_MAIN_PORT),
+            "--rdzv_backend", launch.rdzv_backend,
+        ]  # fmt: skip
+        if launch.same_network:
+            argv.append("--same_network")
     if launch.gpu_ids is not None:
         argv += ["--gpu_ids", ",".join(str(g) for g in launch.gpu_ids)]
     argv += [str(install.dir / script_for(family)), "--config_file", str(config_path)]

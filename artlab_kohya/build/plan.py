@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from ..dataset.buckets import (
     batches_per_process,
     steps_per_epoch,
 )
 from ..dataset.images import IMAGE_EXTENSIONS, ImageHeaderError, list_images, read_sizes
-from ..dataset.steps import count_steps, solve_auto_repeats, subset_repeats
+from ..dataset.steps import count_steps, solve_auto_repeats, subset_repeats, world_size
 from ..spec import Issue, LoadedSpec, SpecError, guide
 from ..spec.families import ALIASES, Architecture, Family, Sd3Variant, architecture, resolve_family
 from ..spec.model import Spec
@@ -49,7 +49,8 @@ class Plan:
     batches_per_epoch: int
     epochs: int
     gradient_accumulation: int
-    processes: int
+    processes: int  # on each machine
+    machines: int
     steps_per_epoch: int
     total_steps: int
     saves: tuple[str, ...]
@@ -59,6 +60,11 @@ class Plan:
     lora_params: int | None
     auto_repeats: str | None
     warnings: list[Issue] = field(default_factory=list)
+
+    @property
+    def effective_batch(self) -> int:
+        """Images per optimizer step, all processes together: batch x processes x machines x accumulation."""
+        return self.batch_size * self.processes * self.machines * self.gradient_accumulation
 
 
 def _scan(loaded: LoadedSpec) -> tuple[list[list[tuple[int, int]]], list[Issue]]:
@@ -189,18 +195,20 @@ def sd3_variant_of(spec: Spec) -> Sd3Variant | None:
 def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | None]:
     if family is None:
         return None, None
-    from ..models.netsize import SaveDtype, predict
+    from ..models.netsize import NetworkType, SaveDtype, predict
 
     net, arch = spec.network, architecture(family)
+    if net.type not in get_args(NetworkType):
+        return None, None  # no size model for LyCORIS ia3, glora and the OFTs
     variant = sd3_variant_of(spec) if arch == "sd3" else None
     if arch in ("flux1", "sd3") and (net.type != "lora" or (arch == "sd3" and variant is None)):
         return None, None  # sized for networks.lora_flux / lora_sd3, and SD3 once its variant is known
     section = spec.flux if arch == "flux1" else spec.sd3 if arch == "sd3" else None
     size = predict(
         arch,
-        net.type,
+        cast(NetworkType, net.type),
         dim=net.dim,
-        conv_dim=net.conv_dim,  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each module)
+        conv_dim=getattr(net, "conv_dim", None),  # unset: none for lora/dylora, dim for LyCORIS (netsize follows each)
         train_unet=net.train != "text_encoder",
         train_text_encoder=net.train != "unet",
         save_dtype=cast(SaveDtype, {"float": "fp32"}.get(spec.training.save_precision, spec.training.save_precision)),
@@ -225,7 +233,8 @@ def make_plan(loaded: LoadedSpec) -> Plan:
     else:
         final = [r for r in repeats if r is not None]
     count, steps, epochs = count_steps(spec, sizes, final)
-    per_epoch = steps_per_epoch(count.batches, spec.training.gradient_accumulation, spec.launch.num_processes)
+    world = world_size(spec)
+    per_epoch = steps_per_epoch(count.batches, spec.training.gradient_accumulation, world)
     too_many = _too_many_saves(loaded, epochs, steps)
     if too_many:
         raise PlanError([too_many], loaded.path)
@@ -242,10 +251,11 @@ def make_plan(loaded: LoadedSpec) -> Plan:
         train_images_x_repeats=count.num_train_images,
         reg_images_x_repeats=count.num_reg_images,
         batch_size=spec.dataset.batch_size,
-        batches_per_epoch=batches_per_process(count.batches, spec.launch.num_processes),
+        batches_per_epoch=batches_per_process(count.batches, world),
         epochs=epochs,
         gradient_accumulation=spec.training.gradient_accumulation,
         processes=spec.launch.num_processes,
+        machines=spec.launch.num_machines,
         steps_per_epoch=per_epoch,
         total_steps=steps,
         saves=saves,
@@ -272,8 +282,37 @@ def plan_checked(loaded: LoadedSpec) -> Plan:
     return plan
 
 
+def _batch_warning(loaded: LoadedSpec, plan: Plan) -> Issue | None:
+    """The learning rates were chosen for one effective batch (optimizer.lr_reference_batch, else one
+    process's batch x accumulation, as the guide's rates are); a run with another is warned, with the
+    rates scaled the two usual ways. Adaptive optimizers (DAdaptation, Prodigy) find their own."""
+    from ..spec.rules import is_adaptive
+
+    opt = loaded.spec.optimizer
+    if is_adaptive(opt.type):
+        return None
+    reference = opt.lr_reference_batch or plan.batch_size * plan.gradient_accumulation
+    if reference == plan.effective_batch:
+        return None
+    ratio = plan.effective_batch / reference
+    rate = opt.unet_lr or opt.learning_rate
+    at = ("optimizer", "lr_reference_batch") if opt.lr_reference_batch else ("launch", "num_processes")
+    said = "optimizer.lr_reference_batch" if opt.lr_reference_batch else "one process (batch x accumulation)"
+    return loaded.issue(
+        "warning",
+        at,
+        f"effective batch {plan.effective_batch} (batch {plan.batch_size} x {plan.processes} process(es) x "
+        f"{plan.machines} machine(s) x accumulation {plan.gradient_accumulation}) is {ratio:g}x the {reference} "
+        f"the learning rates were set for ({said}); the rate {rate:g} scaled: linear {rate * ratio:.3g}, "
+        f"square root {rate * ratio**0.5:.3g}. Set optimizer.lr_reference_batch: {plan.effective_batch} once the "
+        "rates are chosen for this batch",
+    )
+
+
 def _warnings(loaded: LoadedSpec, plan: Plan) -> list[Issue]:
     out = []
+    if (batch := _batch_warning(loaded, plan)) is not None:
+        out.append(batch)
     for sub in plan.subsets:
         if not sub.regularization and sub.images < guide.MIN_IMAGES:
             out.append(
@@ -317,6 +356,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "epochs": plan.epochs,
         "gradient_accumulation": plan.gradient_accumulation,
         "processes": plan.processes,
+        "machines": plan.machines,
+        "effective_batch": plan.effective_batch,
         "steps_per_epoch": plan.steps_per_epoch,
         "total_steps": plan.total_steps,
         "saves": list(plan.saves),
@@ -364,10 +405,12 @@ def print_plan(plan: Plan) -> None:
         ("train images x repeats", plan.train_images_x_repeats),
         ("reg images x repeats", plan.reg_images_x_repeats),
         ("batch size per device", plan.batch_size),
-        ("batches per epoch", plan.batches_per_epoch),
-        ("processes", plan.processes),
+        ("batches per epoch (each process)", plan.batches_per_epoch),
+        ("processes per machine", plan.processes),
+        ("machines", plan.machines),
         ("gradient accumulation", plan.gradient_accumulation),
-        ("steps per epoch", plan.steps_per_epoch),
+        ("effective batch (all processes)", plan.effective_batch),
+        ("steps per epoch (each process)", plan.steps_per_epoch),
         ("epochs", plan.epochs),
         ("total optimization steps", plan.total_steps),
     ]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_atomic
+from ..spec.blocks import BLOCK_NAMES, named_values
 from ..spec.families import FAMILY_INFO, Family
 from ..spec.model import (
     DyLoraNetwork,
@@ -18,6 +19,7 @@ from ..spec.model import (
     LoraNetwork,
     Spec,
     _LycorisNetwork,
+    _OftNetwork,
 )
 from ..trainer.surface import Surface
 from .family_args import family_network, family_problems, family_sections
@@ -68,6 +70,34 @@ class Rendered:
             written.append(folder / name)
         return written
 
+
+# sd-scripts arguments that a --dataset_config overrides (or makes it ignore), and the spec field that sets each.
+DATASET_ARGUMENTS = {
+    "resolution": "dataset.resolution",
+    "train_batch_size": "dataset.batch_size",
+    "enable_bucket": "dataset.buckets.enabled",
+    "min_bucket_reso": "dataset.buckets.min_resolution",
+    "max_bucket_reso": "dataset.buckets.max_resolution",
+    "bucket_reso_steps": "dataset.buckets.step",
+    "bucket_no_upscale": "dataset.buckets.no_upscale",
+    "caption_extension": "dataset.caption_extension",
+    "train_data_dir": "dataset.subsets[].path",
+    "reg_data_dir": "dataset.subsets[].path (regularization: true)",
+    "in_json": "dataset.subsets",
+    "dataset_repeats": "dataset.subsets[].repeats",
+    "shuffle_caption": "dataset.subsets[].shuffle_caption",
+    "keep_tokens": "dataset.subsets[].keep_tokens",
+    "keep_tokens_separator": "dataset.subsets[].keep_tokens_separator",
+    "secondary_separator": "dataset.subsets[].secondary_separator",
+    "flip_aug": "dataset.subsets[].flip_aug",
+    "color_aug": "dataset.subsets[].color_aug",
+    "random_crop": "dataset.subsets[].random_crop",
+    "caption_dropout_rate": "dataset.subsets[].caption_dropout_rate",
+    "caption_dropout_every_n_epochs": "dataset.subsets[].caption_dropout_every_n_epochs",
+    "caption_tag_dropout_rate": "dataset.subsets[].caption_tag_dropout_rate",
+    "caption_prefix": "dataset.subsets[].caption_prefix",
+    "caption_suffix": "dataset.subsets[].caption_suffix",
+}
 
 DATASET_FILE = "dataset.toml"
 CONFIG_FILE = "config.toml"
@@ -125,6 +155,12 @@ def _dataset_doc(spec: Spec, inputs: RenderInputs) -> dict[str, Any]:
             "caption_dropout_rate": sub.caption_dropout_rate,
             "caption_tag_dropout_rate": sub.caption_tag_dropout_rate,
         }
+        if sub.caption_dropout_every_n_epochs:
+            entry["caption_dropout_every_n_epochs"] = sub.caption_dropout_every_n_epochs
+        if sub.keep_tokens_separator is not None:
+            entry["keep_tokens_separator"] = sub.keep_tokens_separator
+        if sub.secondary_separator is not None:
+            entry["secondary_separator"] = sub.secondary_separator
         if sub.caption_prefix is not None:
             entry["caption_prefix"] = sub.caption_prefix
         if sub.caption_suffix is not None:
@@ -134,7 +170,7 @@ def _dataset_doc(spec: Spec, inputs: RenderInputs) -> dict[str, Any]:
     return {"datasets": [dataset]}
 
 
-def _network(spec: Spec) -> dict[str, Any]:
+def _network(spec: Spec, family: Family) -> dict[str, Any]:
     net = spec.network
     args: dict[str, Any] = {}
     if isinstance(net, LoraNetwork | DyLoraNetwork):
@@ -142,21 +178,22 @@ def _network(spec: Spec) -> dict[str, Any]:
     else:
         module = "lycoris.kohya"
         args["algo"] = net.type
-    args["conv_dim"] = net.conv_dim
-    args["conv_alpha"] = net.conv_alpha
+    args["conv_dim"] = getattr(net, "conv_dim", None)
+    args["conv_alpha"] = getattr(net, "conv_alpha", None)
     if isinstance(net, DyLoraNetwork):
         args["unit"] = net.unit
     if isinstance(net, LoraNetwork | _LycorisNetwork):
         args["rank_dropout"] = net.rank_dropout
         args["module_dropout"] = net.module_dropout
     if isinstance(net, LoraNetwork):
-        for name in ("block_dims", "block_alphas", "down_lr_weight", "up_lr_weight"):
-            values = getattr(net, name)
-            args[name] = None if values is None else ",".join(_plain(v) for v in values)
-        args["mid_lr_weight"] = net.mid_lr_weight
+        args |= _blocks(net, family)
     if isinstance(net, _LycorisNetwork):
         args["use_tucker"] = net.use_tucker or None
+    if not isinstance(net, LoraNetwork | DyLoraNetwork):
         args["preset"] = net.preset
+    if isinstance(net, _OftNetwork):
+        args["constraint"] = net.constraint
+        args["rescaled"] = net.rescaled or None
     if isinstance(net, LokrNetwork) and net.factor != -1:
         args["factor"] = net.factor
     args |= net.args
@@ -166,11 +203,43 @@ def _network(spec: Spec) -> dict[str, Any]:
         "network_dim": net.dim,
         "network_alpha": float(net.alpha),
         "network_dropout": net.dropout,
+        "scale_weight_norms": net.scale_weight_norms,
         "network_args": network_args or None,
         "network_weights": str(net.weights) if net.weights else None,
         "network_train_unet_only": net.train == "unet",
         "network_train_text_encoder_only": net.train == "text_encoder",
     }
+
+
+def _blocks(net: LoraNetwork, family: Family) -> dict[str, str | None]:
+    """Block vectors as networks.lora reads them: comma-separated; a named vector (spec/blocks.py) scaled by
+    the dim or alpha it is a share of, and cut into the down/up parts for the learning-rate weights."""
+    out: dict[str, str | None] = {}
+    scales = {"block_dims": net.dim, "block_alphas": net.alpha, "conv_block_dims": net.conv_dim,
+              "conv_block_alphas": net.conv_alpha}  # fmt: skip
+    for name in ("block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight",
+                 "up_lr_weight"):  # fmt: skip
+        value = getattr(net, name)
+        if value is None:
+            out[name] = None
+            continue
+        if isinstance(value, str) and value not in BLOCK_NAMES:
+            out[name] = value  # sd-scripts' own lr-weight curve
+            continue
+        if isinstance(value, str):
+            if family == "sdxl":
+                raise RenderError([(("network", name), f"the named vectors ({value}) are SD1.x/SD2.x's blocks; "
+                                    "give SDXL's values as a list")])  # fmt: skip
+            values: list[Any] = named_values(name, value, scales.get(name))
+        else:
+            values = list(value)
+        out[name] = ",".join(_plain(v) for v in values)
+    mid = net.mid_lr_weight
+    if isinstance(mid, list):
+        out["mid_lr_weight"] = ",".join(_plain(v) for v in mid)
+    else:
+        out["mid_lr_weight"] = None if mid is None else _plain(mid)
+    return out
 
 
 def _plain(value: Any) -> str:
@@ -200,6 +269,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "v_parameterization": v_pred,
             "clip_skip": model.clip_skip,
             "vae": str(model.vae) if model.vae else None,
+            "no_half_vae": model.no_half_vae,
             "tokenizer_cache_dir": str(inputs.tokenizer_cache_dir) if inputs.tokenizer_cache_dir else None,
         },
         "dataset_arguments": {
@@ -210,7 +280,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "max_data_loader_n_workers": training.workers,
             "persistent_data_loader_workers": training.persistent_workers,
         },
-        "network_arguments": family_network(_network(spec), spec, family),
+        "network_arguments": family_network(_network(spec, family), spec, family),
         "optimizer_arguments": {
             "optimizer_type": opt.type,
             "learning_rate": opt.learning_rate,
@@ -232,13 +302,16 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "save_every_n_epochs": training.save_every_n_epochs,
             "save_every_n_steps": training.save_every_n_steps,
             "save_last_n_epochs": training.save_last_n_epochs,
+            "save_last_n_steps": training.save_last_n_steps,
+            "save_state": training.save_state,
+            "resume": str(training.resume) if training.resume else None,
             "training_comment": out.comment,
         },
         "training_arguments": {
             "max_train_epochs": training.epochs if training.max_steps is None else None,
             "max_train_steps": training.max_steps,
             "mixed_precision": training.mixed_precision,
-            "seed": training.seed,
+            "seed": training.seed if isinstance(training.seed, int) else None,
             "gradient_checkpointing": training.gradient_checkpointing,
             "gradient_accumulation_steps": training.gradient_accumulation,
             "sdpa": training.attention == "sdpa",
@@ -246,8 +319,22 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "mem_eff_attn": training.attention == "mem_eff",
             "noise_offset": training.noise_offset,
             "min_snr_gamma": training.min_snr_gamma,
+            "multires_noise_iterations": training.multires_noise_iterations,
+            "multires_noise_discount": training.multires_noise_discount,
+            "adaptive_noise_scale": training.adaptive_noise_scale,
+            "ip_noise_gamma": training.ip_noise_gamma,
+            "min_timestep": training.min_timestep,
+            "max_timestep": training.max_timestep,
+            "loss_type": None if training.loss_type == "l2" else training.loss_type,
+            "huber_c": training.huber_c,
+            "huber_schedule": training.huber_schedule,
+            "huber_scale": training.huber_scale,
+            "debiased_estimation_loss": training.debiased_estimation_loss,
+            "zero_terminal_snr": training.zero_terminal_snr,
+            "scale_v_pred_loss_like_noise_pred": training.scale_v_pred_loss_like_noise_pred,
             "logging_dir": str(inputs.logging_dir) if inputs.logging_dir and out.log_with != "none" else None,
             "log_with": None if out.log_with == "none" else out.log_with,
+            "wandb_run_name": out.wandb_run_name,
         },
         "sample_arguments": {
             "sample_prompts": str(inputs.config_dir / PROMPTS_FILE) if spec.sample.prompts else None,
@@ -270,6 +357,10 @@ def _check(sections: dict[str, dict[str, Any]], spec: Spec, surface: Surface) ->
     rendered = {k for name, table in sections.items() if name != "extra_arguments" for k in table}
     for key, value in spec.kohya.extra_args.items():
         where = ("kohya", "extra_args", key)
+        if key in DATASET_ARGUMENTS:
+            problems.append((where, f"--{key} is set by the dataset config rendered from {DATASET_ARGUMENTS[key]} "
+                             "(sd-scripts would not read it from here); set that spec field instead"))  # fmt: skip
+            continue
         if key in rendered or key in ("config_file", "dataset_config", "output_config"):
             problems.append((where, f"--{key} is set from the spec already; change the spec field instead"))
             continue

@@ -7,13 +7,17 @@ from __future__ import annotations
 import click
 
 from ..errors import ArtlabError
+from .cancel import cancel
 from .caption import caption
 from .check import check
 from .dataset import dataset
 from .doctor import doctor
 from .explain import explain
+from .export_gui import export_gui
 from .fetch import fetch
+from .import_gui import import_gui
 from .init import init
+from .lora import lora
 from .pick import pick
 from .plan import plan
 from .render import render
@@ -23,6 +27,7 @@ from .run import run
 from .runs import runs
 from .schema import schema
 from .show import show
+from .submit import submit
 from .sweep import sweep
 
 
@@ -42,6 +47,6 @@ def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
 
 
-COMMANDS = (init, check, plan, render, run, rerun, sweep, runs, show, pick, report)
-for command in (*COMMANDS, fetch, doctor, dataset, caption, schema, explain):
+COMMANDS = (init, check, plan, render, run, rerun, sweep, submit, cancel, runs, show, pick, report)
+for command in (*COMMANDS, fetch, doctor, dataset, caption, lora, import_gui, export_gui, schema, explain):
     main.add_command(command)

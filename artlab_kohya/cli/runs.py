@@ -16,9 +16,10 @@ from .common import loss_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def runs(folder: Path | None, window: tuple[float, float], as_json: bool) -> None:
     """List the runs under DIR (default ./runs), or the runs of a sweep folder: status (abandoned: a
-    running run whose process is gone), start, duration, steps, final loss, the epoch `pick` would
-    choose and its loss, base model, the values a sweep varied, and the spec's git commit ("dirty" when
-    the spec file differed from it at launch)."""
+    running run whose process is gone; submitted: waiting for its SLURM job), the SLURM job and its
+    state for submitted runs (pending, running, completed, failed, cancelled, timeout), start, duration,
+    steps, final loss, the epoch `pick` would choose and its loss, base model, the values a sweep
+    varied, and the spec's git commit ("dirty" when the spec file differed from it at launch)."""
     from ..errors import InputError
     from ..experiments.listing import list_runs, text_table
     from ..experiments.records import RecordError
@@ -27,6 +28,8 @@ def runs(folder: Path | None, window: tuple[float, float], as_json: bool) -> Non
         listing = list_runs(folder or Path("runs"), window)
     except RecordError as exc:
         raise InputError(str(exc)) from None
+    for note in listing.notes:
+        click.echo(f"note: {note}", err=True)
     if as_json:
         click.echo(json.dumps({"varied": listing.varied, "runs": listing.rows}, indent=2))
         return

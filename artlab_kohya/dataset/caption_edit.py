@@ -56,7 +56,7 @@ _LOCK = "lock"
 # The spec's rule for caption_extension (spec.model): a dot, then letters, digits or "_". sd-scripts appends
 # the extension to the image's name without adding a dot, so "txt" would mean "img001txt"; and "" would make
 # every file in the folder a caption.
-CAPTION_EXTENSION = re.compile(r"^\.[A-Za-z0-9_]+$")
+CAPTION_EXTENSION = re.compile(r"^\.[A-Za-z0-9_-]+$")
 
 
 class CaptionError(ArtlabError):
@@ -73,7 +73,9 @@ def check_caption_extension(extension: str) -> str:
         raise ValueError(
             f"{extension!r} has no leading dot: sd-scripts would look for 'img001{extension}'; write '.{extension}'"
         )
-    raise ValueError(f"{extension!r}: a caption extension is a dot and letters or digits, e.g. .txt or .caption")
+    raise ValueError(
+        f"{extension!r}: a caption extension is a dot and letters, digits, '_' or '-', e.g. .txt or .caption"
+    )
 
 
 @dataclass(frozen=True)

@@ -191,12 +191,14 @@ def _failure(model: str, rc: int, events: list[Event], python: str) -> str:
 
 
 class ConsoleProgress:
-    """Shows captioning events: a progress bar on a terminal, a line per 10% elsewhere; log lines as they come."""
+    """Shows a script's events (captioning, `lora resize`/`merge`): a progress bar on a terminal, a line per
+    10% elsewhere; log lines as they come."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, label: str = "captioning") -> None:
         from rich.console import Console
 
         self.console = console or Console(stderr=True)
+        self.label = label
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
         self._shown = -1
@@ -214,16 +216,16 @@ class ConsoleProgress:
             tenth = event.n * 10 // total if total else event.n
             if tenth != self._shown:
                 self._shown = tenth
-                self.console.print(f"captioning {event.n}/{total or '?'}", highlight=False)
+                self.console.print(f"{self.label} {event.n}/{total or '?'}", highlight=False)
             return
         if self._bar is None or self._task is None:
             from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
 
             columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            self._bar = Bar("captioning", *columns, console=self.console)
+            self._bar = Bar(self.label, *columns, console=self.console)
             self._bar.start()
-            self._task = self._bar.add_task("captioning", total=total or None)
+            self._task = self._bar.add_task(self.label, total=total or None)
         self._bar.update(self._task, completed=event.n, total=total or None)
 
     def close(self) -> None:

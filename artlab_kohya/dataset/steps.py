@@ -14,6 +14,12 @@ from .images import folder_repeats
 MAX_AUTO_REPEATS = MAX_REPEATS
 
 
+def world_size(spec: Spec) -> int:
+    """accelerate's num_processes inside the trainer: every process of every machine. sd-scripts divides
+    the batches of an epoch among them (ceil(batches / world size) each)."""
+    return spec.launch.num_processes * spec.launch.num_machines
+
+
 def bucket_config(spec: Spec) -> BucketConfig:
     ds = spec.dataset
     res = ds.resolution
@@ -71,7 +77,7 @@ def count_steps(spec: Spec, sizes: list[list[tuple[int, int]]], repeats: list[in
         for s, r, sub in zip(sizes, repeats, spec.dataset.subsets, strict=True)
     ]
     count = dataset_batches(bucket_config(spec), subsets, spec.dataset.batch_size)
-    training, processes = spec.training, spec.launch.num_processes
+    training, processes = spec.training, world_size(spec)
     if training.max_steps is not None:
         epochs = epochs_for_steps(count.batches, training.max_steps, training.gradient_accumulation, processes)
         return count, training.max_steps, epochs
@@ -100,11 +106,12 @@ def solve_auto_repeats(
     chosen = high
     images = sum(len(s) for s, r in zip(sizes, repeats, strict=True) if r is None)
     epochs = spec.training.epochs or 1
-    estimate = target * spec.dataset.batch_size * spec.training.gradient_accumulation * spec.launch.num_processes
+    processes = world_size(spec)
+    estimate = target * spec.dataset.batch_size * spec.training.gradient_accumulation * processes
     why = (
         f"repeats auto = {chosen}: the smallest repeats whose total reaches {target} steps "
         f"(about {target} x batch {spec.dataset.batch_size} x accumulation {spec.training.gradient_accumulation} "
-        f"x processes {spec.launch.num_processes} / ({images} images x {epochs} epochs) = "
+        f"x processes {processes} / ({images} images x {epochs} epochs) = "
         f"{estimate / max(images * epochs, 1):.1f}, then buckets rounded up) -> {steps_with(chosen)} steps"
     )
     return [chosen if x is None else x for x in repeats], why

@@ -7,12 +7,12 @@ lists its own runs in matrix order; a runs root finds the sweeps under it and gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .pick import Window, pick
-from .records import RecordError, find_runs, find_sweeps, is_sweep_folder, read_sweep, summarize
+from .records import ABANDONED, RecordError, find_runs, find_sweeps, is_sweep_folder, read_sweep, summarize
 from .values import format_value
 
 
@@ -20,6 +20,7 @@ from .values import format_value
 class Listing:
     rows: list[dict[str, Any]]
     varied: list[str]  # the sweeps' matrix keys, in order
+    notes: list[str] = field(default_factory=list)  # what could not be shown (SLURM absent), each once
 
 
 def _row(folder: Path, window: Window | None, values: dict[str, Any], sweep: Path | None) -> dict[str, Any]:
@@ -62,8 +63,51 @@ def _pending_row(entry: dict[str, Any], sweep: Path) -> dict[str, Any]:
     }
 
 
+# A run whose job SLURM has ended while its result.json is not final (the job was killed before the run
+# could record its end): the status the runs table gives it.
+_ENDED_BY_SLURM = {"timeout": "failed", "failed": "failed", "cancelled": "interrupted", "completed": ABANDONED}
+
+
+def join_slurm(listing: Listing) -> Listing:
+    """Runs submitted to SLURM (slurm.json in the folder) get their job's state, asked once for all."""
+    from .slurm import FINAL, SUBMITTED, job_states, read_record
+
+    records = {}
+    for row in listing.rows:
+        record = read_record(Path(row["folder"])) if row.get("folder") else None
+        if record and record.get("job_id"):
+            records[row["folder"]] = record
+    if not records:
+        return listing
+    unfinished = {
+        str(r["job_id"])
+        for row in listing.rows
+        if (r := records.get(row.get("folder") or "")) and row["status"] in (SUBMITTED, "running")
+    }
+    states = job_states([(str(r["job_id"]), r.get("raw_job_id")) for r in records.values()], unfinished)
+    listing.notes += states.notes
+    for row in listing.rows:
+        record = records.get(row.get("folder") or "")
+        if record is None:
+            continue
+        state = states.jobs.get(str(record["job_id"]))
+        row["slurm"] = {
+            "job": record["job_id"],
+            "state": state.state if state else None,
+            "said": state.raw if state else None,
+        }
+        if state and state.state in FINAL and row["status"] in (SUBMITTED, "running"):
+            row["status"] = _ENDED_BY_SLURM[state.state]
+    return listing
+
+
 def list_runs(path: Path, window: Window | None = None) -> Listing:
-    """The rows for `path`: a sweep folder, a run folder, or a folder of runs (a runs root)."""
+    """The rows for `path`: a sweep folder, a run folder, or a folder of runs (a runs root); runs
+    submitted to SLURM with their job's state."""
+    return join_slurm(_list_runs(path, window))
+
+
+def _list_runs(path: Path, window: Window | None = None) -> Listing:
     if is_sweep_folder(path):
         data = read_sweep(path)
         rows = []
@@ -109,8 +153,16 @@ def _loss(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ""
 
 
+def _slurm_cell(row: dict[str, Any]) -> str:
+    job = row.get("slurm")
+    return f"{job['job']} {job['state']}" if job and job["state"] else str(job["job"]) if job else ""
+
+
 def text_table(listing: Listing) -> list[str]:
     head = ["run", "status", "started", "time", "steps", "loss", "pick", "pick loss", *listing.varied, "model", "spec"]
+    slurm = any(r.get("slurm") for r in listing.rows)
+    if slurm:
+        head.insert(2, "slurm")
     body = []
     for r in listing.rows:
         started = (r.get("started") or "").replace("T", " ")[:16]
@@ -124,6 +176,7 @@ def text_table(listing: Listing) -> list[str]:
             [
                 r["run"],
                 r["status"],
+                *([_slurm_cell(r)] if slurm else []),
                 started,
                 _clock(r.get("duration_s")),
                 steps,
@@ -136,7 +189,7 @@ def text_table(listing: Listing) -> list[str]:
             ]
         )
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    right = {3, 4, 5, 6, 7}
+    right = {i + slurm for i in (3, 4, 5, 6, 7)}
     return [
         "  ".join(
             c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))

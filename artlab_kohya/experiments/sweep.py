@@ -5,9 +5,9 @@
 Each run is an ordinary run (run.train.run_spec) in its own run folder, runs/<name>-dim32-.../<stamp>/.
 A run whose resolved spec already succeeded is skipped: the resolved spec is the lock's `spec` mapping
 (model pinned, repeats as numbers, the install), compared by the sha256 of its canonical JSON, with
-`launch.gpu_ids` left out (the GPU a run had does not change what it trains). Running `sweep` again
-resumes the latest unfinished sweep of the same spec file. A failed run does not stop the others;
-Ctrl-C interrupts the running trainers, starts nothing more, and exits 130.
+`launch.gpu_ids` and the machine's rank and main address left out (where a run ran does not change what
+it trains). Running `sweep` again resumes the latest unfinished sweep of the same spec file. A failed run
+does not stop the others; Ctrl-C interrupts the running trainers, starts nothing more, and exits 130.
 
 Side by side (`--gpus 0,1`), each run takes `launch.num_processes` of the GPUs (as `launch.gpu_ids`)
 in a worker process of its own (experiments/worker.py), whose output goes to `<sweep>/<run>.log`.
@@ -44,6 +44,7 @@ from .matrix import Matrix, Variant, expand, load_variants
 from .records import SWEEP_FILE, find_runs, read_lock, read_result, read_sweep, run_status
 
 FINISHED = "finished"
+WHERE_IT_RAN = ("gpu_ids", "machine_rank", "main_process_ip", "main_process_port")
 SWEEP_PREFIX = "sweep-"
 
 
@@ -55,10 +56,13 @@ class SweepError(ArtlabError):
 
 
 def spec_sha256(spec: dict[str, Any]) -> str:
-    """sha256 of a lock's `spec` mapping as canonical JSON (sorted keys, no spaces), launch.gpu_ids left out."""
+    """sha256 of a lock's `spec` mapping as canonical JSON (sorted keys, no spaces), with the launch values
+    that say where a run ran rather than what it trains left out (GPU ids, a machine's rank and the main
+    machine's address, which a SLURM job picks)."""
     data = json.loads(json.dumps(spec))
     if isinstance(data.get("launch"), dict):
-        data["launch"].pop("gpu_ids", None)
+        for key in WHERE_IT_RAN:
+            data["launch"].pop(key, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -134,6 +138,8 @@ def open_sweep(loaded: LoadedSpec, matrix: Matrix, runs_root: Path, overrides: t
         try:
             data = read_sweep(folder)
         except ArtlabError:
+            continue
+        if data.get("slurm"):  # submitted to SLURM: its runs are the jobs', not this queue's to resume
             continue
         if data.get("spec_file") == spec_file:
             previous = SweepFolder(folder, data) if data.get("status") != FINISHED else None

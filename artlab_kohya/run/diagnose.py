@@ -131,6 +131,12 @@ def diagnose(
         trace = _first(events, Traceback)
         what = f" with {trace.exc_type}: {trace.message}" if trace else ""
         return Verdict("failed", f"The trainer stopped with exit status {exit_code}{what}. See stderr.log.")
+    if not final_checkpoint.exists() and spec.launch.machine_rank > 0:
+        return Verdict(
+            "succeeded",
+            f"Machine {spec.launch.machine_rank} of {spec.launch.num_machines}: its processes trained; "
+            "machine 0 saves the checkpoints.",
+        )
     if not final_checkpoint.exists():
         return Verdict(
             "failed",

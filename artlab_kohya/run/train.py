@@ -55,6 +55,7 @@ class RunOptions:
     rerun_of: Path | None = None
     install: Install | None = None
     expect_sha256: str | None = None  # rerun: the model file must be the one the first run used
+    folder: Path | None = None  # a run folder made beforehand (submit --slurm) instead of a new one
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,8 @@ def _claim_output(spec: Spec) -> OutputClaim | None:
 
 
 def _create_folder(loaded: LoadedSpec, options: RunOptions) -> RunFolder:
+    if options.folder is not None:  # made beforehand (a SLURM job's run folder, made at submission)
+        return RunFolder(options.folder.absolute())
     root = (options.runs_root or settings.runs_root(loaded.path)).expanduser().absolute()
     try:
         return RunFolder.create(root, loaded.spec.output.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from ..errors import SPEC_ERROR, ArtlabError
-from .model import Spec
+from .model import MAX_SEED, Spec
 from .schema import field_paths, model_at, tag_of, union_siblings
 from .yamlpos import (
     MAX_BYTES,
@@ -92,6 +93,7 @@ class LoadedSpec:
     # `matrix:` (a sweep) as written, taken out before validation: experiments/matrix.py expands it.
     matrix: Any = None
     matrix_lines: dict[PathKey, int] = field(default_factory=dict)  # its entries' lines, paths below `matrix`
+    seed_drawn: bool = False  # training.seed was `random`: spec.training.seed holds the number drawn
 
     def locate(self, path: PathKey) -> str:
         return _locate(self.path, self.lines, self.overrides, path)
@@ -185,8 +187,13 @@ def load_spec_data(
         raise SpecError(_dedupe(problems + issues), path) from None
     if problems:
         raise SpecError(problems, path)
+    drawn = spec.training.seed == "random"
+    if drawn:  # drawn here, so that the render, the run's lock and its locked spec (a rerun) hold one number
+        seed = secrets.randbelow(MAX_SEED + 1)
+        spec = spec.model_copy(update={"training": spec.training.model_copy(update={"seed": seed})})
     loaded = LoadedSpec(spec=spec, path=path, text=text, data=data, overrides=applied, lines=lines)
     loaded.matrix, loaded.matrix_lines = matrix, matrix_lines
+    loaded.seed_drawn = drawn
     found = check_rules(spec)
     errors = [loaded.issue(sev, loc, msg) for sev, loc, msg in found if sev == "error"]
     if errors:

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationInfo,
 )
 
+from .blocks import BLOCK_NAMES, LR_CURVES, is_lr_curve
 from .families import ALIAS_NAMES, ALIASES, AliasName, SpecFamily
 
 # Names sd-scripts' get_optimizer() knows at the pinned commit (library/train_util.py).
@@ -60,7 +61,7 @@ MAX_EPOCHS = 10_000
 MAX_STEPS = 1_000_000
 MAX_REPEATS = 10_000
 MAX_BATCH = 1_024
-MAX_RANK = 65_536
+MAX_RANK = 1_000_000  # LyCORIS LoKr takes a rank above the layers' sizes for full matrices (GUI presets: 100000)
 MAX_PROCESSES = 1_024
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 MAX_NAME_BYTES = 200  # a file name part is at most 255 bytes; sd-scripts appends up to -step00000001.safetensors
@@ -264,6 +265,11 @@ class ModelSpec(_Section):
         "file whose metadata says modelspec.prediction_type v.",
     )
     vae: SpecPath | None = Field(None, description="A separate VAE file to use instead of the model's own.")
+    no_half_vae: bool = Field(
+        False,
+        description="Keep the VAE in float32 under mixed precision (SDXL's VAE overflows to NaN in fp16; the GUI's "
+        "sdxl_no_half_vae).",
+    )
     allow_pickle: bool = Field(
         False,
         description="Allow a pickled .ckpt/.pt base model. Pickles can run code when loaded; prefer .safetensors.",
@@ -282,12 +288,18 @@ class BucketSpec(_Section):
     enabled: bool = Field(True, description="Aspect-ratio bucketing: train images at their own aspect ratio.")
     min_resolution: int = Field(256, ge=64, le=MAX_SIDE, description="Smallest bucket side in pixels.")
     max_resolution: int = Field(1024, ge=64, le=MAX_SIDE, description="Largest bucket side in pixels.")
-    step: int = Field(64, ge=8, le=MAX_SIDE, description="Bucket sides are multiples of this.")
+    step: int = Field(
+        64,
+        ge=1,
+        le=MAX_SIDE,
+        description="Bucket sides are multiples of this: of 64 for SD1.x/SD2.x, of 32 for SDXL (sd-scripts "
+        "asserts it).",
+    )
     no_upscale: bool = Field(False, description="Never upscale an image to fit a bucket.")
 
 
 # ASCII spelled out: JSON Schema's \w (an editor's) is ASCII, Python's is not, and the two must agree.
-CAPTION_EXTENSION = r"^\.[A-Za-z0-9_]+$"
+CAPTION_EXTENSION = r"^\.[A-Za-z0-9_-]+$"
 Repeats = Annotated[int, Field(ge=1, le=MAX_REPEATS)] | Literal["folder", "auto"]
 Side = Annotated[int, Field(ge=64, le=MAX_SIDE)]
 
@@ -313,6 +325,21 @@ class SubsetSpec(_Section):
     random_crop: bool = Field(False, description="Random crops instead of centre crops; needs cache_latents: off.")
     caption_dropout_rate: float = Field(0.0, ge=0, le=1, description="Probability of dropping the whole caption.")
     caption_tag_dropout_rate: float = Field(0.0, ge=0, le=1, description="Probability of dropping each tag.")
+    caption_dropout_every_n_epochs: int = Field(
+        0, ge=0, le=MAX_EPOCHS, description="Drop every caption in every Nth epoch (0: never)."
+    )
+    keep_tokens_separator: str | None = Field(
+        None,
+        min_length=1,
+        description="Captions are kept in place up to this separator when shuffling (instead of keep_tokens), "
+        "e.g. '|||'.",
+    )
+    secondary_separator: str | None = Field(
+        None,
+        min_length=1,
+        description="Tags joined by this separator shuffle and drop out as one tag (the joint becomes a comma), "
+        "e.g. ';;;'.",
+    )
     caption_prefix: str | None = Field(None, description="Text put before every caption.")
     caption_suffix: str | None = Field(None, description="Text put after every caption.")
 
@@ -337,6 +364,28 @@ class DatasetSpec(_Section):
 
 # --------------------------------------------------------------------------- network
 
+
+def _block_name(value: str) -> str:
+    if value in BLOCK_NAMES:
+        return value
+    close = difflib.get_close_matches(value.upper(), BLOCK_NAMES, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ValueError(f"must be a list or one of {', '.join(BLOCK_NAMES)} (got {value!r}){hint}")
+
+
+def _lr_weights(value: str) -> str:
+    if value in BLOCK_NAMES or is_lr_curve(value):
+        return value
+    raise ValueError(
+        f"must be a list, one of {', '.join(BLOCK_NAMES)}, or one of sd-scripts' {', '.join(LR_CURVES)} "
+        f"(with an optional +base) (got {value!r})"
+    )
+
+
+BlockDims = list[Annotated[int, Field(ge=0, le=MAX_RANK)]] | Annotated[str, AfterValidator(_block_name)]
+BlockValues = list[Annotated[float, Field(ge=0)]] | Annotated[str, AfterValidator(_block_name)]
+LrWeights = list[Annotated[float, Field(ge=0)]] | Annotated[str, AfterValidator(_lr_weights)]
+
 _DIM = "Rank of the low-rank matrices (network_dim)."
 _ALPHA = "Scales the learned weights by alpha/dim; keep it at or below dim."
 _CONV_DIM = "Rank for 3x3 convolution layers too; unset: none for lora/dylora, dim for LyCORIS types."
@@ -353,6 +402,12 @@ class _NetworkCommon(_Section):
     train: Literal["both", "unet", "text_encoder"] = Field("both", description=_TRAIN)
     weights: SpecPath | None = Field(None, description=_WEIGHTS)
     dropout: float | None = Field(None, ge=0, lt=1, description=_DROPOUT)
+    scale_weight_norms: float | None = Field(
+        None,
+        gt=0,
+        description="Max-norm regularization: scale down module weights whose norm passes this (1.0 is common; "
+        "sd-scripts' scale_weight_norms).",
+    )
     args: dict[str, Scalar] = Field(default_factory=dict, description=_ARGS)
 
 
@@ -364,16 +419,30 @@ class LoraNetwork(_NetworkCommon):
     conv_alpha: float | None = Field(None, gt=0, description=_CONV_ALPHA)
     rank_dropout: float | None = Field(None, ge=0, lt=1, description=_RANK_DROPOUT)
     module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
-    block_dims: list[Annotated[int, Field(ge=0, le=MAX_RANK)]] | None = Field(
-        None, description="Per-block ranks (25 values for SD1.x/SD2: IN0-11, MID, OUT0-11)."
+    block_dims: BlockDims | None = Field(
+        None,
+        description="Per-block ranks: 25 values for SD1.x/SD2.x (IN00-IN11, MID, OUT00-OUT11), 23 for SDXL, or a "
+        "named vector (NOT, ALL, INS, IND, INALL, MIDD, OUTD, OUTS, OUTALL, NOFACE) of network.dim.",
     )
-    block_alphas: list[Annotated[float, Field(ge=0)]] | None = Field(None, description="Per-block alphas (25 values).")
-    down_lr_weight: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="Learning-rate weights for the 12 down blocks."
+    block_alphas: BlockValues | None = Field(
+        None, description="Per-block alphas, as block_dims (a named vector is of network.alpha)."
     )
-    mid_lr_weight: float | None = Field(None, ge=0, description="Learning-rate weight for the mid block.")
-    up_lr_weight: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, description="Learning-rate weights for the 12 up blocks."
+    conv_block_dims: BlockDims | None = Field(
+        None, description="Per-block ranks of the 3x3 convolutions, as block_dims (a named vector is of conv_dim)."
+    )
+    conv_block_alphas: BlockValues | None = Field(
+        None, description="Per-block alphas of the 3x3 convolutions (a named vector is of conv_alpha)."
+    )
+    down_lr_weight: LrWeights | None = Field(
+        None,
+        description="Learning-rate weights of the down blocks: 12 values (SDXL: 9), the IN part of a named vector, "
+        "or sd-scripts' cosine, sine, linear, reverse_linear, zeros (+base).",
+    )
+    mid_lr_weight: Annotated[float, Field(ge=0)] | list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Learning-rate weight of the mid block (SDXL: 3 values)."
+    )
+    up_lr_weight: LrWeights | None = Field(
+        None, description="Learning-rate weights of the up blocks, as down_lr_weight (the OUT part of a name)."
     )
 
 
@@ -418,9 +487,53 @@ class LokrNetwork(_LycorisNetwork):
     factor: int = Field(-1, description="LoKr Kronecker factor; -1 picks it from the layer shapes.")
 
 
+class Ia3Network(_NetworkCommon):
+    type: Literal["ia3"] = Field(description="LyCORIS (IA)^3: learned scales on attention and MLP, no rank")
+    dim: int = Field(
+        1, ge=1, le=MAX_RANK, description="Passed as network_dim; (IA)^3 has no rank and does not read it."
+    )
+    alpha: float = Field(1, gt=0, description="Passed as network_alpha; (IA)^3 does not read it.")
+    preset: str | None = Field(
+        None, description="LyCORIS preset; LyCORIS recommends 'ia3' for (IA)^3 (unset: LyCORIS's 'full')."
+    )
+
+
+class GloraNetwork(_LycorisNetwork):
+    type: Literal["glora"] = Field(description="LyCORIS GLoRA, generalized LoRA")
+    dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
+    alpha: float = Field(1, gt=0, description=_ALPHA)
+
+
+class _OftNetwork(_LycorisNetwork):
+    constraint: float | None = Field(None, gt=0, description="OFT constraint on the rotation (LyCORIS 'constraint').")
+    rescaled: bool = Field(False, description="Learn a rescaling of the outputs too (LyCORIS 'rescaled').")
+
+
+class BoftNetwork(_OftNetwork):
+    type: Literal["boft"] = Field(description="LyCORIS BOFT, butterfly orthogonal fine-tuning")
+    dim: int = Field(16, ge=1, le=MAX_RANK, description="Block size of the orthogonal blocks (network_dim).")
+    alpha: float = Field(1, gt=0, description=_ALPHA)
+
+
+class DiagOftNetwork(_OftNetwork):
+    type: Literal["diag-oft"] = Field(description="LyCORIS diag-OFT, block-diagonal orthogonal fine-tuning")
+    dim: int = Field(16, ge=1, le=MAX_RANK, description="Block size of the orthogonal blocks (network_dim).")
+    alpha: float = Field(1, gt=0, description=_ALPHA)
+
+
 NetworkSpec = Annotated[
-    LoraNetwork | DyLoraNetwork | LoconNetwork | LohaNetwork | LokrNetwork, Field(discriminator="type")
+    LoraNetwork
+    | DyLoraNetwork
+    | LoconNetwork
+    | LohaNetwork
+    | LokrNetwork
+    | Ia3Network
+    | GloraNetwork
+    | BoftNetwork
+    | DiagOftNetwork,
+    Field(discriminator="type"),
 ]
+LYCORIS_ALGOS = ("locon", "loha", "lokr", "ia3", "glora", "boft", "diag-oft")  # network.type = lycoris.kohya's algo
 
 
 # --------------------------------------------------------------------------- optimizer & scheduler
@@ -442,6 +555,12 @@ class OptimizerSpec(_Section):
     args: dict[str, ArgValue] = Field(
         default_factory=dict,
         description="Optimizer keyword arguments, e.g. {weight_decay: 0.01, betas: [0.9, 0.99]}.",
+    )
+    lr_reference_batch: int | None = Field(
+        None,
+        ge=1,
+        description="The effective batch the learning rates were chosen for; plan warns when the run's differs. "
+        "Unset: batch_size x gradient_accumulation (one process, as the guide's rates assume).",
     )
 
 
@@ -491,11 +610,22 @@ class TrainingSpec(_Section):
     save_last_n_epochs: int | None = Field(
         None, ge=1, le=MAX_EPOCHS, description="Keep only the newest N epoch checkpoints."
     )
+    save_last_n_steps: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="Keep only the step checkpoints of the last N steps."
+    )
+    save_state: bool = Field(
+        False, description="Also save the optimizer's state with each checkpoint, to resume from (a -state folder)."
+    )
+    resume: SpecPath | None = Field(None, description="Resume from a saved state folder (NAME-000004-state).")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "bf16", description="bf16 on RTX 30xx and newer; fp16 on older cards; no for CPU."
     )
     save_precision: Literal["fp16", "bf16", "float"] = Field("fp16", description="Precision of saved weights.")
-    seed: int = Field(42, ge=0, le=MAX_SEED, description="Random seed, recorded with every run.")
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | Literal["random"] = Field(
+        42,
+        description="Random seed, recorded with every run; `random` draws one each time the spec is read (the run's "
+        "lock records the number, so a rerun repeats it).",
+    )
     cache_latents: Literal["off", "memory", "disk"] = Field(
         "memory", description="Encode images with the VAE once: in memory, on disk (reused across runs), or off."
     )
@@ -505,6 +635,37 @@ class TrainingSpec(_Section):
     )
     noise_offset: float | None = Field(None, ge=0, le=1, description="Noise offset (darker darks); 0.05-0.1.")
     min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR loss weighting; 5 is common.")
+    multires_noise_iterations: int | None = Field(
+        None, ge=1, le=64, description="Multi-resolution (pyramid) noise: its levels; 6-10 is common."
+    )
+    multires_noise_discount: float | None = Field(
+        None, gt=0, le=1, description="Multi-resolution noise: weight of each lower level (sd-scripts: 0.3)."
+    )
+    adaptive_noise_scale: float | None = Field(
+        None, description="Adds this x the latent's mean absolute value to the noise offset; needs noise_offset."
+    )
+    ip_noise_gamma: float | None = Field(
+        None, ge=0, le=1, description="Input perturbation noise (about 0.1), against exposure bias."
+    )
+    min_timestep: int | None = Field(None, ge=0, le=999, description="Train on timesteps from this one (0-999).")
+    max_timestep: int | None = Field(None, ge=1, le=1000, description="Train on timesteps below this one (1-1000).")
+    loss_type: Literal["l2", "l1", "huber", "smooth_l1"] = Field(
+        "l2", description="Loss: l2 (MSE), l1, huber or smooth_l1 (the Huber ones take huber_*)."
+    )
+    huber_c: float | None = Field(None, gt=0, description="Huber loss threshold (sd-scripts: 0.1).")
+    huber_schedule: Literal["snr", "exponential", "constant"] | None = Field(
+        None, description="How huber_c changes over timesteps (sd-scripts: snr)."
+    )
+    huber_scale: float | None = Field(None, gt=0, description="Huber loss scale (sd-scripts: 1.0).")
+    debiased_estimation_loss: bool = Field(
+        False, description="Weight the loss against the bias of high-SNR timesteps (debiased estimation)."
+    )
+    zero_terminal_snr: bool = Field(
+        False, description="Rescale the noise schedule to zero SNR at the last timestep; for v-prediction models."
+    )
+    scale_v_pred_loss_like_noise_pred: bool = Field(
+        False, description="Scale the v-prediction loss like noise prediction's; needs v-prediction."
+    )
     attention: Literal["sdpa", "xformers", "mem_eff", "none"] = Field(
         "sdpa", description="Attention implementation: sdpa (PyTorch), xformers, mem_eff or none."
     )
@@ -514,12 +675,6 @@ class TrainingSpec(_Section):
     )
     persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
     stop_on_nan: bool = Field(True, description="Stop the run when the average loss becomes NaN (artlab-kohya).")
-    zero_terminal_snr: bool = Field(
-        False, description="Rescale the noise schedule to zero terminal SNR (with v-prediction)."
-    )
-    scale_v_pred_loss_like_noise_pred: bool = Field(
-        False, description="Scale the v-prediction loss like the noise-prediction loss (with v-prediction)."
-    )
     blocks_to_swap: int | None = Field(
         None, ge=1, le=60, description="FLUX.1/SD3: transformer blocks kept in CPU memory and swapped in (less VRAM)."
     )
@@ -546,6 +701,9 @@ class OutputSpec(_Section):
         "tensorboard", description="Where training scalars are logged."
     )
     comment: str | None = Field(None, description="Stored in the LoRA's metadata (training_comment).")
+    wandb_run_name: str | None = Field(
+        None, min_length=1, description="The run's name in Weights & Biases (with log_with wandb or all)."
+    )
 
 
 class SampleSpec(_Section):
@@ -577,7 +735,9 @@ class SampleSpec(_Section):
 
 
 class LaunchSpec(_Section):
-    num_processes: int = Field(1, ge=1, le=MAX_PROCESSES, description="Training processes, one per GPU.")
+    num_processes: int = Field(
+        1, ge=1, le=MAX_PROCESSES, description="Training processes on each machine, one per GPU."
+    )
     gpu_ids: list[Annotated[int, Field(ge=0, lt=MAX_PROCESSES)]] | None = Field(
         None, description="GPUs to use, e.g. [0, 1]."
     )
@@ -586,6 +746,27 @@ class LaunchSpec(_Section):
     )
     mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
         None, description="accelerate's mixed precision; unset = training.mixed_precision."
+    )
+    num_machines: int = Field(
+        1,
+        ge=1,
+        le=MAX_PROCESSES,
+        description="Machines one run spans, each with num_processes (accelerate --num_machines).",
+    )
+    machine_rank: int = Field(
+        0, ge=0, lt=MAX_PROCESSES, description="This machine's rank, 0 for the main one (--machine_rank)."
+    )
+    main_process_ip: str | None = Field(
+        None, description="Address of machine 0 when num_machines > 1 (--main_process_ip); SLURM jobs set it."
+    )
+    main_process_port: int | None = Field(
+        None, ge=1, le=65535, description="Port of machine 0 when num_machines > 1 (--main_process_port); unset: 29500."
+    )
+    rdzv_backend: Literal["static", "c10d"] = Field(
+        "static", description="torchrun's rendezvous across machines (--rdzv_backend): static ranks or c10d."
+    )
+    same_network: bool = Field(
+        True, description="The machines share a local network (--same_network): rank 0's address and port directly."
     )
 
 
@@ -643,7 +824,9 @@ class Spec(_Section):
     version: Literal[1] = Field(1, description="Spec format version.")
     model: ModelSpec = Field(description="The base model.")
     dataset: DatasetSpec = Field(description="Images, captions, resolution, batches.")
-    network: NetworkSpec = Field(description="The network to train: lora, locon, loha, lokr or dylora.")
+    network: NetworkSpec = Field(
+        description="The network to train: lora, dylora, or LyCORIS locon, loha, lokr, ia3, glora, boft, diag-oft."
+    )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimizer and learning rates.")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="Learning-rate schedule.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Length, precision, memory.")

@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from .families import ALIAS_NAMES
-from .model import DyLoraNetwork, LoconNetwork, LohaNetwork, LoraNetwork, Spec
+from .blocks import BLOCK_NAMES
+from .blocks import lengths as blocks_lengths
+from .families import ALIAS_NAMES, ALIASES, FAMILY_INFO
+from .model import LYCORIS_ALGOS, DyLoraNetwork, Ia3Network, LoconNetwork, LohaNetwork, LoraNetwork, Spec
 from .yamlpos import PathKey
 
 Found = tuple[Literal["error", "warning"], PathKey, str]
@@ -51,6 +53,19 @@ def _errors(spec: Spec) -> Iterator[Found]:
                 "use constant_with_warmup or drop the warmup"
             ),
         )
+    launch = spec.launch
+    if launch.machine_rank >= launch.num_machines:
+        yield (
+            "error",
+            ("launch", "machine_rank"),
+            f"must be below launch.num_machines ({launch.num_machines}); ranks count from 0",
+        )
+    if launch.num_machines > 1 and launch.main_process_ip is None:
+        yield (
+            "error",
+            ("launch", "main_process_ip"),
+            "num_machines > 1 needs the address of machine 0 (a SLURM job sets it on each node)",
+        )
     if sched.type == "adafactor" and spec.optimizer.type != "Adafactor":
         yield "error", ("scheduler", "type"), "the adafactor schedule only works with optimizer.type: Adafactor"
     if sched.type == "piecewise_constant" and "step_rules" not in sched.args:
@@ -78,14 +93,12 @@ def _errors(spec: Spec) -> Iterator[Found]:
     if isinstance(net, DyLoraNetwork) and net.conv_dim is not None and net.conv_dim != net.dim:
         yield "error", ("network", "conv_dim"), f"DyLoRA needs conv_dim equal to dim ({net.dim}) or unset"
     if isinstance(net, LoraNetwork):
-        for name, size in (("block_dims", 25), ("block_alphas", 25), ("down_lr_weight", 12), ("up_lr_weight", 12)):
-            values = getattr(net, name)
-            if values is not None and len(values) != size:
-                yield "error", ("network", name), f"needs exactly {size} values (got {len(values)})"
-        if net.block_alphas is not None and net.block_dims is None:
-            yield "error", ("network", "block_alphas"), "needs network.block_dims as well"
-    if net.conv_alpha is not None and net.conv_dim is None:
+        yield from _block_errors(net, known_family(spec))
+    if getattr(net, "conv_alpha", None) is not None and getattr(net, "conv_dim", None) is None:
         yield "error", ("network", "conv_alpha"), "needs network.conv_dim as well"
+
+    yield from _network_args_errors(spec)
+    yield from _training_errors(spec)
 
     sample = spec.sample
     if (sample.every_n_epochs or sample.every_n_steps or sample.at_first) and not sample.prompts:
@@ -108,6 +121,122 @@ def _errors(spec: Spec) -> Iterator[Found]:
             ("launch", "gpu_ids"),
             (f"lists {len(launch.gpu_ids)} GPU(s) for {launch.num_processes} process(es); give one per process"),
         )
+
+
+def known_family(spec: Spec) -> str | None:
+    """The family when the spec says it (model.family, or an alias); None for `auto` on a file."""
+    if spec.model.family != "auto":
+        return spec.model.family
+    source = spec.model.source
+    return ALIASES[source.name].family if source.type == "alias" else None
+
+
+def v_prediction(spec: Spec) -> bool | None:
+    family = known_family(spec)
+    if spec.model.v_parameterization or any(f == family and i.v_prediction for f, i in FAMILY_INFO.items()):
+        return True
+    return None if family is None else False
+
+
+_BLOCK_FIELDS = {
+    "block_dims": "block",
+    "block_alphas": "block",
+    "conv_block_dims": "block",
+    "conv_block_alphas": "block",
+    "down_lr_weight": "down",
+    "up_lr_weight": "up",
+    "mid_lr_weight": "mid",
+}
+
+
+def _block_errors(net: LoraNetwork, family: str | None) -> Iterator[Found]:
+    """Block vectors as long as sd-scripts asserts for the family (SDXL has fewer blocks); named vectors are
+    defined on SD1.x/SD2.x's blocks."""
+    families = [family] if family else ["sd15", "sdxl"]
+    for name, kind in _BLOCK_FIELDS.items():
+        value = getattr(net, name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            if value in BLOCK_NAMES and family == "sdxl":
+                yield (
+                    "error",
+                    ("network", name),
+                    f"the named vectors ({value}) are SD1.x/SD2.x's blocks; give SDXL's "
+                    f"{blocks_lengths('sdxl')[kind]} values as a list",
+                )
+            continue
+        count = 1 if isinstance(value, int | float) else len(value)
+        wanted = sorted({blocks_lengths(f)[kind] for f in families})
+        if count not in wanted:
+            which = f"for {family}" if family else "(SD1.x/SD2.x or SDXL)"
+            yield (
+                "error",
+                ("network", name),
+                f"needs {' or '.join(map(str, wanted))} values {which} (got {count})",
+            )
+    if net.block_alphas is not None and net.block_dims is None:
+        yield "error", ("network", "block_alphas"), "needs network.block_dims as well"
+    if net.conv_block_alphas is not None and net.conv_block_dims is None:
+        yield "error", ("network", "conv_block_alphas"), "needs network.conv_block_dims as well"
+    weighs = net.block_dims is not None or any(
+        v is not None for v in (net.down_lr_weight, net.mid_lr_weight, net.up_lr_weight)
+    )
+    if net.conv_block_dims is not None and not weighs:
+        yield (
+            "error",
+            ("network", "conv_block_dims"),
+            "sd-scripts reads it only with block_dims or a learning-rate weight; give one of them too",
+        )
+    for name, base in (("conv_block_dims", "conv_dim"), ("conv_block_alphas", "conv_alpha")):
+        if isinstance(getattr(net, name), str) and getattr(net, base) is None:
+            yield "error", ("network", name), f"a named vector is a share of network.{base}: set that too"
+
+
+def _network_args_errors(spec: Spec) -> Iterator[Found]:
+    """network.args are passed last: one that a network field (or network.type) sets would replace it silently."""
+    net = spec.network
+    fields = set(type(net).model_fields) - {"train", "weights", "dropout", "args", "type", "scale_weight_norms"}
+    for key in net.args:
+        if key == "algo":
+            yield (
+                "error",
+                ("network", "args", "algo"),
+                f"the algorithm is network.type ({net.type}); set network.type instead "
+                f"(lora, dylora, {', '.join(LYCORIS_ALGOS)})",
+            )
+        elif key in fields:
+            yield "error", ("network", "args", key), f"network.{key} sets it; set that field instead"
+    if isinstance(net, DyLoraNetwork) and net.scale_weight_norms is not None:
+        yield (
+            "error",
+            ("network", "scale_weight_norms"),
+            "networks.dylora has no max-norm regularization (sd-scripts would fail on it); use lora or a LyCORIS type",
+        )
+
+
+def _training_errors(spec: Spec) -> Iterator[Found]:
+    t = spec.training
+    if t.adaptive_noise_scale is not None and t.noise_offset is None:
+        yield "error", ("training", "adaptive_noise_scale"), "needs training.noise_offset (sd-scripts refuses it alone)"
+    if t.min_timestep is not None and t.max_timestep is not None and t.min_timestep >= t.max_timestep:
+        yield "error", ("training", "min_timestep"), f"must be below max_timestep ({t.max_timestep})"
+    if t.scale_v_pred_loss_like_noise_pred and v_prediction(spec) is False:
+        yield (
+            "error",
+            ("training", "scale_v_pred_loss_like_noise_pred"),
+            "needs a v-prediction model (family sd2-v or model.v_parameterization); sd-scripts refuses it otherwise",
+        )
+    buckets, family = spec.dataset.buckets, known_family(spec)
+    if buckets.enabled:
+        multiple = {"sdxl": 32}.get(family or "", 64) if family else 32
+        if buckets.step % multiple:
+            which = f"for {family}" if family else "for SDXL, and of 64 for SD1.x/SD2.x"
+            yield (
+                "error",
+                ("dataset", "buckets", "step"),
+                f"sd-scripts asserts a multiple of {multiple} {which} (got {buckets.step})",
+            )
 
 
 def _bucket_errors(spec: Spec) -> Iterator[Found]:
@@ -169,7 +298,8 @@ def _warnings(spec: Spec) -> Iterator[Found]:
             ("network", "alpha"),
             (f"alpha {net.alpha:g} is above dim {net.dim}: the weights are scaled up by {net.alpha / net.dim:g}"),
         )
-    if net.conv_dim is not None and net.conv_alpha is not None and net.conv_alpha > net.conv_dim:
+    conv_dim, conv_alpha = getattr(net, "conv_dim", None), getattr(net, "conv_alpha", None)
+    if conv_dim is not None and conv_alpha is not None and conv_alpha > conv_dim:
         yield "warning", ("network", "conv_alpha"), "is above network.conv_dim"
 
     resolution = spec.dataset.resolution
@@ -190,6 +320,7 @@ def _warnings(spec: Spec) -> Iterator[Found]:
             ("training", "save_every_n_epochs"),
             ("only the last epoch is saved, so you cannot pick the epoch whose loss looks best"),
         )
+    yield from _training_warnings(spec)
     launch_mp = spec.launch.mixed_precision
     if launch_mp is not None and launch_mp != spec.training.mixed_precision:
         yield (
@@ -199,6 +330,24 @@ def _warnings(spec: Spec) -> Iterator[Found]:
         )
     if spec.sample.prompts and not (spec.sample.every_n_epochs or spec.sample.every_n_steps or spec.sample.at_first):
         yield "warning", ("sample", "prompts"), "no sample.every_n_epochs/every_n_steps is set, so they are never used"
+
+
+def _training_warnings(spec: Spec) -> Iterator[Found]:
+    t, net = spec.training, spec.network
+    if t.multires_noise_discount is not None and t.multires_noise_iterations is None:
+        yield "warning", ("training", "multires_noise_discount"), "has no effect without multires_noise_iterations"
+    if t.loss_type not in ("huber", "smooth_l1"):
+        for name in ("huber_c", "huber_schedule", "huber_scale"):
+            if getattr(t, name) is not None:
+                yield "warning", ("training", name), f"has no effect with loss_type {t.loss_type}"
+    if t.zero_terminal_snr and v_prediction(spec) is False:
+        yield "warning", ("training", "zero_terminal_snr"), "is meant for v-prediction models (sd-scripts warns too)"
+    if t.save_last_n_steps is not None and t.save_every_n_steps is None:
+        yield "warning", ("training", "save_last_n_steps"), "only counts step checkpoints: set save_every_n_steps"
+    if spec.output.wandb_run_name is not None and spec.output.log_with not in ("wandb", "all"):
+        yield "warning", ("output", "wandb_run_name"), "is used only with output.log_with wandb or all"
+    if isinstance(net, Ia3Network) and net.preset != "ia3":
+        yield "warning", ("network", "preset"), "LyCORIS recommends preset ia3 for (IA)^3 (it warns otherwise)"
 
 
 # --------------------------------------------------------------------------- files on this disk

@@ -1,0 +1,250 @@
+"""A one-node SLURM cluster on loopback, for tests: munged, slurmctld and slurmd started in a folder of
+their own and stopped by their pids, nothing of the machine's configuration touched.
+
+Made for a container: no systemd, no cgroups (proctrack/linuxproc, task/none), everything as root
+(SlurmUser=root), state, spool, logs, pid files and munge's socket and key in the folder, ports on
+127.0.0.1 that were free a moment ago. The node is `localhost` with the machine's CPUs and most of
+its memory. No accounting daemon: AccountingStorageType=accounting_storage/none (so `sacct` has no
+database) and JobCompType=jobcomp/filetxt, whose file `sacct --completion` reads. Timing knobs are low
+so a time limit is enforced within about half a minute of being reached (OverTimeLimit=0, KillWait=2,
+InactiveLimit=0, MinJobAge=600 so `scontrol show job` still knows finished jobs).
+
+    python tests/slurm_cluster.py DIR     # by hand: start one, print SLURM_CONF=..., Enter stops it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
+
+
+class ClusterError(Exception):
+    """The daemons could not be started here; the message says which step failed and what it said."""
+
+
+def program(name: str) -> str | None:
+    """A SLURM or munge program: on PATH, or in the sbin folders where Debian puts the daemons."""
+    return shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+
+
+def missing_programs() -> list[str]:
+    return [p for p in PROGRAMS if program(p) is None]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _memory_mb() -> int:
+    with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 1024
+
+
+@dataclass
+class Cluster:
+    root: Path
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "slurm.conf"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a client (sbatch, squeue, artlab-kohya submit) needs to reach this cluster."""
+        return {"SLURM_CONF": str(self.conf)}
+
+    def _write_config(self) -> None:
+        r = self.root
+        for sub in ("state", "spool", "log", "munge"):
+            (r / sub).mkdir(parents=True, exist_ok=True)
+        host = socket.gethostname().split(".")[0]
+        memory = max(256, int(_memory_mb() * 0.8))
+        self.conf.write_text(
+            f"""\
+ClusterName=artlabtest
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={r}/munge/munge.socket
+StateSaveLocation={r}/state
+SlurmdSpoolDir={r}/spool
+SlurmctldPidFile={r}/slurmctld.pid
+SlurmdPidFile={r}/slurmd.pid
+SlurmctldLogFile={r}/log/slurmctld.log
+SlurmdLogFile={r}/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc={r}/log/jobcomp.txt
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+MpiDefault=none
+ReturnToService=2
+OverTimeLimit=0
+KillWait=2
+InactiveLimit=0
+MinJobAge=600
+MessageTimeout=10
+SlurmdTimeout=60
+NodeName=localhost NodeAddr=127.0.0.1 NodeHostname=localhost CPUs={self.cpus} RealMemory={memory} State=UNKNOWN
+PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+""",
+            encoding="ascii",
+        )
+        key = r / "munge" / "munge.key"
+        key.write_bytes(secrets.token_bytes(1024))
+        key.chmod(0o400)
+        (r / "munge").chmod(0o700)
+
+    def _daemon(self, name: str, argv: list[str], pid_file: Path, log: Path) -> None:
+        argv = [program(argv[0]) or argv[0], *argv[1:]]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, **self.env})
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(pid_file.read_text().strip())
+                os.kill(pid, 0)
+                self.pids[name] = pid
+                return
+            time.sleep(0.1)
+        said = (done.stdout + done.stderr).strip()
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+        raise ClusterError(f"{name} did not start (exit {done.returncode}): {said}\n{log.name}: {tail}")
+
+    def start(self) -> Cluster:
+        self._write_config()
+        r = self.root
+        self._daemon(
+            "munged",
+            [
+                "munged", "--force",
+                f"--socket={r}/munge/munge.socket", f"--key-file={r}/munge/munge.key",
+                f"--pid-file={r}/munge/munged.pid", f"--log-file={r}/log/munged.log",
+                f"--seed-file={r}/munge/munged.seed",
+            ],
+            r / "munge" / "munged.pid",
+            r / "log" / "munged.log",
+        )  # fmt: skip
+        self._daemon(
+            "slurmctld", ["slurmctld", "-c", "-f", str(self.conf)], r / "slurmctld.pid", r / "log" / "slurmctld.log"
+        )
+        self._daemon(
+            "slurmd",
+            ["slurmd", "-c", "-N", "localhost", "-f", str(self.conf)],
+            r / "slurmd.pid",
+            r / "log" / "slurmd.log",
+        )
+        self.wait_idle()
+        return self
+
+    def run(self, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.env})
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        said = ""
+        while time.monotonic() < deadline:
+            done = self.run("sinfo", "-h", "-N", "-o", "%T")
+            said = (done.stdout + done.stderr).strip()
+            if done.returncode == 0 and said.startswith("idle"):
+                return
+            time.sleep(0.3)
+        log = (self.root / "log" / "slurmd.log").read_text(errors="replace")[-1500:]
+        raise ClusterError(f"the node did not become idle within {timeout:.0f} s (sinfo: {said!r})\nslurmd.log: {log}")
+
+    def stop(self) -> list[str]:
+        """Cancel what is still queued or running, stop the daemons (slurmd, slurmctld, munged: the
+        reverse of the start), then end any process still carrying this cluster's SLURM_CONF (a job
+        step whose slurmd is gone). Returns what needed SIGKILL or was left over: empty when all went
+        as it should."""
+        problems = []
+        if self.pids.get("slurmctld"):
+            jobs = self.run("squeue", "-h", "-o", "%A").stdout.split()
+            if jobs:
+                self.run("scancel", *sorted(set(jobs)))
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and self.run("squeue", "-h", "-o", "%A").stdout.strip():
+                    time.sleep(0.5)
+        for name in ("slurmd", "slurmctld", "munged"):
+            pid = self.pids.pop(name, None)
+            if pid is None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.1)
+            if _alive(pid):
+                problems.append(f"{name} needed SIGKILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for pid, command in self.leftovers():
+            problems.append(f"left running: {pid} {command}")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return problems
+
+    def leftovers(self) -> list[tuple[int, str]]:
+        """Live processes started by this cluster: their environment names its SLURM_CONF."""
+        mark = f"SLURM_CONF={self.conf}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if mark not in f.read().split(b"\0"):
+                        continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            except OSError:
+                continue
+            if _alive(int(entry)) and int(entry) not in self.pids.values():
+                found.append((int(entry), command))
+        return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie still answers kill(0); its state says Z
+    return True
+
+
+if __name__ == "__main__":
+    cluster = Cluster(Path(sys.argv[1]).resolve()).start()
+    print(f"export SLURM_CONF={cluster.conf}", flush=True)
+    try:
+        input("Enter stops the cluster\n")
+    finally:
+        print("stopped;", cluster.stop() or "nothing left")
