@@ -190,7 +190,8 @@ def test_a_v_prediction_sdxl_file_renders_v_parameterization(tmp_path, images) -
     assert plan_family(load_spec(spec).spec) == "sdxl-v"
     config = rendered(spec)
     assert config["model_arguments"]["v_parameterization"] is True
-    assert config["noise_schedule_arguments"] == {"zero_terminal_snr": True, "scale_v_pred_loss_like_noise_pred": True}
+    flat = {k: v for table in config.values() for k, v in table.items()}
+    assert flat["zero_terminal_snr"] is True and flat["scale_v_pred_loss_like_noise_pred"] is True
 
 
 # --- what the family's script would refuse ------------------------------------------------------
@@ -218,8 +219,6 @@ NET = "network:\n  type: {type}\n  dim: 4\n  alpha: 1\n"
         (SDXL_KEYS, NET.format(type="lora") + "flux:\n  guidance_scale: 1.0\n", "", ("flux",), "flux1 settings"),
         (SDXL_KEYS, NET.format(type="lora"), "  blocks_to_swap: 4\n", ("training", "blocks_to_swap"),
          "FLUX.1 and SD3"),
-        (SDXL_KEYS, NET.format(type="lora"), "  scale_v_pred_loss_like_noise_pred: true\n",
-         ("training", "scale_v_pred_loss_like_noise_pred"), "v-prediction"),
         (flux_keys(), FLUX_BODY.replace("train_blocks: single", "train_t5xxl: true"),
          "  cache_text_encoder_outputs: disk\n", ("flux", "train_t5xxl"), "cached outputs"),
     ],
@@ -303,3 +302,15 @@ def tensor_names(family: str) -> list[str]:
     from artlab_kohya.models.netsize import tensor_shapes
 
     return list(tensor_shapes(family, "lora", dim=4, train_text_encoder=False))  # type: ignore[arg-type]
+
+
+def test_the_scaled_v_loss_is_refused_without_v_prediction_and_taken_with_sdxl_v(tmp_path, images) -> None:
+    from artlab_kohya.spec import SpecError
+
+    body = "  family: {family}\n" + NET.format(type="lora")
+    training = "  scale_v_pred_loss_like_noise_pred: true\n"
+    spec = project(tmp_path, images, SDXL_KEYS, body.format(family="sdxl-v"), training=training)
+    assert load_spec(spec).spec.model.family == "sdxl-v"
+    spec.write_text(spec.read_text().replace("family: sdxl-v", "family: sdxl"))
+    with pytest.raises(SpecError, match="scale_v_pred_loss_like_noise_pred"):
+        load_spec(spec)

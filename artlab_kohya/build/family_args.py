@@ -15,7 +15,10 @@ from ..spec.model import DyLoraNetwork, FluxSpec, LoraNetwork, Sd3Spec, Spec
 
 Problem = tuple[tuple[str | int, ...], str]
 _DIT = ("flux1", "sd3")
-_SD_UNET_ONLY = ("block_dims", "block_alphas", "down_lr_weight", "mid_lr_weight", "up_lr_weight")
+_SD_UNET_ONLY = (
+    "block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight", "mid_lr_weight",
+    "up_lr_weight",
+)  # fmt: skip
 
 
 def alias_component(spec: Spec, name: Component) -> bool:
@@ -28,12 +31,7 @@ def family_sections(spec: Spec, family: Family, components: dict[str, Path]) -> 
     """Extra TOML sections for `family` (none for SD1/SD2); None and False values are dropped by render.
     `components` holds the resolved paths of the files FAMILY_INFO[family].components names."""
     info, training = FAMILY_INFO[family], spec.training
-    sections: dict[str, dict[str, Any]] = {
-        "noise_schedule_arguments": {
-            "zero_terminal_snr": training.zero_terminal_snr,
-            "scale_v_pred_loss_like_noise_pred": training.scale_v_pred_loss_like_noise_pred,
-        }
-    }
+    sections: dict[str, dict[str, Any]] = {}
     if info.text_encoder_cache:
         cache = training.cache_text_encoder_outputs
         sections["text_encoder_arguments"] = {
@@ -85,7 +83,7 @@ def family_network(table: dict[str, Any], spec: Spec, family: Family) -> dict[st
 
 def family_problems(spec: Spec, family: Family) -> list[Problem]:
     """What the family's script would refuse, after loading the model: located at the spec field."""
-    return _text_encoder_cache(spec, family) + _dit(spec, family) + _v_prediction(spec, family)
+    return _text_encoder_cache(spec, family) + _dit(spec, family)
 
 
 def _text_encoder_cache(spec: Spec, family: Family) -> list[Problem]:
@@ -146,16 +144,3 @@ def _dit(spec: Spec, family: Family) -> list[Problem]:
     if model.v_parameterization:
         problems.append((("model", "v_parameterization"), f"{family} is a flow-matching model, not v-prediction"))
     return problems
-
-
-def _v_prediction(spec: Spec, family: Family) -> list[Problem]:
-    training = spec.training
-    v_pred = spec.model.v_parameterization or FAMILY_INFO[family].v_prediction
-    if training.scale_v_pred_loss_like_noise_pred and not v_pred:
-        return [
-            (
-                ("training", "scale_v_pred_loss_like_noise_pred"),
-                "only works with v-prediction (model.v_parameterization, or family sd2-v/sdxl-v)",
-            )
-        ]
-    return []

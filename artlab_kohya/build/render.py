@@ -330,6 +330,8 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "huber_schedule": training.huber_schedule,
             "huber_scale": training.huber_scale,
             "debiased_estimation_loss": training.debiased_estimation_loss,
+            "zero_terminal_snr": training.zero_terminal_snr,
+            "scale_v_pred_loss_like_noise_pred": training.scale_v_pred_loss_like_noise_pred,
             "logging_dir": str(inputs.logging_dir) if inputs.logging_dir and out.log_with != "none" else None,
             "log_with": None if out.log_with == "none" else out.log_with,
             "wandb_run_name": out.wandb_run_name,
