@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
+from test_spec_hostile import MINIMAL  # the smallest spec that validates, declared once
 
 from artlab_kohya.cli.dataset import dataset
 from artlab_kohya.cli.main import main
 from artlab_kohya.spec import SpecError, load_spec
-
-MINIMAL = """\
-model:
-  source: sd15
-  family: sd15
-dataset:
-  subsets:
-    - path: img/10_sks
-network:
-  type: lora
-"""
 
 
 def only_error(path, overrides=()) -> str:
