@@ -6,7 +6,8 @@ Made for a container: no systemd, no cgroups (proctrack/linuxproc, task/none), e
 127.0.0.1 that were free a moment ago. The node is `localhost` with the machine's CPUs and most of
 its memory. No accounting daemon: AccountingStorageType=accounting_storage/none (so `sacct` has no
 database) and JobCompType=jobcomp/filetxt, whose file `sacct --completion` reads. Timing knobs are low
-so a time limit is enforced within about half a minute of being reached (OverTimeLimit=0, KillWait=2,
+so a time limit is enforced within about half a minute of being reached (OverTimeLimit=0, KillWait=10: the
+seconds between SIGTERM and SIGKILL in which a run writes its end; SLURM's default is 30,
 InactiveLimit=0, MinJobAge=600 so `scontrol show job` still knows finished jobs).
 
     python tests/slurm_cluster.py DIR     # by hand: start one, print SLURM_CONF=..., Enter stops it
@@ -108,7 +109,7 @@ SchedulerType=sched/backfill
 MpiDefault=none
 ReturnToService=2
 OverTimeLimit=0
-KillWait=2
+KillWait=10
 InactiveLimit=0
 MinJobAge=600
 MessageTimeout=10

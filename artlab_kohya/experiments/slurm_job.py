@@ -161,8 +161,19 @@ def run_job(folder: Path) -> int:
             record.setdefault("attempts", []).append(attempt)
             write_record(folder, record)
         loaded = load_spec_text(text, spec_path, overrides)
+        job_id = job.get(settings.SLURM_JOB_ID)
+
+        def why_stopped() -> dict[str, Any] | None:
+            if job_id and stopped_for_time_limit(job_id):
+                return {"status": "failed", "diagnosis": time_limit_diagnosis(record), "slurm_state": "timeout"}
+            return None
+
         options = RunOptions(
-            runs_root=Path(record["runs_root"]), plain=True, offline=record.get("offline"), folder=target
+            runs_root=Path(record["runs_root"]),
+            plain=True,
+            offline=record.get("offline"),
+            folder=target,
+            why_stopped=why_stopped,
         )
         outcome = run_spec(loaded, options)
     except ArtlabError as exc:
@@ -171,10 +182,6 @@ def run_job(folder: Path) -> int:
         _fail(target, "\n".join(exc.lines()), exc.exit_code, slurm_job=job.get(settings.SLURM_JOB_ID))
         return exc.exit_code
     code = outcome.exit_code
-    job_id = job.get(settings.SLURM_JOB_ID)
-    if outcome.status == "interrupted" and job_id and stopped_for_time_limit(job_id):
-        _fail(target, time_limit_diagnosis(record), code, slurm_state="timeout")
-        _say(time_limit_diagnosis(record))
     if rank == 0:
         try:
             write_run_report(folder)

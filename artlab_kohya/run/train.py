@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -56,6 +57,9 @@ class RunOptions:
     install: Install | None = None
     expect_sha256: str | None = None  # rerun: the model file must be the one the first run used
     folder: Path | None = None  # a run folder made beforehand (submit --slurm) instead of a new one
+    # asked once when a signal stopped the trainer: result fields (status, diagnosis, ...) that say why,
+    # written in the same write as the end (a SLURM time limit is a failure, not an interruption)
+    why_stopped: Callable[[], dict[str, Any] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -332,7 +336,7 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
             output_dir, argv, env_add = _write_folder(loaded, options, r, folder)
             _announce(console, folder, r)
             trained = _train(spec, r, argv, env_add, folder, console, options.plain, record)
-            return _record(spec, r, folder, output_dir, trained, record, console)
+            return _record(spec, r, folder, output_dir, trained, record, console, options.why_stopped)
         except BaseException as exc:  # the folder exists: its result.json must not stay `running`
             _record_crash(spec, r, folder, record, exc)
             if isinstance(exc, KeyboardInterrupt):
@@ -461,6 +465,7 @@ def _record(
     trained: _Trained,
     record: dict[str, Any],
     console: Console,
+    why_stopped: Callable[[], dict[str, Any] | None] | None = None,
 ) -> RunOutcome:
     """How the run ended, in result.json and on the console."""
     from .diagnose import diagnose
@@ -491,13 +496,16 @@ def _record(
             "final": str(final) if final.exists() else None,
         }
     )
+    if interrupted and why_stopped is not None:
+        record.update(why_stopped() or {})
     folder.write_result(record)
-    style = {"succeeded": "green", "interrupted": "yellow"}.get(verdict.status, "red")
-    console.print(Text(verdict.status, style=style) + Text(f": {folder.path}"), highlight=False, soft_wrap=True)
-    if verdict.diagnosis:
-        console.print(verdict.diagnosis, highlight=False, markup=False, soft_wrap=True)
-    code = exit_code if verdict.status != "failed" or exit_code != 0 else 1
-    return RunOutcome(verdict.status, 130 if interrupted else code, folder.path, verdict.diagnosis)
+    status, diagnosis = record["status"], record["diagnosis"]
+    style = {"succeeded": "green", "interrupted": "yellow"}.get(status, "red")
+    console.print(Text(status, style=style) + Text(f": {folder.path}"), highlight=False, soft_wrap=True)
+    if diagnosis:
+        console.print(diagnosis, highlight=False, markup=False, soft_wrap=True)
+    code = exit_code if status != "failed" or exit_code != 0 else 1
+    return RunOutcome(status, 130 if status == "interrupted" else code, folder.path, diagnosis)
 
 
 def _set_aside_partial(output_dir: Path, plan: Plan) -> list[str]:
