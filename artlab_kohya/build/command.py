@@ -6,14 +6,21 @@ from pathlib import Path
 
 from ..spec.families import Family, script_for
 from ..spec.model import Spec
-from ..trainer.install import Install
+from ..trainer.install import INSIDE_SCRIPTS, Install
 from ..trainer.process import CHILD_ENV
+from .speed import Speed
 
 DEFAULT_MAIN_PORT = 29500  # accelerate's own default, passed so that the argv says it
 
 
 def build_command(
-    spec: Spec, install: Install, config_path: Path, family: Family, *, offline: bool = False
+    spec: Spec,
+    install: Install,
+    config_path: Path,
+    family: Family,
+    *,
+    offline: bool = False,
+    speed: Speed | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """argv and the environment variables to add for `accelerate launch <script> --config_file`.
 
@@ -43,6 +50,8 @@ def build_command(
             argv.append("--same_network")
     if launch.gpu_ids is not None:
         argv += ["--gpu_ids", ",".join(str(g) for g in launch.gpu_ids)]
+    if speed is not None and speed.cudnn_benchmark:  # a flag sd-scripts has no option for: set, then its script
+        argv += [str(INSIDE_SCRIPTS / "torch_flags.py"), "--cudnn-benchmark"]
     argv += [str(install.dir / script_for(family)), "--config_file", str(config_path)]
     env = dict(CHILD_ENV)
     if offline:

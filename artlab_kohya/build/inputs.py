@@ -8,9 +8,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import settings
 from ..dataset.steps import subset_repeats
+from ..machine import this_machine
 from ..spec import LoadedSpec
 from ..spec.families import Family, components, script_for
 from ..trainer.install import Install
@@ -18,6 +20,7 @@ from ..trainer.surface import Surface, bundled_surface
 from .command import build_command
 from .plan import PlanError, make_plan, plan_family, spec_family
 from .render import Rendered, RenderError, RenderInputs, render
+from .speed import Card, Speed, choose_speed, read_tuned
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,7 @@ def render_inputs(
     tokenizer_cache_dir: Path | None = None,
     default_logging: Path | None = None,
     offline: bool | None = None,
+    speed: Speed | None = None,
 ) -> RenderInputs:
     spec = loaded.spec
     parts = model.components if model.components is not None else _components(loaded, model.family, offline)
@@ -126,6 +130,7 @@ def render_inputs(
         tokenizer_cache_dir=tokenizer_cache_dir,
         spec_name=loaded.path.name,
         components=parts,
+        speed=speed,
     )
 
 
@@ -136,13 +141,37 @@ def render_checked(loaded: LoadedSpec, inputs: RenderInputs, surface: Surface) -
         raise PlanError([loaded.issue("error", path, message) for path, message in exc.problems], loaded.path) from None
 
 
+def speed_here(loaded: LoadedSpec, family: Family, versions: dict[str, Any] | None) -> Speed:
+    """The speed choices on this machine, for the trainer whose version probe is `versions`."""
+    return choose_speed(loaded.spec, family, this_machine(), Card.from_versions(versions), read_tuned())
+
+
+def speed_for_plan(loaded: LoadedSpec, family: Family | None) -> Speed:
+    """plan's view of the speed choices: this machine, the trainer's card from its cached probe (if any)."""
+    from ..errors import ArtlabError
+    from ..trainer.install import cached_versions, find_install
+
+    try:
+        versions = cached_versions(find_install(loaded.spec))
+    except (ArtlabError, OSError):
+        versions = None
+    return speed_here(loaded, family or "sd15", versions)
+
+
 def render_for(loaded: LoadedSpec, out_dir: Path, install: Install | None = None) -> tuple[Rendered, list[str]]:
-    """What `artlab-kohya render` writes and prints."""
-    from ..trainer.install import find_install
+    """What `artlab-kohya render` writes and prints: the speed choices of this machine, with the trainer's
+    card as its last version probe saw it (render itself never starts the trainer's Python)."""
+    from ..errors import ArtlabError
+    from ..trainer.install import cached_versions, find_install
 
     model = model_for_render(loaded)
-    inputs = render_inputs(loaded, model, out_dir, out_dir)
-    rendered = render_checked(loaded, inputs, bundled_surface(script_for(model.family)))
     install = install or find_install(loaded.spec)
-    argv, _ = build_command(loaded.spec, install, out_dir / "config.toml", model.family)
+    try:
+        versions = cached_versions(install)
+    except (ArtlabError, OSError):
+        versions = None
+    speed = speed_here(loaded, model.family, versions)
+    inputs = render_inputs(loaded, model, out_dir, out_dir, speed=speed)
+    rendered = render_checked(loaded, inputs, bundled_surface(script_for(model.family)))
+    argv, _ = build_command(loaded.spec, install, out_dir / "config.toml", model.family, speed=speed)
     return rendered, argv

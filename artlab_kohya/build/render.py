@@ -23,6 +23,7 @@ from ..spec.model import (
 )
 from ..trainer.surface import Surface
 from .family_args import family_network, family_problems, family_sections
+from .speed import Speed, fixed_speed
 from .tomlio import dumps
 
 HEADER = "# Rendered by artlab-kohya from {spec}. Do not edit: change the spec and render again.\n"
@@ -50,6 +51,7 @@ class RenderInputs:
     tokenizer_cache_dir: Path | None = None
     spec_name: str = "spec.yaml"
     components: dict[str, Path] = field(default_factory=dict)  # FLUX.1/SD3: ae, clip_l, clip_g, t5xxl
+    speed: Speed | None = None  # build/speed.py's choices; None: the spec's own values (auto: sd-scripts')
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,8 @@ def _literal(value: Any) -> str:
 def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, Any]]:
     model, training, opt, sched, out = spec.model, spec.training, spec.optimizer, spec.scheduler, spec.output
     family = inputs.family
+    speed = inputs.speed or fixed_speed(spec)
+    optimizer_args = {**speed.optimizer_args, **opt.args}
     v_pred = model.v_parameterization or FAMILY_INFO[family].v_prediction
     sections: dict[str, dict[str, Any]] = {
         "model_arguments": {
@@ -277,8 +281,8 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "cache_latents": training.cache_latents != "off",
             "cache_latents_to_disk": training.cache_latents == "disk",
             "max_token_length": None if training.max_token_length == 75 else training.max_token_length,
-            "max_data_loader_n_workers": training.workers,
-            "persistent_data_loader_workers": training.persistent_workers,
+            "max_data_loader_n_workers": speed.workers,
+            "persistent_data_loader_workers": speed.persistent_workers,
         },
         "network_arguments": family_network(_network(spec, family), spec, family),
         "optimizer_arguments": {
@@ -287,7 +291,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "unet_lr": opt.unet_lr,
             "text_encoder_lr": opt.text_encoder_lr,
             "max_grad_norm": opt.max_grad_norm,
-            "optimizer_args": [f"{k}={_literal(v)}" for k, v in opt.args.items()] or None,
+            "optimizer_args": [f"{k}={_literal(v)}" for k, v in optimizer_args.items()] or None,
             "lr_scheduler": sched.type,
             "lr_warmup_steps": sched.warmup_ratio if sched.warmup_ratio is not None else sched.warmup_steps,
             "lr_scheduler_num_cycles": sched.cycles,
@@ -344,7 +348,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "sample_at_first": spec.sample.at_first,
         },
         **family_sections(spec, family, inputs.components),
-        "extra_arguments": dict(spec.kohya.extra_args),
+        "extra_arguments": {**speed.extra_args, **spec.kohya.extra_args},
     }
     # TOML has no null, and a store_true flag written as false is the default anyway.
     return {

@@ -29,6 +29,7 @@ from .schema import schema
 from .show import show
 from .submit import submit
 from .sweep import sweep
+from .tune import tune
 
 
 class _Main(click.Group):
@@ -47,6 +48,6 @@ def main() -> None:
     """Train Stable Diffusion LoRAs with kohya's sd-scripts from one reviewed YAML spec."""
 
 
-COMMANDS = (init, check, plan, render, run, rerun, sweep, submit, cancel, runs, show, pick, report)
+COMMANDS = (init, check, plan, render, run, rerun, sweep, tune, submit, cancel, runs, show, pick, report)
 for command in (*COMMANDS, fetch, doctor, dataset, caption, lora, import_gui, export_gui, schema, explain):
     main.add_command(command)

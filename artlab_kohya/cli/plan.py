@@ -20,6 +20,7 @@ from .common import load, print_issues, set_option, size_matrix
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Show the step math and the files training will save."""
+    from ..build.inputs import speed_for_plan
     from ..build.plan import plan_checked, plan_json, print_plan
 
     loaded = load(spec_path, overrides)
@@ -27,11 +28,15 @@ def plan(spec_path: Path, overrides: tuple[str, ...], as_json: bool) -> None:
         plan_matrix(loaded, overrides, as_json)
         return
     result = plan_checked(loaded)
+    speed = speed_for_plan(loaded, result.family)
     if as_json:
-        click.echo(json.dumps(plan_json(result), indent=2))
+        click.echo(json.dumps(plan_json(result) | {"speed": speed.record()}, indent=2))
         return
     print_issues(loaded.warnings + result.warnings)
     print_plan(result)
+    click.echo(f"speed (profile {speed.profile}, on this machine; the run's lock records what it chose):")
+    for line in speed.lines():
+        click.echo(f"  {line}")
 
 
 def plan_matrix(loaded: LoadedSpec, overrides: tuple[str, ...], as_json: bool) -> None:

@@ -42,6 +42,8 @@ def main(argv: list[str]) -> int:
         "diagnosis": outcome.diagnosis,
     }
     write_atomic(outcome_path, json.dumps(record))
+    if job.get("no_report"):  # tune's short timed runs: nobody reads their page
+        return outcome.exit_code
     try:
         write_run_report(outcome.folder)
     except Exception as exc:  # noqa: BLE001 - the report is a view; it never changes how the run ended

@@ -11,11 +11,11 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -23,8 +23,9 @@ from rich.text import Text
 
 from .. import __version__, settings
 from ..build.command import build_command
-from ..build.inputs import ModelChoice, render_checked, render_inputs, resolved_repeats
+from ..build.inputs import ModelChoice, render_checked, render_inputs, resolved_repeats, speed_here
 from ..build.plan import Plan, make_plan, spec_family
+from ..build.speed import Speed
 from ..errors import ArtlabError
 from ..models.components import check_pinned_source, component_record, resolve_components
 from ..models.hub import ResolvedModel
@@ -36,6 +37,7 @@ from ..trainer.output import Event, Line, LogRecord, NanLoss, Progress, Step, St
 from ..trainer.process import run_parsed
 from .display import Display, EpochRecord
 from .folder import LOCK_FILE, RESULT_FILE, ClaimError, OutputClaim, RunFolder, owner, redact
+from .startup import StartupClock, startup_line
 
 LOCK_HEADER = (
     "# artlab-kohya run lock: the spec fully resolved, and what ran it. `artlab-kohya rerun RUN_DIR`\n"
@@ -174,6 +176,7 @@ class _Resolved:
     versions: dict[str, Any]
     tokenizer_dir: Path
     components: dict[Component, ResolvedModel] = field(default_factory=dict)  # FLUX.1/SD3 files
+    speed: Speed | None = None  # build/speed.py: workers, fused AdamW, the fast profile's settings
 
 
 def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
@@ -212,7 +215,8 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
                 f"{spec.output.dir} already holds {', '.join(clash)}; a run never overwrites checkpoints "
                 "(choose another output.name or output.dir, or leave output.dir unset for a fresh run folder)"
             )
-    return _Resolved(plan, install, model, family, script, surface, versions, tokenizer_dir, components)
+    speed = speed_here(loaded, family, versions)
+    return _Resolved(plan, install, model, family, script, surface, versions, tokenizer_dir, components, speed)
 
 
 def _lock(
@@ -252,6 +256,7 @@ def _lock(
         "env": redact(env_add),
         "seed": spec.training.seed,
         "plan": _plan_record(r.plan),
+        "speed": r.speed.record() if r.speed else None,
     }
 
 
@@ -288,9 +293,11 @@ class _Recorder:
         self.events: list[Event] = []
         self._summary: TrainingSummary | None = None
         self._steps = StepLosses()
+        self.startup = StartupClock()
 
     def output(self, stream: Stream, text: str) -> None:
         self.folder.log(stream, text)
+        self.startup.output(stream, text)
 
     def event(self, event: Event) -> None:
         self.events.append(event)
@@ -314,6 +321,7 @@ class _Recorder:
         step = self._steps.final(frame)  # each step once, with its own loss (tqdm shows most steps twice)
         if step is None:
             return
+        self.startup.step()
         per_epoch = self._summary.steps_per_epoch if self._summary else None
         epoch = -(-step.step // per_epoch) if per_epoch else None
         record = {"type": "Step", "epoch": epoch, "step": step.step, "total": step.total}
@@ -396,10 +404,12 @@ def _write_folder(
     model = ModelChoice(r.model.path.absolute(), r.family, {n: c.path.absolute() for n, c in r.components.items()})
     inputs = render_inputs(
         loaded, model, folder.path, output_dir, r.tokenizer_dir.absolute(),
-        default_logging=folder.path / "logs",
+        default_logging=folder.path / "logs", speed=r.speed,
     )  # fmt: skip
     render_checked(loaded, inputs, r.surface).write(folder.path)
-    argv, env_add = build_command(loaded.spec, r.install, folder.path / "config.toml", r.family, offline=True)
+    argv, env_add = build_command(
+        loaded.spec, r.install, folder.path / "config.toml", r.family, offline=True, speed=r.speed
+    )
     folder.write_text("spec.yaml", loaded.text)
     folder.write_yaml(LOCK_FILE, _lock(loaded, options, r, argv, env_add), LOCK_HEADER)
     return output_dir, argv, env_add
@@ -414,8 +424,21 @@ def _announce(console: Console, folder: RunFolder, r: _Resolved) -> None:
         f"model: {model.repo or model.path}{pin} sha256 {model.sha256[:12]} ({r.family})",
         f"sd-scripts: {install.dir} ({commit}), {r.script}",
         f"plan: {r.plan.total_steps} steps, {r.plan.epochs} epochs",
+        *([f"speed ({r.speed.profile}): {_speed_summary(r.speed)}"] if r.speed else []),
     ):
         console.print(line, highlight=False, markup=False, soft_wrap=True)  # paths are not rich markup
+
+
+def _speed_summary(speed: Speed) -> str:
+    parts = [f"{speed.workers} data-loader workers" + (" (persistent)" if speed.persistent_workers else "")]
+    if speed.optimizer_args.get("fused"):
+        parts.append("fused AdamW")
+    if speed.cudnn_benchmark:
+        parts.append("cuDNN autotuning")
+    parts += [f"{k} {v}" for k, v in speed.extra_args.items()]
+    if speed.tuned:
+        parts.append(f"tuned {speed.tuned.get('date', '')}".strip())
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -445,6 +468,7 @@ def _train(
     t0 = time.monotonic()
     record["launched_at_unix"] = time.time()  # what the wrapper adds before the trainer starts is measurable
     folder.write_result(record)
+    recorder.startup.start()
     try:
         exit_code = run_parsed(
             argv, {**os.environ, **env_add}, r.install.dir, recorder.event, on_output=recorder.output
@@ -454,6 +478,7 @@ def _train(
     finally:
         epochs = display.finish()
         folder.close()
+        record["startup"] = recorder.startup.record()
     return _Trained(exit_code, nan_step, recorder.events, epochs, list(display.problems), time.monotonic() - t0)
 
 
@@ -504,6 +529,8 @@ def _record(
     console.print(Text(status, style=style) + Text(f": {folder.path}"), highlight=False, soft_wrap=True)
     if diagnosis:
         console.print(diagnosis, highlight=False, markup=False, soft_wrap=True)
+    if line := startup_line(record.get("startup")):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     code = exit_code if status != "failed" or exit_code != 0 else 1
     return RunOutcome(status, 130 if status == "interrupted" else code, folder.path, diagnosis)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from ..machine import data_loader_workers, this_machine
 from .blocks import BLOCK_NAMES, named_values
 from .families import ALIASES
 from .gui import BY_NAME, FIELDS, GuiField
@@ -45,7 +46,7 @@ def export_gui(spec: Spec, *, random_seed: bool = False) -> Exported:
     _dataset(spec, gui, out)
     _network(spec, gui, out)
     _optimizer(spec, gui)
-    _training(spec, gui)
+    _training(spec, gui, out)
     if random_seed:
         gui["seed"] = 0
     _output_and_sample(spec, gui, out)
@@ -224,7 +225,7 @@ def _optimizer(spec: Spec, gui: dict[str, Any]) -> None:
     gui["lr_scheduler_args"] = " ".join(f"{k}={_arg(v)}" for k, v in sched.args.items())
 
 
-def _training(spec: Spec, gui: dict[str, Any]) -> None:
+def _training(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     t = spec.training
     if t.max_steps is not None:
         gui["max_train_steps"], gui["max_train_epochs"], gui["epoch"] = t.max_steps, 0, 1
@@ -246,9 +247,13 @@ def _training(spec: Spec, gui: dict[str, Any]) -> None:
     gui["xformers"] = {"xformers": "xformers", "sdpa": "sdpa"}.get(t.attention, "none")
     gui["mem_eff_attn"] = t.attention == "mem_eff"
     gui["max_token_length"] = t.max_token_length
-    gui["max_data_loader_n_workers"] = t.workers
-    gui["persistent_data_loader_workers"] = t.persistent_workers
     launch = spec.launch
+    workers = t.workers
+    if workers == "auto":  # the GUI holds a number: what a run on this machine would choose
+        workers, _ = data_loader_workers(this_machine(), launch.num_processes, launch.cpu_threads)
+        out.notes.append(f"training.workers is auto: written as {workers}, this machine's choice")
+    gui["max_data_loader_n_workers"] = workers
+    gui["persistent_data_loader_workers"] = workers > 0 if t.persistent_workers == "auto" else t.persistent_workers
     gui["num_processes"] = launch.num_processes
     gui["multi_gpu"] = launch.num_processes > 1
     gui["gpu_ids"] = ",".join(str(i) for i in launch.gpu_ids) if launch.gpu_ids else ""

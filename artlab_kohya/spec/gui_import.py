@@ -485,8 +485,8 @@ class _Importer:
         if tokens in (150, 225):
             self.put("training.max_token_length", tokens, "max_token_length")
         self.put("training.workers", self.get("max_data_loader_n_workers") or 0, "max_data_loader_n_workers")
-        if self.get("persistent_data_loader_workers"):
-            self.put("training.persistent_workers", True, "persistent_data_loader_workers")
+        persistent = bool(self.get("persistent_data_loader_workers"))
+        self.put("training.persistent_workers", persistent, "persistent_data_loader_workers")
 
     def _attention(self) -> str:
         if self.get("mem_eff_attn"):

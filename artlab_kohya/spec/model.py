@@ -670,10 +670,14 @@ class TrainingSpec(_Section):
         "sdpa", description="Attention implementation: sdpa (PyTorch), xformers, mem_eff or none."
     )
     max_token_length: Literal[75, 150, 225] = Field(75, description="Caption token window: 75, 150 or 225.")
-    workers: int = Field(
-        0, ge=0, le=MAX_PROCESSES, description="Data-loader worker processes (0 = load in the main process)."
+    workers: Annotated[int, Field(ge=0, le=MAX_PROCESSES)] | Literal["auto"] = Field(
+        "auto",
+        description="Data-loader worker processes (0 = load in the main process); auto: from the machine's CPUs "
+        "and memory, at most 4 per training process (plan says what it chose).",
     )
-    persistent_workers: bool = Field(False, description="Keep data-loader workers between epochs.")
+    persistent_workers: bool | Literal["auto"] = Field(
+        "auto", description="Keep data-loader workers between epochs; auto: when there are workers."
+    )
     stop_on_nan: bool = Field(True, description="Stop the run when the average loss becomes NaN (artlab-kohya).")
     blocks_to_swap: int | None = Field(
         None, ge=1, le=60, description="FLUX.1/SD3: transformer blocks kept in CPU memory and swapped in (less VRAM)."
@@ -767,6 +771,16 @@ class LaunchSpec(_Section):
     )
     same_network: bool = Field(
         True, description="The machines share a local network (--same_network): rank 0's address and port directly."
+    )
+    profile: Literal["default", "fast"] = Field(
+        "default",
+        description="default: fast settings that do not change what is learned (data-loader workers, fused AdamW). "
+        "fast: also this card's `artlab-kohya tune` result, else cuDNN autotuning and batched latent caching.",
+    )
+    cudnn_benchmark: bool | None = Field(
+        None,
+        description="Let cuDNN time its convolution algorithms once and keep the fastest (torch.backends.cudnn"
+        ".benchmark); unset: on with profile fast on a CUDA card.",
     )
 
 

@@ -98,7 +98,10 @@ def main(parser: argparse.ArgumentParser | None = None) -> None:
     chosen = json.loads(os.environ.get("FAKE_TRANSCRIPT_FOR", "{}"))  # {part of output_name: transcript}
     transcript_name = next((t for key, t in chosen.items() if key in name), os.environ.get("FAKE_TRANSCRIPT", "lora"))
     source = TESTS / "data" / "transcripts" / transcript_name
-    duration = float(os.environ.get("FAKE_DURATION", "0.6"))
+    durations = json.loads(os.environ.get("FAKE_DURATION_FOR", "{}"))  # {part of output_name: seconds}
+    duration = next(
+        (float(d) for key, d in durations.items() if key in name), float(os.environ.get("FAKE_DURATION", "0.6"))
+    )
     transcript = Path(tempfile.mkdtemp(prefix="fake-kohya-")) / source.name  # paths rewritten to this run's
     out.mkdir(parents=True, exist_ok=True)
     scales = json.loads(os.environ.get("FAKE_LOSS_SCALE", "{}"))  # {part of output_name: factor}

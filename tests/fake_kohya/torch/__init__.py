@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 __version__ = "0.0.0+fake"
 version = SimpleNamespace(cuda=None)
-backends = SimpleNamespace()
+backends = SimpleNamespace(cudnn=SimpleNamespace(benchmark=False))
 
 
 class cuda:

@@ -1,0 +1,96 @@
+"""`tune` end to end against the stand-in install (tests/fake_kohya), nothing of ours patched: candidates
+run as real processes, one slower, one faster, one that hangs past the time bound; the choice is cached and
+`launch.profile: fast` then starts from it. Also the startup phases a run records from the trainer's output."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fake_project import fake_project
+
+from artlab_kohya.build.speed import read_tuned
+from artlab_kohya.cli.main import main
+from artlab_kohya.experiments.tune import Candidate, Measured, choose, parse_candidate
+
+
+def test_tune_picks_the_fastest_finished_candidate_and_fast_starts_from_it(tmp_path: Path, monkeypatch):
+    project = fake_project(tmp_path, monkeypatch)
+    monkeypatch.chdir(project)
+    # seconds each candidate's trainer takes to replay the run (120 steps): cudnn twice as fast, compile hangs
+    monkeypatch.setenv(
+        "FAKE_DURATION_FOR", json.dumps({"default": 4, "workers8": 3, "cudnn": 2, "compile": 600, "slow": 8})
+    )
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        main,
+        ["tune", "spec.yaml", "--steps", "10", "--timeout", "25", "--candidate", "slow:training.workers=0"],
+        catch_exceptions=False,
+    )
+    took = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    folder = Path(result.output.split("tune folder: ")[1].strip())
+    record = json.loads((folder / "tune.json").read_text())
+    status = {c["name"]: c["status"] for c in record["candidates"]}
+    assert status == {"default": "ok", "cudnn": "ok", "cudnn-workers8": "ok", "compile": "timeout", "slow": "ok"}
+    rates = {c["name"]: c["images_per_s"] for c in record["candidates"]}
+    assert rates["cudnn"] > 1.5 * rates["default"]
+    assert record["chosen"] == "cudnn"
+    compile_ = next(c for c in record["candidates"] if c["name"] == "compile")
+    assert "stopped after 25 s" in compile_["note"]
+    compile_result = json.loads((Path(compile_["folder"]) / "result.json").read_text())
+    assert compile_result["status"] == "interrupted"  # the stopped candidate's run still ended in a final state
+    assert took < 150
+    # the cache: this card (none: cpu), family, resolution, network, batch -> the winner's settings
+    cached = read_tuned()
+    assert list(cached) == ["cpu|sd15|512|lora4|b1"]
+    assert cached["cpu|sd15|512|lora4|b1"]["settings"] == {"launch.cudnn_benchmark": True}
+    assert "chosen: cudnn for cpu|sd15|512|lora4|b1, cached in" in result.output
+    # plan with profile fast starts from it
+    plan = CliRunner().invoke(main, ["plan", "spec.yaml", "--set", "launch.profile=fast", "--json"])
+    speed = json.loads(plan.output[plan.output.index("{") :])["speed"]
+    assert {"setting": "launch.cudnn_benchmark", "value": True, "why": speed["choices"][-1]["why"]} in speed["choices"]
+    assert speed["tuned"]["candidate"] == "cudnn"
+
+
+def test_the_default_wins_unless_beaten_by_three_percent():
+    def m(name, ips):
+        return Measured(Candidate(name, (), ""), "ok", images_per_s=ips)
+
+    assert choose([m("default", 10.0), m("cudnn", 10.2)]).candidate.name == "default"
+    assert choose([m("default", 10.0), m("cudnn", 10.4)]).candidate.name == "cudnn"
+    assert choose([Measured(Candidate("x", (), ""), "timeout")]) is None
+
+
+def test_a_candidate_of_ones_own():
+    c = parse_candidate("w8:training.workers=8,launch.cudnn_benchmark=true")
+    assert c.overrides == ("training.workers=8", "launch.cudnn_benchmark=true")
+    with pytest.raises(Exception, match="NAME:path=value"):
+        parse_candidate("bad name:x=1")
+
+
+def test_a_run_records_where_the_time_to_its_first_step_went(tmp_path: Path, monkeypatch):
+    project = fake_project(tmp_path, monkeypatch)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("FAKE_DURATION", "3")
+    result = CliRunner().invoke(main, ["run", "spec.yaml", "--plain"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    folder = next((project / "runs" / "tiny_lora").iterdir())
+    startup = json.loads((folder / "result.json").read_text())["startup"]
+    phases = [p["phase"] for p in startup["phases"]]
+    # the lora transcript's own lines, in order (it caches latents, creates a LoRA, uses AdamW)
+    assert phases == [  # noqa
+        "python and imports",
+        "settings and dataset",
+        "model load",
+        "latent caching",
+        "network",
+        "optimizer and prepare",
+        "first step",
+    ]
+    assert all(p["s"] is not None and p["s"] >= 0 for p in startup["phases"])
+    assert sum(p["s"] for p in startup["phases"]) == pytest.approx(startup["first_step_s"], abs=0.05)
+    assert "first step after" in result.output
