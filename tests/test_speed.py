@@ -89,7 +89,7 @@ def test_no_fused_adamw_without_cuda_or_for_other_optimizers():
 def test_fast_profile_untuned_and_tuned():
     fast = spec(launch={"profile": "fast"})
     untuned = choose_speed(fast, "sd15", BIG, H200, tuned={})
-    assert untuned.cudnn_benchmark and untuned.extra_args == {"vae_batch_size": 4}
+    assert not untuned.cudnn_benchmark and untuned.extra_args == {"vae_batch_size": 4}
     key = tune_key(fast, "sd15", H200)
     assert key == "NVIDIA H200|sd15|512|lora128|b1"
     entry = {"settings": {"training.workers": 8, "kohya.extra_args.torch_compile": True, "dataset.batch_size": 64}}
@@ -103,7 +103,7 @@ def test_fast_profile_untuned_and_tuned():
 
 def test_cudnn_benchmark_starts_the_script_through_the_flags_entry(tmp_path: Path):
     install = Install(dir=tmp_path, python="/venv/bin/python")
-    s = choose_speed(spec(launch={"profile": "fast"}), "sd15", BIG, H200)
+    s = choose_speed(spec(launch={"cudnn_benchmark": True}), "sd15", BIG, H200)
     argv, _ = build_command(spec(), install, tmp_path / "config.toml", "sd15", speed=s)
     i = argv.index(str(INSIDE_SCRIPTS / "torch_flags.py"))
     assert argv[i + 1 : i + 4] == ["--cudnn-benchmark", str(tmp_path / "train_network.py"), "--config_file"]

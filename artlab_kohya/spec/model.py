@@ -775,12 +775,12 @@ class LaunchSpec(_Section):
     profile: Literal["default", "fast"] = Field(
         "default",
         description="default: fast settings that do not change what is learned (data-loader workers, fused AdamW). "
-        "fast: also this card's `artlab-kohya tune` result, else cuDNN autotuning and batched latent caching.",
+        "fast: also this card's `artlab-kohya tune` result, and latents cached 4 images at a time.",
     )
     cudnn_benchmark: bool | None = Field(
         None,
         description="Let cuDNN time its convolution algorithms once and keep the fastest (torch.backends.cudnn"
-        ".benchmark); unset: on with profile fast on a CUDA card.",
+        ".benchmark); unset: off, or what `tune` chose for this card with profile fast.",
     )
 
 
