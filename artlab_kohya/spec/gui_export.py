@@ -14,15 +14,19 @@ from typing import Any
 from .blocks import BLOCK_NAMES, named_values
 from .families import ALIASES
 from .gui import BY_NAME, FIELDS, GuiField
-from .model import DyLoraNetwork, Ia3Network, LokrNetwork, LoraNetwork, Spec, _LycorisNetwork, _OftNetwork
+from .model import (
+    DyLoraNetwork,
+    Ia3Network,
+    LokrNetwork,
+    LoraNetwork,
+    Spec,
+    _LowRankLycoris,
+    _LycorisNetwork,
+    _OftNetwork,
+)
 
 # network.args the GUI has a field for; the rest cannot be given in the GUI.
 _ARG_FIELDS = {
-    "bypass_mode": "bypass_mode",
-    "dora_wd": "dora_wd",
-    "use_scalar": "use_scalar",
-    "train_norm": "train_norm",
-    "decompose_both": "decompose_both",
     "loraplus_lr_ratio": "loraplus_lr_ratio",
     "loraplus_unet_lr_ratio": "loraplus_unet_lr_ratio",
     "loraplus_text_encoder_lr_ratio": "loraplus_text_encoder_lr_ratio",
@@ -45,7 +49,7 @@ def export_gui(spec: Spec, *, random_seed: bool = False) -> Exported:
     _dataset(spec, gui, out)
     _network(spec, gui, out)
     _optimizer(spec, gui)
-    _training(spec, gui)
+    _training(spec, gui, out)
     if random_seed:
         gui["seed"] = 0
     _output_and_sample(spec, gui, out)
@@ -183,11 +187,14 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         gui["conv_dim"] = net.conv_dim if net.conv_dim is not None else net.dim  # the GUI always passes one
         gui["conv_alpha"] = net.conv_alpha if net.conv_alpha is not None else net.alpha
         gui["use_tucker"] = net.use_tucker
+        gui["train_norm"] = net.train_norm
+        if isinstance(net, _LowRankLycoris):
+            gui["bypass_mode"], gui["dora_wd"], gui["use_scalar"] = net.bypass_mode, net.dora_wd, net.use_scalar
         if isinstance(net, LokrNetwork):
             gui["use_cp"] = net.use_tucker  # for LoKr the GUI also passes use_cp, which LyCORIS reads over use_tucker
         gui["LyCORIS_preset"] = net.preset or "full"
         if isinstance(net, LokrNetwork):
-            gui["factor"] = net.factor
+            gui["factor"], gui["decompose_both"] = net.factor, net.decompose_both
         if isinstance(net, _OftNetwork):
             gui["constrain"], gui["rescaled"] = net.constraint or 0.0, net.rescaled
     elif isinstance(net, Ia3Network):
@@ -200,7 +207,7 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         else:
             out.notes.append(f"network.args.{key}: the GUI has no field for it (it builds network_args itself)")
     gui["text_encoder_lr"] = gui["unet_lr"] = None  # set by _optimizer, which knows network.train
-    if isinstance(net, LokrNetwork) and not args.get("decompose_both"):
+    if isinstance(net, LokrNetwork) and not net.decompose_both:
         out.notes.append(
             "network: the GUI passes decompose_both=False as the string 'False', which lycoris-lora 3.4.0 reads as "
             "true: a LoKr trained from this config decomposes both factors"
@@ -224,7 +231,7 @@ def _optimizer(spec: Spec, gui: dict[str, Any]) -> None:
     gui["lr_scheduler_args"] = " ".join(f"{k}={_arg(v)}" for k, v in sched.args.items())
 
 
-def _training(spec: Spec, gui: dict[str, Any]) -> None:
+def _training(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     t = spec.training
     if t.max_steps is not None:
         gui["max_train_steps"], gui["max_train_epochs"], gui["epoch"] = t.max_steps, 0, 1
@@ -250,6 +257,15 @@ def _training(spec: Spec, gui: dict[str, Any]) -> None:
     gui["persistent_data_loader_workers"] = t.persistent_workers
     launch = spec.launch
     gui["num_processes"] = launch.num_processes
+    gui["num_machines"] = launch.num_machines
+    gui["main_process_port"] = launch.main_process_port or 0
+    if launch.num_machines > 1:
+        out.notes.append(
+            "launch.main_process_ip / machine_rank: the GUI has no field for them (its extra_accelerate_launch_args)"
+        )
+    if t.cache_text_encoder_outputs == "disk":
+        out.notes.append("training.cache_text_encoder_outputs: disk; the GUI's SDXL box caches in memory")
+    gui["sdxl_cache_text_encoder_outputs"] = t.cache_text_encoder_outputs != "off"
     gui["multi_gpu"] = launch.num_processes > 1
     gui["gpu_ids"] = ",".join(str(i) for i in launch.gpu_ids) if launch.gpu_ids else ""
     gui["num_cpu_threads_per_process"] = launch.cpu_threads
@@ -309,6 +325,8 @@ def _extra(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
             rest.append(f"--{key} " + " ".join(_plain(v) for v in value))
         elif value is not False:
             rest.append(f"--{key}={_plain(value)}")
+    if spec.output.log_prefix:  # no GUI field: sd-scripts' own argument
+        rest.append(f"--log_prefix={spec.output.log_prefix}")
     gui["additional_parameters"] = " ".join(rest)
     if gui.get("noise_offset_type") == "Multires" and gui.get("noise_offset"):
         out.notes.append("training.noise_offset: the GUI passes either noise_offset or multires noise, not both")

@@ -23,6 +23,7 @@ from .gui import (
     HUB_ALIASES,
     LORA_TYPES,
     SECRET,
+    SPEC_ARGUMENTS,
     UNSUPPORTED_LORA_TYPES,
     arguments,
     coerce,
@@ -357,8 +358,7 @@ class _Importer:
                     self.put("network.rescaled", True, "rescaled")
             for name in flags:
                 if self.get(name):
-                    args[BY_NAME[name].to.rsplit(".", 1)[1]] = True
-                    self.mentioned.add(name)
+                    self.put(BY_NAME[name].to, True, name)
         used = {"LyCORIS_preset", "use_tucker", *flags} if kind in _LYCORIS else set()
         used |= {"LyCORIS_preset"} if kind == "ia3" else set()
         used |= {"use_cp", "factor", "decompose_both"} if kind == "lokr" else set()
@@ -582,9 +582,19 @@ class _Importer:
         ids = str(self.get("gpu_ids") or "")
         if ids:
             self.put("launch.gpu_ids", [int(i) for i in ids.split(",") if i.strip().isdigit()], "gpu_ids")
+        machines = self.get("num_machines") or 1
+        if machines != 1:
+            self.put("launch.num_machines", machines, "num_machines")
+            self.warn(
+                "launch.num_machines: a GUI config names no address of machine 0: set launch.main_process_ip "
+                "(and launch.machine_rank on each machine)"
+            )
+        port = self.get("main_process_port")
+        if port and machines != 1:
+            self.put("launch.main_process_port", port, "main_process_port")
+        elif port:
+            self.skip("main_process_port", "one machine: artlab-kohya lets accelerate choose its port")
         for name in (
-            "num_machines",
-            "main_process_port",
             "dynamo_backend",
             "dynamo_mode",
             "dynamo_use_fullgraph",
@@ -605,7 +615,6 @@ class _Importer:
             "adaptive_noise_scale": noise_type == "Original",
             "multires_noise_iterations": noise_type == "Multires",
             "multires_noise_discount": noise_type == "Multires" and bool(self.get("multires_noise_iterations")),
-            "sdxl_cache_text_encoder_outputs": family == "sdxl",
             "sdxl_no_half_vae": family == "sdxl",
         }
         self.done.add("noise_offset_type")
@@ -627,6 +636,10 @@ class _Importer:
                 self.put(spec.to, plain_number(value), spec.name)
             if spec.kind == "path":
                 self._path_exists(spec.to, str(value))
+        if self.get("sdxl_cache_text_encoder_outputs") and family == "sdxl":
+            self.put("training.cache_text_encoder_outputs", "memory", "sdxl_cache_text_encoder_outputs")
+        elif self.get("sdxl_cache_text_encoder_outputs"):
+            self.skip("sdxl_cache_text_encoder_outputs", "not passed by the GUI here (not SDXL)")
         if str(self.get("log_with")) in ("wandb", "all"):
             name = self.get("wandb_run_name") or self.out.data["output"]["name"]
             self.put("output.wandb_run_name", name, "wandb_run_name", "output_name")
@@ -644,8 +657,8 @@ class _Importer:
             items = value if isinstance(value, list) else [value]
             section = "scheduler" if key.startswith("lr_") else "optimizer"
             self.put(f"{section}.args", key_values(" ".join(str(i) for i in items)), note=note)
-        elif key in _SPEC_ARGUMENTS:
-            self.put(_SPEC_ARGUMENTS[key], value, note=note)
+        elif key in SPEC_ARGUMENTS:
+            self.put(SPEC_ARGUMENTS[key], value, note=note)
         else:
             extra[key] = value
             self.note(("kohya", "extra_args", key), "additional_parameters")
@@ -681,35 +694,6 @@ class _Importer:
             return  # sd-scripts makes these
         if not self.exists(path):
             self.warn(f"{where}: '{path}' does not exist here{_windows(path)}; kept as written")
-
-
-# sd-scripts arguments in additional_parameters that a spec field models (the rest go to kohya.extra_args).
-_SPEC_ARGUMENTS = {
-    "max_grad_norm": "optimizer.max_grad_norm",
-    "learning_rate": "optimizer.learning_rate",
-    "unet_lr": "optimizer.unet_lr",
-    "text_encoder_lr": "optimizer.text_encoder_lr",
-    "optimizer_type": "optimizer.type",
-    "lr_scheduler": "scheduler.type",
-    "lr_warmup_steps": "scheduler.warmup_steps",
-    "lr_scheduler_num_cycles": "scheduler.cycles",
-    "lr_scheduler_power": "scheduler.power",
-    "seed": "training.seed",
-    "max_train_epochs": "training.epochs",
-    "max_train_steps": "training.max_steps",
-    "noise_offset": "training.noise_offset",
-    "min_snr_gamma": "training.min_snr_gamma",
-    "gradient_accumulation_steps": "training.gradient_accumulation",
-    "save_every_n_epochs": "training.save_every_n_epochs",
-    "save_every_n_steps": "training.save_every_n_steps",
-    "save_last_n_epochs": "training.save_last_n_epochs",
-    "clip_skip": "model.clip_skip",
-    "network_dim": "network.dim",
-    "network_alpha": "network.alpha",
-    "network_dropout": "network.dropout",
-    "output_name": "output.name",
-    "training_comment": "output.comment",
-}
 
 
 def _windows(path: str) -> str:
