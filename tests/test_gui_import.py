@@ -1,4 +1,4 @@
-"""spec/gui_import.py and `import-gui`: the shapes GUI versions saved, each field accounted for, the spec
+"""spec/gui_import/ and `import-gui`: the shapes GUI versions saved, each field accounted for, the spec
 that comes out validated. The GUI presets themselves are imported, checked and rendered in test_gui_presets.py."""
 
 from __future__ import annotations
