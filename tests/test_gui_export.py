@@ -52,11 +52,11 @@ def test_the_config_holds_the_gui_fields_with_the_gui_types(tmp_path):
     spec = load_spec_text(
         "model: {source: base.safetensors, family: sdxl, no_half_vae: true}\n"
         "dataset:\n  resolution: [832, 1216]\n  buckets: {max_resolution: 2048}\n  subsets: [{path: img/10_a}, {path: img/4_b}]\n"
-        "network: {type: lokr, dim: 16, factor: 8, args: {dora_wd: true, loraplus_lr_ratio: 4}}\n"
+        "network: {type: lokr, dim: 16, factor: 8, dora_wd: true, args: {loraplus_lr_ratio: 4}}\n"
         "optimizer: {type: Prodigy, learning_rate: 1.0, args: {betas: [0.9, 0.99], decouple: true}}\n"
         "scheduler: {type: cosine, warmup_ratio: 0.05}\n"
         "training: {max_steps: 2000, attention: sdpa, cache_latents: disk, multires_noise_iterations: 6}\n"
-        "kohya: {extra_args: {log_prefix: x}}\n",
+        "output: {log_prefix: x}\n",
         tmp_path / "spec.yaml",
     ).spec
     config = export_gui(spec).config

@@ -1,4 +1,4 @@
-"""spec/gui_import.py and `import-gui`: the shapes GUI versions saved, each field accounted for, the spec
+"""spec/gui_import/ and `import-gui`: the shapes GUI versions saved, each field accounted for, the spec
 that comes out validated. The GUI presets themselves are imported, checked and rendered in test_gui_presets.py."""
 
 from __future__ import annotations
@@ -107,7 +107,12 @@ def test_ia3_and_lycoris_switches(tmp_path):
     lokr = {"LoRA_type": "LyCORIS/LoKr", "network_dim": 8, "factor": "4", "use_cp": True, "dora_wd": True,
             "decompose_both": False, "train_data_dir": "/data/img", "max_train_steps": 10}  # fmt: skip
     _, spec, _ = spec_of(lokr, tmp_path)
-    assert spec.network.factor == 4 and spec.network.use_tucker and spec.network.args == {"dora_wd": True}
+    assert spec.network.factor == 4 and spec.network.use_tucker and spec.network.args == {}
+    assert spec.network.dora_wd and not spec.network.decompose_both and not spec.network.train_norm
+    glora = {"LoRA_type": "LyCORIS/GLoRA", "train_norm": "true", "dora_wd": True, "train_data_dir": "/data/img"}
+    _, spec, text = spec_of(glora, tmp_path)
+    assert spec.network.train_norm and "dora_wd" not in type(spec.network).model_fields
+    assert "not passed by the GUI for LoRA_type LyCORIS/GLoRA:\n#     dora_wd = true" in text
 
 
 def test_refused_families_and_networks():
@@ -144,12 +149,13 @@ def test_additional_parameters_go_to_spec_fields_or_extra_args(tmp_path):
         "train_data_dir": "/data/img",
         "max_train_steps": 100,
         "additional_parameters": '--lr_scheduler_type "CosineAnnealingLR" --lr_scheduler_args "T_max=1000" '
-        '"eta_min=0e-0" --network_train_unet_only --max_grad_norm=0 --log_prefix=xl-loha',
+        '"eta_min=0e-0" --network_train_unet_only --max_grad_norm=0 --log_prefix=xl-loha --vae_batch_size=4',
     }
     _, spec, _ = spec_of(config, tmp_path)
     assert spec.scheduler.args == {"T_max": 1000, "eta_min": 0.0}
     assert spec.network.train == "unet" and spec.optimizer.max_grad_norm == 0
-    assert spec.kohya.extra_args == {"lr_scheduler_type": "CosineAnnealingLR", "log_prefix": "xl-loha"}
+    assert spec.scheduler.custom == "CosineAnnealingLR" and spec.output.log_prefix == "xl-loha"
+    assert spec.kohya.extra_args == {"vae_batch_size": 4}
 
 
 def test_secrets_are_never_copied_and_paths_are_flagged(tmp_path):
@@ -217,7 +223,10 @@ def test_first_class_settings_come_in_as_spec_fields(tmp_path):
         "noise_offset_type": "Multires", "multires_noise_iterations": 6, "multires_noise_discount": 0.3,
         "save_state": True, "save_last_n_steps": 500, "save_every_n_steps": 100, "seed": 0,
         "caption_dropout_every_n_epochs": "2", "train_data_dir": "/data/img", "max_train_steps": 100,
-        "max_resolution": "1024,1024",
+        "max_resolution": "1024,1024", "prior_loss_weight": "0.5", "reg_data_dir": "/data/reg",
+        "save_last_n_steps_state": 2, "save_state_on_train_end": True, "dim_from_weights": True,
+        "network_weights": "/w.safetensors", "sdxl_cache_text_encoder_outputs": True, "text_encoder_lr": 0,
+        "lr_scheduler_type": "CosineAnnealingLR", "num_machines": 1, "main_process_port": 12345,
     }  # fmt: skip
     imported, spec, text = spec_of(config, tmp_path)
     t = spec.training
@@ -227,4 +236,8 @@ def test_first_class_settings_come_in_as_spec_fields(tmp_path):
     assert t.debiased_estimation_loss and t.ip_noise_gamma == 0.1 and t.multires_noise_iterations == 6
     assert t.save_state and t.save_last_n_steps == 500 and spec.kohya.extra_args == {}
     assert spec.dataset.subsets[0].caption_dropout_every_n_epochs == 2
+    assert t.prior_loss_weight == 0.5 and t.save_last_n_steps_state == 2 and t.save_state_on_train_end
+    assert spec.network.dim_from_weights and t.cache_text_encoder_outputs == "memory"
+    assert spec.scheduler.custom == "CosineAnnealingLR" and spec.launch.num_machines == 1
+    assert "one machine: artlab-kohya lets accelerate choose its port" in text
     assert "seed: random  # seed: 0: the GUI lets sd-scripts draw one each run" in text

@@ -248,8 +248,13 @@ training:
   save_every_n_steps: 100
   save_last_n_steps: 300
   save_state: true
+  save_state_on_train_end: true
+  save_last_n_epochs_state: 2
+  save_last_n_steps_state: 200
+  prior_loss_weight: 0.5
   resume: /runs/x-000004-state
-output: {log_with: wandb, wandb_run_name: my run}
+output: {log_with: wandb, wandb_run_name: my run, log_prefix: xl-}
+scheduler: {type: constant, custom: CosineAnnealingLR, args: {T_max: 1000}}
 """
 
 
@@ -268,6 +273,8 @@ def test_first_class_settings_render_to_sd_scripts_keys(write_spec):
         "max_timestep": 900, "loss_type": "huber", "huber_c": 0.2, "huber_schedule": "exponential",
         "huber_scale": 1.5, "debiased_estimation_loss": True, "zero_terminal_snr": True, "save_last_n_steps": 300,
         "save_state": True, "resume": "/runs/x-000004-state", "wandb_run_name": "my run",
+        "save_state_on_train_end": True, "save_last_n_epochs_state": 2, "save_last_n_steps_state": 200,
+        "prior_loss_weight": 0.5, "log_prefix": "xl-", "lr_scheduler_type": "CosineAnnealingLR",
     }  # fmt: skip
     assert {k: rendered.config[k] for k in expected} == expected
     assert check_dataset_keys(tomllib.loads(rendered.dataset_toml)) == []
@@ -287,6 +294,31 @@ def test_lycoris_algorithms_as_network_types(write_spec, network):
     assert args["algo"] == network
     if extra:
         assert args["constraint"] == "0.0001" and args["rescaled"] == "True"
+
+
+@pytest.mark.parametrize("network", ["locon", "loha", "lokr"])
+def test_lycoris_switches_render_as_network_args(write_spec, network):
+    """Each switch is written only when on: LyCORIS reads a 'False' string as true (decompose_both)."""
+    on = "train_norm: true, dora_wd: true, bypass_mode: true, use_scalar: true"
+    inputs = RenderInputs(Path("/m.safetensors"), "sd15", (10,), ("a",), OUT, OUT, None)
+    base = "model: {source: /m.safetensors, family: sd15}\ndataset: {subsets: [{path: /img/10_a}]}\n"
+    for switches, expected in ((on, "True"), ("", None)):
+        extra = ", decompose_both: true" if network == "lokr" and switches else ""
+        path = write_spec(base + f"network: {{type: {network}, {switches}{extra}}}\n")
+        config = render(load_spec(path).spec, inputs, bundled_surface("train_network.py")).config
+        args = dict(a.split("=", 1) for a in config["network_args"])
+        names = ["train_norm", "dora_wd", "bypass_mode", "use_scalar"] + (
+            ["decompose_both"] if network == "lokr" else []
+        )
+        assert [args.get(n) for n in names] == [expected] * len(names)
+
+
+def test_dim_from_weights_renders_with_the_weights(write_spec):
+    base = "model: {source: /m.safetensors, family: sd15}\ndataset: {subsets: [{path: /img/10_a}]}\n"
+    path = write_spec(base + "network: {type: lora, weights: /w.safetensors, dim_from_weights: true}\n")
+    inputs = RenderInputs(Path("/m.safetensors"), "sd15", (10,), ("a",), OUT, OUT, None)
+    config = render(load_spec(path).spec, inputs, bundled_surface("train_network.py")).config
+    assert config["dim_from_weights"] is True and config["network_weights"] == "/w.safetensors"
 
 
 def test_extra_args_the_dataset_config_sets_point_at_the_spec_field(write_spec):

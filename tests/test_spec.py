@@ -275,14 +275,21 @@ def test_rules_of_the_first_class_settings(write_spec):
         write_spec(
             MINIMAL.replace("  type: lora\n", "  type: ia3\n")
             + "training:\n  huber_c: 0.2\n  multires_noise_discount: 0.3\n  zero_terminal_snr: true\n"
-            + "  save_last_n_steps: 100\noutput:\n  wandb_run_name: x\n"
+            + "  save_last_n_steps: 100\n  save_last_n_epochs_state: 2\n  prior_loss_weight: 0.5\n"
+            + "output:\n  wandb_run_name: x\n"
         )
     ).warnings
     said = "\n".join(str(w) for w in warned)
     for text in ("huber_c: has no effect with loss_type l2", "multires_noise_discount: has no effect",
                  "zero_terminal_snr: is meant for v-prediction", "save_last_n_steps: only counts step checkpoints",
-                 "wandb_run_name: is used only with output.log_with", "recommends preset ia3"):  # fmt: skip
+                 "wandb_run_name: is used only with output.log_with", "recommends preset ia3",
+                 "save_last_n_epochs_state: only counts the states save_state writes",
+                 "prior_loss_weight: has no effect without a regularization subset"):  # fmt: skip
         assert text in said, text
+    dim_from_weights = MINIMAL.replace("  type: lora\n", "  type: lora\n  dim_from_weights: true\n")
+    assert errors_of(write_spec(dim_from_weights)) == [
+        "spec.yaml:9: network.dim_from_weights: needs network.weights, the file whose ranks it reads"
+    ]
 
 
 def test_network_args_may_not_replace_the_type_or_a_field(write_spec):

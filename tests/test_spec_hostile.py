@@ -256,7 +256,8 @@ def test_unknown_key_through_set_is_located_at_the_set(write_spec):
     assert errors_of(path, ("dataset.batchsize=4", "trainning.epochs=3", "training.foo.bar=1")) == [
         "--set dataset.batchsize=4: dataset.batchsize: unknown key 'batchsize'; did you mean 'batch_size'?",
         "--set training.foo.bar=1: training.foo: unknown key 'foo' (known here: epochs, max_steps, "
-        "save_every_n_epochs, save_every_n_steps, save_last_n_epochs, save_last_n_steps, save_state, resume, "
+        "save_every_n_epochs, save_every_n_steps, save_last_n_epochs, save_last_n_steps, save_state, "
+        "save_state_on_train_end, save_last_n_epochs_state, save_last_n_steps_state, resume, prior_loss_weight, "
         "mixed_precision, save_precision, seed, cache_latents, gradient_checkpointing, gradient_accumulation, "
         "noise_offset, min_snr_gamma, multires_noise_iterations, multires_noise_discount, adaptive_noise_scale, "
         "ip_noise_gamma, min_timestep, max_timestep, loss_type, huber_c, huber_schedule, huber_scale, "

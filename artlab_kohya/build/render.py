@@ -18,6 +18,7 @@ from ..spec.model import (
     LokrNetwork,
     LoraNetwork,
     Spec,
+    _LowRankLycoris,
     _LycorisNetwork,
     _OftNetwork,
 )
@@ -191,6 +192,10 @@ def _network(spec: Spec, family: Family) -> dict[str, Any]:
         args |= _blocks(net, family)
     if isinstance(net, _LycorisNetwork):
         args["use_tucker"] = net.use_tucker or None
+        args["train_norm"] = net.train_norm or None
+    if isinstance(net, _LowRankLycoris):
+        args |= {"dora_wd": net.dora_wd or None, "bypass_mode": net.bypass_mode or None}
+        args["use_scalar"] = net.use_scalar or None
     if not isinstance(net, LoraNetwork | DyLoraNetwork):
         args["preset"] = net.preset
     if isinstance(net, _OftNetwork):
@@ -198,6 +203,8 @@ def _network(spec: Spec, family: Family) -> dict[str, Any]:
         args["rescaled"] = net.rescaled or None
     if isinstance(net, LokrNetwork) and net.factor != -1:
         args["factor"] = net.factor
+    if isinstance(net, LokrNetwork):  # never False: LyCORIS reads the string 'False' as true
+        args["decompose_both"] = net.decompose_both or None
     args |= net.args
     network_args = [f"{k}={_plain(v)}" for k, v in args.items() if v is not None]
     return {
@@ -208,6 +215,7 @@ def _network(spec: Spec, family: Family) -> dict[str, Any]:
         "scale_weight_norms": net.scale_weight_norms,
         "network_args": network_args or None,
         "network_weights": str(net.weights) if net.weights else None,
+        "dim_from_weights": net.dim_from_weights,
         "network_train_unet_only": net.train == "unet",
         "network_train_text_encoder_only": net.train == "text_encoder",
     }
@@ -297,6 +305,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "lr_scheduler_num_cycles": sched.cycles,
             "lr_scheduler_power": sched.power,
             "lr_scheduler_args": [f"{k}={_literal(v)}" for k, v in sched.args.items()] or None,
+            "lr_scheduler_type": sched.custom,
         },
         "saving_arguments": {
             "output_dir": str(inputs.output_dir),
@@ -308,6 +317,9 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "save_last_n_epochs": training.save_last_n_epochs,
             "save_last_n_steps": training.save_last_n_steps,
             "save_state": training.save_state,
+            "save_state_on_train_end": training.save_state_on_train_end,
+            "save_last_n_epochs_state": training.save_last_n_epochs_state,
+            "save_last_n_steps_state": training.save_last_n_steps_state,
             "resume": str(training.resume) if training.resume else None,
             "training_comment": out.comment,
         },
@@ -318,6 +330,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "seed": training.seed if isinstance(training.seed, int) else None,
             "gradient_checkpointing": training.gradient_checkpointing,
             "gradient_accumulation_steps": training.gradient_accumulation,
+            "prior_loss_weight": None if training.prior_loss_weight == 1.0 else training.prior_loss_weight,
             "sdpa": training.attention == "sdpa",
             "xformers": training.attention == "xformers",
             "mem_eff_attn": training.attention == "mem_eff",
@@ -339,6 +352,7 @@ def _config_sections(spec: Spec, inputs: RenderInputs) -> dict[str, dict[str, An
             "logging_dir": str(inputs.logging_dir) if inputs.logging_dir and out.log_with != "none" else None,
             "log_with": None if out.log_with == "none" else out.log_with,
             "wandb_run_name": out.wandb_run_name,
+            "log_prefix": out.log_prefix,
         },
         "sample_arguments": {
             "sample_prompts": str(inputs.config_dir / PROMPTS_FILE) if spec.sample.prompts else None,

@@ -25,12 +25,17 @@ SECRET = "a credential: never copied into a spec (set WANDB_API_KEY / HF_TOKEN i
 GUI_ONLY = "GUI-only: it drives the GUI's forms, not sd-scripts"
 OTHER_FAMILY = (
     "not supported: a setting for another model family (FLUX.1, SD3, HunyuanImage, Anima, Lumina); "
-    "artlab-kohya trains SD1.x, SD2.x and SDXL LoRAs, and the GUI passes it only for those"
+    "import-gui converts SD1.x, SD2.x and SDXL configs (FLUX.1 and SD3 LoRAs are trained from a spec written "
+    "for them), and the GUI passes it only for those"
 )
 FLUX_ONLY = "ignored for SD1.x/SD2.x/SDXL: the GUI passes it to sd-scripts only for FLUX.1"
 NOT_IN_SD_SCRIPTS = "ignored by sd-scripts: train_network.py has no such argument at the pinned commit"
-LAUNCH = "not supported: artlab-kohya launches accelerate itself (one machine, --dynamo_backend no)"
+LAUNCH = "not supported: artlab-kohya launches accelerate itself (--dynamo_backend no; machines and GPUs: launch.*)"
 CONVERTED = "converted into the fields named in the comment beside them"
+# Why a field that reaches sd-scripts stays in kohya.extra_args or network.args rather than a spec field.
+PASSED_ON = ("kohya.extra_args", "network.args")
+UNCHANGED = "passes through unchanged"
+NO_EFFECT = UNCHANGED + ": no effect on the trained weights"
 
 
 @dataclass(frozen=True)
@@ -44,20 +49,30 @@ class GuiField:
     old: tuple[str, ...] = ()  # names earlier GUI versions saved it under
     saved: bool = True  # the current GUI writes it (export writes it)
     plain: bool = False  # the value goes to `to` as it is, when it is set and not the GUI's default
+    stays: str = ""  # passed on (kohya.extra_args, network.args): why the spec has no field for it
 
     @property
     def first_class(self) -> bool:
-        return bool(self.to) and not self.to.startswith("kohya.extra_args")
+        return bool(self.to) and not self.to.startswith(PASSED_ON)
+
+    @property
+    def reason(self) -> str:
+        """Why the field is not a first-class spec field ("" when it is one, or when nobody said)."""
+        return "" if self.first_class else self.stays if self.to else self.why
 
 
-def _pass(name: str, kind: Kind = "any", default: Any = None, why: str = "") -> GuiField:
+def _pass(name: str, kind: Kind, stays: str, default: Any = None, why: str = "") -> GuiField:
     """An sd-scripts argument of the same name that the spec does not model: kohya.extra_args.NAME."""
-    return GuiField(name, f"kohya.extra_args.{name}", why, kind, default, plain=True)
+    return GuiField(name, f"kohya.extra_args.{name}", why, kind, default, plain=True, stays=stays)
 
 
 def _plain(name: str, to: str, kind: Kind = "any", default: Any = None, why: str = "") -> GuiField:
     """A spec field that takes the GUI's value as it is."""
     return GuiField(name, to, why, kind, default, plain=True)
+
+
+_NETWORK_ARG = UNCHANGED + " as network.args: the network module reads it by this name"
+_HUB = NO_EFFECT + " (an upload to the Hugging Face hub; the run's record does not follow it there)"
 
 
 def _none(why: str, names: str) -> tuple[GuiField, ...]:
@@ -127,34 +142,42 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("optimizer", "optimizer.type", "", "str", "AdamW8bit", old=("use_8bit_adam",)),
     GuiField("optimizer_args", "optimizer.args", "'key=value ...'", "str", ""),
     GuiField("lr_scheduler_args", "scheduler.args", "'key=value ...'", "str", ""),
-    _pass("lr_scheduler_type", "str", ""),
+    _plain("lr_scheduler_type", "scheduler.custom", "str", ""),
     GuiField("max_grad_norm", "optimizer.max_grad_norm", "", "float", 1.0),
     # --- accelerate launch
     GuiField("mixed_precision", "training.mixed_precision", "", "str", "fp16"),
     GuiField("num_cpu_threads_per_process", "launch.cpu_threads", "", "int", 2),
     GuiField("num_processes", "launch.num_processes", "", "int", 1),
-    GuiField("num_machines", "", LAUNCH, "int", 1),
+    GuiField("num_machines", "launch.num_machines", "more than one also needs launch.main_process_ip", "int", 1),
     GuiField("multi_gpu", "launch.num_processes", "implied by more than one process", "bool", False),
     GuiField("gpu_ids", "launch.gpu_ids", "'0,1' is [0, 1]", "str", ""),
-    GuiField("main_process_port", "", LAUNCH, "int", 0),
+    GuiField("main_process_port", "launch.main_process_port", "0: unset; read across machines only", "int", 0),
     GuiField("dynamo_backend", "", LAUNCH, "str", "no"),
     *_none(LAUNCH, "dynamo_mode dynamo_use_fullgraph dynamo_use_dynamic extra_accelerate_launch_args"),
     # --- advanced training
     GuiField("gradient_checkpointing", "training.gradient_checkpointing", "", "bool", False),
-    _pass("fp8_base", "bool"),
+    _pass(
+        "fp8_base",
+        "bool",
+        UNCHANGED + ": an fp8 base model for SD1.x/SD2.x/SDXL (model.fp8_base is the FLUX.1/SD3 setting)",
+    ),
     GuiField("fp8_base_unet", "", FLUX_ONLY, "bool"),
-    _pass("full_fp16", "bool"),
-    _pass("highvram", "bool"),
+    _pass("full_fp16", "bool", UNCHANGED + ": fp16 training, gradients included (sd-scripts' full_fp16)"),
+    _pass("highvram", "bool", NO_EFFECT + " (a memory hint: the CUDA cache is kept while latents are cached)"),
     GuiField("lowvram", "", "ignored: removed from sd-scripts, and the GUI does not pass it", "bool"),
     GuiField("xformers", "training.attention", "xformers, sdpa or none (older GUIs: true/false)", "any", "xformers"),
     GuiField("shuffle_caption", "dataset.subsets[].shuffle_caption", "", "bool", False),
     _plain("save_state", "training.save_state", "bool"),
-    _pass("save_state_on_train_end", "bool"),
+    _plain("save_state_on_train_end", "training.save_state_on_train_end", "bool"),
     _plain("resume", "training.resume", "path"),
-    _pass("prior_loss_weight", "float", 1.0),
+    _plain("prior_loss_weight", "training.prior_loss_weight", "float", 1.0),
     GuiField("color_aug", "dataset.subsets[].color_aug", "", "bool", False),
     GuiField("flip_aug", "dataset.subsets[].flip_aug", "", "bool", False),
-    _pass("masked_loss", "bool"),
+    _pass(
+        "masked_loss",
+        "bool",
+        UNCHANGED + ": its masks come from conditioning_data_dir or alpha_mask, which a spec's subsets do not model",
+    ),
     GuiField("clip_skip", "model.clip_skip", "0: unset", "int", 1, 0),
     GuiField("gradient_accumulation_steps", "training.gradient_accumulation", "", "int", 1, 0),
     GuiField("mem_eff_attn", "training.attention", "mem_eff (sd-scripts prefers it to xformers)", "bool", False),
@@ -165,7 +188,7 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("bucket_no_upscale", "dataset.buckets.no_upscale", "", "bool", True),
     GuiField("random_crop", "dataset.subsets[].random_crop", "", "bool", False),
     GuiField("bucket_reso_steps", "dataset.buckets.step", "", "int", 64),
-    _pass("v_pred_like_loss", "float"),
+    _pass("v_pred_like_loss", "float", UNCHANGED + ": adds a v-prediction-like loss term of this weight"),
     GuiField("caption_dropout_every_n_epochs", "dataset.subsets[].caption_dropout_every_n_epochs", "", "int", 0),
     GuiField("caption_dropout_rate", "dataset.subsets[].caption_dropout_rate", "", "float", 0),
     GuiField(
@@ -177,25 +200,41 @@ FIELDS: tuple[GuiField, ...] = (
         "Original",
     ),
     GuiField("noise_offset", "training.noise_offset", "Original noise only", "float", 0, 0.0),
-    _pass("noise_offset_random_strength", "bool", why="Original noise only"),
+    _pass(
+        "noise_offset_random_strength",
+        "bool",
+        UNCHANGED + ": a switch of training.noise_offset (a random strength up to it)",
+        why="Original noise only",
+    ),
     _plain("adaptive_noise_scale", "training.adaptive_noise_scale", "float", why="Original noise only"),
     _plain("multires_noise_iterations", "training.multires_noise_iterations", "int", why="Multires noise only"),
     _plain("multires_noise_discount", "training.multires_noise_discount", "float", 0.3, why="Multires noise only"),
     _plain("ip_noise_gamma", "training.ip_noise_gamma", "float"),
-    _pass("ip_noise_gamma_random_strength", "bool"),
-    GuiField("additional_parameters", "kohya.extra_args", "parsed: arguments a spec field models go to it", "str", ""),
+    _pass(
+        "ip_noise_gamma_random_strength",
+        "bool",
+        UNCHANGED + ": a switch of training.ip_noise_gamma (a random strength)",
+    ),
+    GuiField(
+        "additional_parameters",
+        "kohya.extra_args",
+        "parsed: arguments a spec field models go to it",
+        "str",
+        "",
+        stays="a command line, not one setting: scripts/gui_coverage.py counts each of its arguments on its own",
+    ),
     _plain("loss_type", "training.loss_type", "str", "l2"),
     _plain("huber_schedule", "training.huber_schedule", "str", "snr"),
     _plain("huber_c", "training.huber_c", "float", 0.1),
     _plain("huber_scale", "training.huber_scale", "float", 1.0),
-    _pass("vae_batch_size", "int"),
+    _pass("vae_batch_size", "int", NO_EFFECT + " (how many images the VAE encodes at once when caching)"),
     GuiField("min_snr_gamma", "training.min_snr_gamma", "0: unset", "float", 0),
     GuiField("save_every_n_steps", "training.save_every_n_steps", "0: unset", "int", 0),
     _plain("save_last_n_steps", "training.save_last_n_steps", "int"),
-    _pass("save_last_n_steps_state", "int"),
+    _plain("save_last_n_steps_state", "training.save_last_n_steps_state", "int"),
     GuiField("save_last_n_epochs", "training.save_last_n_epochs", "0: unset", "int", 0),
-    _pass("save_last_n_epochs_state", "int"),
-    _pass("skip_cache_check", "bool"),
+    _plain("save_last_n_epochs_state", "training.save_last_n_epochs_state", "int"),
+    _pass("skip_cache_check", "bool", NO_EFFECT + " (cached latents on disk are not checked against the images)"),
     GuiField(
         "log_with",
         "output.log_with",
@@ -206,24 +245,22 @@ FIELDS: tuple[GuiField, ...] = (
     ),
     GuiField("wandb_api_key", "", SECRET, "str", old=("wandb_api_key_textbox",)),
     GuiField("wandb_run_name", "output.wandb_run_name", "the GUI passes output_name when it is empty", "str"),
-    _pass("log_tracker_name", "str"),
-    _pass("log_tracker_config", "path"),
-    _pass("log_config", "bool"),
+    _pass("log_tracker_name", "str", NO_EFFECT + " (the tracker's project name; the run records the spec itself)"),
+    _pass("log_tracker_config", "path", NO_EFFECT + " (a TOML file of the trackers' own settings)"),
+    _pass("log_config", "bool", NO_EFFECT + " (the arguments logged to the tracker; the run folder keeps them)"),
     _plain("scale_v_pred_loss_like_noise_pred", "training.scale_v_pred_loss_like_noise_pred", "bool"),
-    _pass("full_bf16", "bool"),
+    _pass("full_bf16", "bool", UNCHANGED + ": bf16 training, gradients included (sd-scripts' full_bf16)"),
     _plain("min_timestep", "training.min_timestep", "int"),
     _plain("max_timestep", "training.max_timestep", "int", 1000),
     GuiField("vae", "model.vae", "", "path"),
-    _pass("weighted_captions", "bool"),
+    _pass(
+        "weighted_captions",
+        "bool",
+        UNCHANGED + ": '(word:1.2)' weights in the caption files, read by sd-scripts as they are written",
+    ),
     _plain("debiased_estimation_loss", "training.debiased_estimation_loss", "bool"),
     # --- SDXL
-    GuiField(
-        "sdxl_cache_text_encoder_outputs",
-        "kohya.extra_args.cache_text_encoder_outputs",
-        "SDXL only",
-        "bool",
-        plain=True,
-    ),
+    GuiField("sdxl_cache_text_encoder_outputs", "training.cache_text_encoder_outputs", "SDXL only: memory", "bool"),
     _plain("sdxl_no_half_vae", "model.no_half_vae", "bool", why="SDXL only"),
     # --- network
     GuiField(
@@ -235,7 +272,7 @@ FIELDS: tuple[GuiField, ...] = (
     ),
     GuiField("network_dim", "network.dim", "", "int", 8),
     GuiField("network_weights", "network.weights", "", "path", old=("lora_network_weights",)),
-    _pass("dim_from_weights", "bool"),
+    _plain("dim_from_weights", "network.dim_from_weights", "bool"),
     GuiField("network_alpha", "network.alpha", "", "float", 1),
     GuiField(
         "LoRA_type",
@@ -245,8 +282,8 @@ FIELDS: tuple[GuiField, ...] = (
         "Standard",
     ),
     GuiField("factor", "network.factor", "LyCORIS/LoKr only", "int", -1),
-    GuiField("bypass_mode", "network.args.bypass_mode", "LyCORIS only", "bool", False),
-    GuiField("dora_wd", "network.args.dora_wd", "LyCORIS only", "bool", False),
+    GuiField("bypass_mode", "network.bypass_mode", "LyCORIS LoCon, LoHa, LoKr only", "bool", False),
+    GuiField("dora_wd", "network.dora_wd", "LyCORIS LoCon, LoHa, LoKr only", "bool", False),
     GuiField(
         "use_cp",
         "network.use_tucker",
@@ -255,12 +292,12 @@ FIELDS: tuple[GuiField, ...] = (
         False,
     ),
     GuiField("use_tucker", "network.use_tucker", "LyCORIS only", "bool", False),
-    GuiField("use_scalar", "network.args.use_scalar", "LyCORIS only", "bool", False),
+    GuiField("use_scalar", "network.use_scalar", "LyCORIS LoCon, LoHa, LoKr only", "bool", False),
     GuiField("rank_dropout_scale", "", "ignored: lycoris-lora 3.4.0's create_network does not read it", "bool"),
     GuiField("constrain", "network.constraint", "LyCORIS BOFT and diag-OFT only", "float", 0.0),
     GuiField("rescaled", "network.rescaled", "LyCORIS BOFT and diag-OFT only", "bool", False),
-    GuiField("train_norm", "network.args.train_norm", "LyCORIS only", "bool", False),
-    GuiField("decompose_both", "network.args.decompose_both", "LyCORIS/LoKr only", "bool", False),
+    GuiField("train_norm", "network.train_norm", "LyCORIS only (not iA3)", "bool", False),
+    GuiField("decompose_both", "network.decompose_both", "LyCORIS/LoKr only", "bool", False),
     GuiField("train_on_input", "", "ignored: lycoris-lora 3.4.0's create_network does not read it", "bool", True),
     GuiField("conv_dim", "network.conv_dim", "LyCORIS, Kohya LoCon, Kohya DyLoRA", "int", 1),
     GuiField("conv_alpha", "network.conv_alpha", "LyCORIS, Kohya LoCon, Kohya DyLoRA", "float", 1),
@@ -272,7 +309,12 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("mid_lr_weight", "network.mid_lr_weight", "Standard and Kohya LoCon only", "str", ""),
     GuiField("up_lr_weight", "network.up_lr_weight", "Standard and Kohya LoCon only", "str", ""),
     GuiField(
-        "block_lr_zero_threshold", "network.args.block_lr_zero_threshold", "Standard and Kohya LoCon only", "str", ""
+        "block_lr_zero_threshold",
+        "network.args.block_lr_zero_threshold",
+        "Standard and Kohya LoCon only",
+        "str",
+        "",
+        stays=_NETWORK_ARG,
     ),
     GuiField("block_dims", "network.block_dims", "Standard and Kohya LoCon only", "str", ""),
     GuiField("block_alphas", "network.block_alphas", "Standard and Kohya LoCon only", "str", ""),
@@ -298,24 +340,27 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("rank_dropout", "network.rank_dropout", "0: unset", "float", 0),
     GuiField("module_dropout", "network.module_dropout", "0: unset", "float", 0),
     GuiField("LyCORIS_preset", "network.preset", "LyCORIS only", "str", "full"),
-    GuiField("loraplus_lr_ratio", "network.args.loraplus_lr_ratio", "0: unset", "float", 0),
-    GuiField("loraplus_text_encoder_lr_ratio", "network.args.loraplus_text_encoder_lr_ratio", "0: unset", "float", 0),
-    GuiField("loraplus_unet_lr_ratio", "network.args.loraplus_unet_lr_ratio", "0: unset", "float", 0),
+    *(
+        GuiField(name, f"network.args.{name}", "0: unset", "float", 0, stays=_NETWORK_ARG)
+        for name in ("loraplus_lr_ratio", "loraplus_text_encoder_lr_ratio", "loraplus_unet_lr_ratio")
+    ),
     *_none(FLUX_ONLY, "train_lora_ggpo ggpo_sigma ggpo_beta"),
     # --- hugging face, metadata
-    _pass("huggingface_repo_id", "str"),
+    *(
+        _pass(name, "str", _HUB)
+        for name in (
+            "huggingface_repo_id",
+            "huggingface_repo_type",
+            "huggingface_repo_visibility",
+            "huggingface_path_in_repo",
+        )
+    ),
+    *(_pass(name, "bool", _HUB) for name in ("save_state_to_huggingface", "resume_from_huggingface", "async_upload")),
     GuiField("huggingface_token", "", SECRET, "str"),
-    _pass("huggingface_repo_type", "str"),
-    _pass("huggingface_repo_visibility", "str"),
-    _pass("huggingface_path_in_repo", "str"),
-    _pass("save_state_to_huggingface", "bool"),
-    _pass("resume_from_huggingface", "bool"),
-    _pass("async_upload", "bool"),
-    _pass("metadata_author", "str"),
-    _pass("metadata_description", "str"),
-    _pass("metadata_license", "str"),
-    _pass("metadata_tags", "str"),
-    _pass("metadata_title", "str"),
+    *(
+        _pass(f"metadata_{name}", "str", NO_EFFECT + " (text stored in the LoRA file's metadata)")
+        for name in ("author", "description", "license", "tags", "title")
+    ),
     # --- what older GUIs saved, and the GUI's own bookkeeping
     GuiField(
         "no_token_padding",
@@ -398,6 +443,59 @@ HUB_ALIASES = {
     "stabilityai/stable-diffusion-xl-base-1.0": "sdxl",
     "stabilityai/stable-diffusion-2-1": "sd2",
 }
+
+
+# sd-scripts arguments in additional_parameters that a spec field models (the rest go to kohya.extra_args).
+SPEC_ARGUMENTS = {
+    "max_grad_norm": "optimizer.max_grad_norm",
+    "learning_rate": "optimizer.learning_rate",
+    "unet_lr": "optimizer.unet_lr",
+    "text_encoder_lr": "optimizer.text_encoder_lr",
+    "optimizer_type": "optimizer.type",
+    "lr_scheduler": "scheduler.type",
+    "lr_warmup_steps": "scheduler.warmup_steps",
+    "lr_scheduler_num_cycles": "scheduler.cycles",
+    "lr_scheduler_power": "scheduler.power",
+    "seed": "training.seed",
+    "max_train_epochs": "training.epochs",
+    "max_train_steps": "training.max_steps",
+    "noise_offset": "training.noise_offset",
+    "min_snr_gamma": "training.min_snr_gamma",
+    "gradient_accumulation_steps": "training.gradient_accumulation",
+    "save_every_n_epochs": "training.save_every_n_epochs",
+    "save_every_n_steps": "training.save_every_n_steps",
+    "save_last_n_epochs": "training.save_last_n_epochs",
+    "clip_skip": "model.clip_skip",
+    "network_dim": "network.dim",
+    "network_alpha": "network.alpha",
+    "network_dropout": "network.dropout",
+    "output_name": "output.name",
+    "training_comment": "output.comment",
+    "lr_scheduler_type": "scheduler.custom",
+    "prior_loss_weight": "training.prior_loss_weight",
+    "save_state": "training.save_state",
+    "save_state_on_train_end": "training.save_state_on_train_end",
+    "save_last_n_steps": "training.save_last_n_steps",
+    "save_last_n_epochs_state": "training.save_last_n_epochs_state",
+    "save_last_n_steps_state": "training.save_last_n_steps_state",
+    "dim_from_weights": "network.dim_from_weights",
+    "scale_weight_norms": "network.scale_weight_norms",
+    "no_half_vae": "model.no_half_vae",
+    "log_prefix": "output.log_prefix",
+    "wandb_run_name": "output.wandb_run_name",
+}
+# Arguments the importer turns into a spec field of another shape.
+SHAPED_ARGUMENTS = {
+    "network_train_unet_only": "network.train",
+    "network_train_text_encoder_only": "network.train",
+    "optimizer_args": "optimizer.args",
+    "lr_scheduler_args": "scheduler.args",
+}
+
+
+def argument_to(key: str) -> str:
+    """Where an argument of additional_parameters goes: the spec field that models it, else kohya.extra_args."""
+    return SHAPED_ARGUMENTS.get(key) or SPEC_ARGUMENTS.get(key) or f"kohya.extra_args.{key}"
 
 
 # --------------------------------------------------------------------------- values as GUI versions wrote them

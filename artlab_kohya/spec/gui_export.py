@@ -15,15 +15,19 @@ from ..machine import data_loader_workers, this_machine
 from .blocks import BLOCK_NAMES, named_values
 from .families import ALIASES
 from .gui import BY_NAME, FIELDS, GuiField
-from .model import DyLoraNetwork, Ia3Network, LokrNetwork, LoraNetwork, Spec, _LycorisNetwork, _OftNetwork
+from .model import (
+    DyLoraNetwork,
+    Ia3Network,
+    LokrNetwork,
+    LoraNetwork,
+    Spec,
+    _LowRankLycoris,
+    _LycorisNetwork,
+    _OftNetwork,
+)
 
 # network.args the GUI has a field for; the rest cannot be given in the GUI.
 _ARG_FIELDS = {
-    "bypass_mode": "bypass_mode",
-    "dora_wd": "dora_wd",
-    "use_scalar": "use_scalar",
-    "train_norm": "train_norm",
-    "decompose_both": "decompose_both",
     "loraplus_lr_ratio": "loraplus_lr_ratio",
     "loraplus_unet_lr_ratio": "loraplus_unet_lr_ratio",
     "loraplus_text_encoder_lr_ratio": "loraplus_text_encoder_lr_ratio",
@@ -184,11 +188,14 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         gui["conv_dim"] = net.conv_dim if net.conv_dim is not None else net.dim  # the GUI always passes one
         gui["conv_alpha"] = net.conv_alpha if net.conv_alpha is not None else net.alpha
         gui["use_tucker"] = net.use_tucker
+        gui["train_norm"] = net.train_norm
+        if isinstance(net, _LowRankLycoris):
+            gui["bypass_mode"], gui["dora_wd"], gui["use_scalar"] = net.bypass_mode, net.dora_wd, net.use_scalar
         if isinstance(net, LokrNetwork):
             gui["use_cp"] = net.use_tucker  # for LoKr the GUI also passes use_cp, which LyCORIS reads over use_tucker
         gui["LyCORIS_preset"] = net.preset or "full"
         if isinstance(net, LokrNetwork):
-            gui["factor"] = net.factor
+            gui["factor"], gui["decompose_both"] = net.factor, net.decompose_both
         if isinstance(net, _OftNetwork):
             gui["constrain"], gui["rescaled"] = net.constraint or 0.0, net.rescaled
     elif isinstance(net, Ia3Network):
@@ -201,7 +208,7 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         else:
             out.notes.append(f"network.args.{key}: the GUI has no field for it (it builds network_args itself)")
     gui["text_encoder_lr"] = gui["unet_lr"] = None  # set by _optimizer, which knows network.train
-    if isinstance(net, LokrNetwork) and not args.get("decompose_both"):
+    if isinstance(net, LokrNetwork) and not net.decompose_both:
         out.notes.append(
             "network: the GUI passes decompose_both=False as the string 'False', which lycoris-lora 3.4.0 reads as "
             "true: a LoKr trained from this config decomposes both factors"
@@ -255,6 +262,15 @@ def _training(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     gui["max_data_loader_n_workers"] = workers
     gui["persistent_data_loader_workers"] = workers > 0 if t.persistent_workers == "auto" else t.persistent_workers
     gui["num_processes"] = launch.num_processes
+    gui["num_machines"] = launch.num_machines
+    gui["main_process_port"] = launch.main_process_port or 0
+    if launch.num_machines > 1:
+        out.notes.append(
+            "launch.main_process_ip / machine_rank: the GUI has no field for them (its extra_accelerate_launch_args)"
+        )
+    if t.cache_text_encoder_outputs == "disk":
+        out.notes.append("training.cache_text_encoder_outputs: disk; the GUI's SDXL box caches in memory")
+    gui["sdxl_cache_text_encoder_outputs"] = t.cache_text_encoder_outputs != "off"
     gui["multi_gpu"] = launch.num_processes > 1
     gui["gpu_ids"] = ",".join(str(i) for i in launch.gpu_ids) if launch.gpu_ids else ""
     gui["num_cpu_threads_per_process"] = launch.cpu_threads
@@ -314,6 +330,8 @@ def _extra(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
             rest.append(f"--{key} " + " ".join(_plain(v) for v in value))
         elif value is not False:
             rest.append(f"--{key}={_plain(value)}")
+    if spec.output.log_prefix:  # no GUI field: sd-scripts' own argument
+        rest.append(f"--log_prefix={spec.output.log_prefix}")
     gui["additional_parameters"] = " ".join(rest)
     if gui.get("noise_offset_type") == "Multires" and gui.get("noise_offset"):
         out.notes.append("training.noise_offset: the GUI passes either noise_offset or multires noise, not both")

@@ -401,6 +401,9 @@ _ARGS = "Further network_args passed to the network module as key=value strings.
 class _NetworkCommon(_Section):
     train: Literal["both", "unet", "text_encoder"] = Field("both", description=_TRAIN)
     weights: SpecPath | None = Field(None, description=_WEIGHTS)
+    dim_from_weights: bool = Field(
+        False, description="Take the ranks and alphas from network.weights' file instead of dim and alpha."
+    )
     dropout: float | None = Field(None, ge=0, lt=1, description=_DROPOUT)
     scale_weight_norms: float | None = Field(
         None,
@@ -462,9 +465,20 @@ class _LycorisNetwork(_NetworkCommon):
     module_dropout: float | None = Field(None, ge=0, lt=1, description=_MODULE_DROPOUT)
     use_tucker: bool = Field(False, description="Tucker decomposition for convolution layers.")
     preset: str | None = Field(None, description="LyCORIS preset (full, attn-mlp, attn-only, unet-only, ...).")
+    train_norm: bool = Field(False, description="Also train the normalization layers (LyCORIS 'train_norm').")
 
 
-class LoconNetwork(_LycorisNetwork):
+class _LowRankLycoris(_LycorisNetwork):
+    """LoCon, LoHa and LoKr: the LyCORIS switches the GUI offers for them."""
+
+    dora_wd: bool = Field(False, description="DoRA: decompose the weights into magnitude and direction.")
+    bypass_mode: bool = Field(
+        False, description="Apply the network beside the layer instead of merging it in (for quantized bases)."
+    )
+    use_scalar: bool = Field(False, description="Learn a scale for each module too, starting at 0.")
+
+
+class LoconNetwork(_LowRankLycoris):
     type: Literal["locon"] = Field(
         description="LyCORIS LoCon, LoRA for linear and conv layers (the guide: dim 64 at most, alpha 1)"
     )
@@ -472,7 +486,7 @@ class LoconNetwork(_LycorisNetwork):
     alpha: float = Field(1, gt=0, description=_ALPHA)
 
 
-class LohaNetwork(_LycorisNetwork):
+class LohaNetwork(_LowRankLycoris):
     type: Literal["loha"] = Field(
         description="LyCORIS LoHa, Hadamard-product low rank (the guide: dim 32 at most, alpha 1)"
     )
@@ -480,11 +494,14 @@ class LohaNetwork(_LycorisNetwork):
     alpha: float = Field(1, gt=0, description=_ALPHA)
 
 
-class LokrNetwork(_LycorisNetwork):
+class LokrNetwork(_LowRankLycoris):
     type: Literal["lokr"] = Field(description="LyCORIS LoKr, Kronecker-product low rank")
     dim: int = Field(16, ge=1, le=MAX_RANK, description=_DIM)
     alpha: float = Field(1, gt=0, description=_ALPHA)
     factor: int = Field(-1, description="LoKr Kronecker factor; -1 picks it from the layer shapes.")
+    decompose_both: bool = Field(
+        False, description="Decompose both Kronecker factors into low rank, not only the larger one."
+    )
 
 
 class Ia3Network(_NetworkCommon):
@@ -588,6 +605,12 @@ class SchedulerSpec(_Section):
     cycles: int = Field(1, ge=1, le=MAX_STEPS, description="Restarts for cosine_with_restarts.")
     power: float = Field(1.0, gt=0, description="Power for the polynomial schedule.")
     args: dict[str, ArgValue] = Field(default_factory=dict, description="Extra scheduler keyword arguments.")
+    custom: str | None = Field(
+        None,
+        min_length=1,
+        description="A scheduler class used instead of type: a name in torch.optim.lr_scheduler (CosineAnnealingLR) "
+        "or a full class path; it takes scheduler.args (sd-scripts --lr_scheduler_type).",
+    )
 
 
 # --------------------------------------------------------------------------- training, output, sample, launch
@@ -616,7 +639,19 @@ class TrainingSpec(_Section):
     save_state: bool = Field(
         False, description="Also save the optimizer's state with each checkpoint, to resume from (a -state folder)."
     )
+    save_state_on_train_end: bool = Field(
+        False, description="Save the state once, at the end of training (without save_state's every checkpoint)."
+    )
+    save_last_n_epochs_state: int | None = Field(
+        None, ge=1, le=MAX_EPOCHS, description="Keep only the newest N epoch states (default: save_last_n_epochs)."
+    )
+    save_last_n_steps_state: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="Keep only the states of the last N steps (default: save_last_n_steps)."
+    )
     resume: SpecPath | None = Field(None, description="Resume from a saved state folder (NAME-000004-state).")
+    prior_loss_weight: float = Field(
+        1.0, ge=0, description="Loss weight of the regularization images (dataset subsets with regularization)."
+    )
     mixed_precision: Literal["no", "fp16", "bf16"] = Field(
         "bf16", description="bf16 on RTX 30xx and newer; fp16 on older cards; no for CPU."
     )
@@ -705,6 +740,9 @@ class OutputSpec(_Section):
         "tensorboard", description="Where training scalars are logged."
     )
     comment: str | None = Field(None, description="Stored in the LoRA's metadata (training_comment).")
+    log_prefix: str | None = Field(
+        None, min_length=1, description="Put before the name of each run's log folder (sd-scripts --log_prefix)."
+    )
     wandb_run_name: str | None = Field(
         None, min_length=1, description="The run's name in Weights & Biases (with log_with wandb or all)."
     )

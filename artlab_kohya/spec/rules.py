@@ -96,6 +96,8 @@ def _errors(spec: Spec) -> Iterator[Found]:
         yield from _block_errors(net, known_family(spec))
     if getattr(net, "conv_alpha", None) is not None and getattr(net, "conv_dim", None) is None:
         yield "error", ("network", "conv_alpha"), "needs network.conv_dim as well"
+    if net.dim_from_weights and net.weights is None:
+        yield "error", ("network", "dim_from_weights"), "needs network.weights, the file whose ranks it reads"
 
     yield from _network_args_errors(spec)
     yield from _training_errors(spec)
@@ -345,6 +347,11 @@ def _training_warnings(spec: Spec) -> Iterator[Found]:
         yield "warning", ("training", "zero_terminal_snr"), "is meant for v-prediction models (sd-scripts warns too)"
     if t.save_last_n_steps is not None and t.save_every_n_steps is None:
         yield "warning", ("training", "save_last_n_steps"), "only counts step checkpoints: set save_every_n_steps"
+    for name in ("save_last_n_epochs_state", "save_last_n_steps_state"):
+        if getattr(t, name) is not None and not t.save_state:
+            yield "warning", ("training", name), "only counts the states save_state writes: set save_state"
+    if t.prior_loss_weight != 1.0 and not any(s.regularization for s in spec.dataset.subsets):
+        yield "warning", ("training", "prior_loss_weight"), "has no effect without a regularization subset"
     if spec.output.wandb_run_name is not None and spec.output.log_with not in ("wandb", "all"):
         yield "warning", ("output", "wandb_run_name"), "is used only with output.log_with wandb or all"
     if isinstance(net, Ia3Network) and net.preset != "ia3":
