@@ -54,7 +54,7 @@ def tiny_models(engine: dict[str, str], family: str) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("family", sorted(TINY))
+@pytest.mark.parametrize("family", ["flux1", "sd3"])  # TINY's sd3-medium would need its own 11.5 GB set
 def test_a_tiny_lora_through_run_on_a_cpu(engine, tmp_path, images, family):
     models = tiny_models(engine, family)
     images(tmp_path / "img", [(64, 64)] * 10, caption="bench, a colour field")

@@ -473,6 +473,7 @@ EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "sdxl_buckets": check_sdxl_buckets,
     "flux_lora": check_flux_lora,
     "sd3_tiny_cpu": check_tiny_cpu(1.39),
+    "sd3_medium_tiny_cpu": check_tiny_cpu(1.39),
     "flux_schnell_tiny_cpu": check_tiny_cpu(1.48),
     "oom_killer_accelerate": check_oom_killer,
 }

@@ -4,8 +4,9 @@ tests/data/transcripts/sdxl_buckets.* is a real SDXL run through `artlab-kohya r
 (random-init SDXL, 24 images in four aspect ratios x 2 repeats, buckets 512-2048, batch 4, 2 epochs,
 text-encoder outputs cached). Here the same spec runs against tests/fake_kohya/sdxl_train_network.py,
 which replays it: the plan's numbers must be the trainer's, and the record must say SDXL. Likewise
-flux_lora.* (FLUX.1 dev on an H200), and sd3_tiny_cpu.* and flux_schnell_tiny_cpu.* (a tiny SD3.5
-large and FLUX.1 schnell on a CPU, as tests/test_engine_families.py runs them).
+flux_lora.* (FLUX.1 dev on an H200), and sd3_tiny_cpu.*, sd3_medium_tiny_cpu.* and
+flux_schnell_tiny_cpu.* (tiny SD3.5 large, SD3 medium and FLUX.1 schnell on a CPU, as
+tests/test_engine_families.py runs them).
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkey
 class Tiny:
     """A tiny run on a CPU with the real trainer (tests/test_engine_families.py), kept as a transcript."""
 
+    family: str
     transcript: str
     files: dict[str, str]  # spec key under model: -> the file the builder writes (without .safetensors)
     section: str  # the family's own spec section
@@ -187,6 +189,7 @@ class Tiny:
 CLIP_L, CLIP_G = "openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"
 TINY = {
     "sd3": Tiny(
+        "sd3",
         "sd3_tiny_cpu",
         {"source": "sd3_random", "clip_l": "clip_l_random", "clip_g": "clip_g_random", "t5xxl": "t5xxl_random"},
         "sd3",
@@ -197,7 +200,20 @@ TINY = {
         (CLIP_L, CLIP_G),
         ("build_sd3_random.py", "{out}", "0", "tiny-sd3.5-large", "{tokenizers}"),
     ),
+    "sd3-medium": Tiny(  # recorded with the text encoders of the "sd3" set; no engine test of its own
+        "sd3",
+        "sd3_medium_tiny_cpu",
+        {"source": "sd3_random", "clip_l": "clip_l_random", "clip_g": "clip_g_random", "t5xxl": "t5xxl_random"},
+        "sd3",
+        tuple(
+            f"model.diffusion_model.joint_blocks.0.{k}"
+            for k in ("x_block.attn.qkv.weight", "context_block.attn.qkv.weight")
+        ),
+        (CLIP_L, CLIP_G),
+        ("build_sd3_random.py", "{out}", "0", "tiny-sd3-medium", "{tokenizers}"),
+    ),
     "flux1": Tiny(
+        "flux1",
         "flux_schnell_tiny_cpu",
         {"source": "flux1_random", "ae": "ae_random", "clip_l": "clip_l_random", "t5xxl": "t5xxl_random"},
         "flux",
@@ -208,11 +224,11 @@ TINY = {
 }
 
 
-def tiny_spec(folder: Path, family: str, files: Path, kohya_dir: str | Path, python: str) -> Path:
-    """The spec of a tiny run (TINY[family]) on the model files in `files`: 10 images at 64 px in
+def tiny_spec(folder: Path, name: str, files: Path, kohya_dir: str | Path, python: str) -> Path:
+    """The spec of a tiny run (TINY[name]) on the model files in `files`: 10 images at 64 px in
     folder/img, 2 repeats, batch 4, 2 epochs, LoRA dim 4 on the transformer, bf16, everything cached,
     32 T5 tokens."""
-    tiny = TINY[family]
+    tiny = TINY[name]
     model = "".join(f"  {key}: {files / name}.safetensors\n" for key, name in tiny.files.items())
     spec = folder / "spec.yaml"
     spec.write_text(
@@ -229,21 +245,21 @@ def tiny_spec(folder: Path, family: str, files: Path, kohya_dir: str | Path, pyt
     return spec
 
 
-@pytest.mark.parametrize("family", sorted(TINY))
-def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, monkeypatch, family):
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, monkeypatch, name):
     """SD3 and FLUX.1 through `run` against the stand-in scripts replaying what the real
     sd3_train_network.py / flux_train_network.py printed for this spec on a CPU (TINY): the family (and
     SD3's variant, FLUX.1's schnell) read from the header, its files, its tokenizer folders, its own
     section's arguments, and the plan's numbers against the trainer's."""
-    tiny = TINY[family]
+    tiny, family = TINY[name], TINY[name].family
     images(tmp_path / "img", [(64, 64)] * 10, caption="bench, a colour field")
     raw = json.dumps({k: {"dtype": "BF16", "shape": [0], "data_offsets": [0, 0]} for k in tiny.header}).encode()
     models = tmp_path / "models"
     models.mkdir()
     (models / f"{tiny.files['source']}.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
-    for key, name in tiny.files.items():
+    for key, file in tiny.files.items():
         if key != "source":
-            fake_model(models / f"{name}.safetensors")
+            fake_model(models / f"{file}.safetensors")
     monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
     tok = tokenizers(tmp_path / "tok", tiny.tokenizers)
     (tok / "google_t5-v1_1-xxl").mkdir()
@@ -251,7 +267,7 @@ def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, mon
         (tok / "google_t5-v1_1-xxl" / file).write_text("{}")
     monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tok))
     monkeypatch.setenv("FAKE_TRANSCRIPT", tiny.transcript)
-    spec = tiny_spec(tmp_path, family, models, FAKE, sys.executable)
+    spec = tiny_spec(tmp_path, name, models, FAKE, sys.executable)
 
     plan = make_plan(load_spec(spec))
     assert plan_numbers(plan) == trainer_numbers(tiny.transcript) == (20, 5, 2, 10)
@@ -264,9 +280,9 @@ def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, mon
     assert lock["kohya"]["script"] == f"{tiny.section}_train_network.py"
     assert sorted(lock["components"]) == sorted(k for k in tiny.files if k != "source")
     config = (outcome.folder / "config.toml").read_text()
-    for key, name in tiny.files.items():
+    for key, file in tiny.files.items():
         if key != "source":
-            assert f'{key} = "{models / name}.safetensors"' in config
+            assert f'{key} = "{models / file}.safetensors"' in config
     assert f'network_module = "networks.lora_{tiny.section}"' in config and "t5xxl_max_token_length = 32" in config
     events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["type"] == "Step"]
