@@ -10,7 +10,7 @@ configuration, or "schnell": no guidance embedder, and DOUBLE double / SINGLE si
 the full 11.9e9-parameter model, 23.8 GB in bf16; flux_utils reads the block counts and dev or schnell
 back from the keys), ae_random.safetensors (flux_models.AutoEncoder), clip_l_random.safetensors (a CLIP
 ViT-L text model) and t5xxl_random.safetensors (transformers' T5EncoderModel with the configuration
-flux_utils.load_t5xxl builds: 4.8e9 parameters, 9.5 GB in bf16, whatever the transformer's size), all in
+flux_utils.load_t5xxl builds: 4.9e9 parameters, 9.8 GB in bf16, whatever the transformer's size), all in
 bf16, each in the layout flux_utils' loaders read back; TOKENIZER_DIR/google_t5-v1_1-xxl gets the toy T5
 tokenizer. On a GPU the weights are initialised there; writing the 33 GB takes most of the time. Writes
 {"params", "files", "seconds", "device"} or {"error", "message"} to OUT_JSON.

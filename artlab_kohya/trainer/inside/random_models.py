@@ -35,7 +35,7 @@ CLIP_G_CONFIG = dict(
 
 def bf16_state(model, prefix=""):
     """The model's tensors in bf16 on the CPU; those already there in bf16 are not copied (a CPU build
-    of T5-XXL would otherwise need twice its 9.5 GB). T5's tied embeddings stay two entries, as its
+    of T5-XXL would otherwise need twice its 9.8 GB). T5's tied embeddings stay two entries, as its
     released files have them; `write` stores each entry on its own."""
     import torch
 
@@ -46,7 +46,7 @@ def write(state, path, files):
     """Save a state dict as safetensors; note its parameters and bytes in files[name]; the parameter count.
 
     Written a tensor at a time: safetensors' save_file first copies every tensor into one buffer, which
-    for T5-XXL doubles the memory a CPU build needs (19 GB rather than 9.5).
+    for T5-XXL doubles the memory a CPU build needs (about 20 GB rather than 10).
     """
     import torch
 
