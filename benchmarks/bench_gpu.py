@@ -37,37 +37,17 @@ RESOLUTION = 512
 
 
 def spec_text(model: Path, images: Path, sd: Path, batch: int, steps: int) -> str:
-    return f"""\
-model:
-  source: {model}
-  family: sd15
-dataset:
-  resolution: {RESOLUTION}
-  batch_size: {batch}
-  buckets:
-    enabled: false
-  subsets:
-    - path: {images}
-      repeats: 10
-      class_tokens: bench
-network:
-  type: lora
-  dim: 32
-  alpha: 16
-training:
-  epochs: null
-  max_steps: {steps}
-  save_every_n_epochs: null
-  mixed_precision: bf16
-  cache_latents: memory
-  attention: sdpa
-output:
-  name: bench
-  log_with: none
-kohya:
-  dir: {sd}
-  python: {sys.executable}
-"""
+    from bench_sdxl import bench_spec
+
+    return bench_spec(
+        {"source": str(model), "family": "sd15"},
+        images,
+        sd,
+        "bench",
+        dataset={"resolution": RESOLUTION, "batch_size": batch, "buckets": {"enabled": False}},
+        network={"dim": 32, "alpha": 16},
+        training={"epochs": None, "max_steps": steps, "save_every_n_epochs": None},
+    )
 
 
 def setup(work: Path, sd: Path) -> tuple[Path, Path]:

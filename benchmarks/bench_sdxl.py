@@ -35,7 +35,9 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,48 +47,54 @@ STEPS = 50
 ASPECTS = ((1024, 1024), (1216, 832), (832, 1216), (1344, 768))
 
 
+def bench_spec(
+    model: dict[str, Any],
+    images: Path,
+    sd: Path,
+    name: str,
+    *,
+    dataset: dict[str, Any],
+    network: dict[str, Any],
+    training: dict[str, Any],
+    repeats: int = 10,
+) -> str:
+    """A benchmark's spec as YAML: its model, dataset, network and training tables over what every
+    benchmark shares (one subset of `images`, class token "bench", bf16, latents cached in memory, SDPA,
+    no logging, the install at `sd` run by this Python)."""
+    import yaml
+
+    spec = {
+        "model": model,
+        "dataset": {**dataset, "subsets": [{"path": str(images), "repeats": repeats, "class_tokens": "bench"}]},
+        "network": {"type": "lora", **network},
+        "training": {"mixed_precision": "bf16", "cache_latents": "memory", "attention": "sdpa", **training},
+        "output": {"name": name, "log_with": "none"},
+        "kohya": {"dir": str(sd), "python": sys.executable},
+    }
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
 def spec_text(model: Path, images: Path, sd: Path, case: str) -> str:
     buckets = case == "buckets"
-    length = "epochs: 2\n  max_steps: null" if buckets else f"epochs: null\n  max_steps: {STEPS}"
-    bucket_block = (
-        "buckets:\n    enabled: true\n    min_resolution: 512\n    max_resolution: 2048\n    step: 64"
-        if buckets
-        else "buckets:\n    enabled: false"
+    bucketing = {"enabled": True, "min_resolution": 512, "max_resolution": 2048, "step": 64} if buckets else {}
+    return bench_spec(
+        {"source": str(model), "family": "auto" if case == "vpred" else "sdxl"},
+        images,
+        sd,
+        case,
+        dataset={"resolution": 1024, "batch_size": BATCH, "buckets": bucketing or {"enabled": False}},
+        network={"dim": 32, "alpha": 16, "train": "unet"},
+        training={
+            "epochs": 2 if buckets else None,
+            "max_steps": None if buckets else STEPS,
+            "save_every_n_epochs": 1 if buckets else None,
+            "gradient_checkpointing": case == "gc",
+            "cache_text_encoder_outputs": "off" if case == "te_live" else "memory",
+            "zero_terminal_snr": case == "vpred",
+            "scale_v_pred_loss_like_noise_pred": case == "vpred",
+        },
+        repeats=2 if buckets else 10,
     )
-    return f"""\
-model:
-  source: {model}
-  family: {"auto" if case == "vpred" else "sdxl"}
-dataset:
-  resolution: 1024
-  batch_size: {BATCH}
-  {bucket_block}
-  subsets:
-    - path: {images}
-      repeats: {2 if buckets else 10}
-      class_tokens: bench
-network:
-  type: lora
-  dim: 32
-  alpha: 16
-  train: unet
-training:
-  {length}
-  save_every_n_epochs: {1 if buckets else "null"}
-  mixed_precision: bf16
-  cache_latents: memory
-  attention: sdpa
-  gradient_checkpointing: {"true" if case == "gc" else "false"}
-  cache_text_encoder_outputs: {"off" if case == "te_live" else "memory"}
-  zero_terminal_snr: {"true" if case == "vpred" else "false"}
-  scale_v_pred_loss_like_noise_pred: {"true" if case == "vpred" else "false"}
-output:
-  name: {case}
-  log_with: none
-kohya:
-  dir: {sd}
-  python: {sys.executable}
-"""
 
 
 def build_model(work: Path, sd: Path, prediction: str | None = None) -> tuple[Path, dict]:
@@ -299,14 +307,22 @@ def main() -> None:
     write_images(work / "img_square", [(1024, 1024)] * 16)
     write_images(work / "img_aspects", [ASPECTS[i % 4] for i in range(24)])
     for case in args.cases:
-        try:
-            result = run_case(case, model, sd, tokenizers, work, args.out, args.timeout)
-        except Exception as exc:  # noqa: BLE001 - the next case still runs
-            result = {"case": case, "error": f"{type(exc).__name__}: {exc}"}
-        shown = {k: result.get(k) for k in ("rc", "status", "steady_images_s", "gpu_memory_peak_mib", "wall_s")}
-        print(f"{case}: {shown}", flush=True)
-        report["cases"].append(result)
-        (args.out / "results.json").write_text(json.dumps(report, indent=1))
+        run_and_report(
+            case, lambda c: run_case(c, model, sd, tokenizers, work, args.out, args.timeout), report, args.out
+        )
+
+
+def run_and_report(case: str, run: Callable[[str], dict], report: dict, out: Path) -> None:
+    """Run one case (a failure becomes its result, and the next case still runs); print its numbers and
+    rewrite OUT/results.json, so a call cut short keeps what it measured."""
+    try:
+        result = run(case)
+    except Exception as exc:  # noqa: BLE001 - the next case still runs
+        result = {"case": case, "error": f"{type(exc).__name__}: {exc}"}
+    shown = {k: result.get(k) for k in ("rc", "status", "steady_images_s", "gpu_memory_peak_mib", "wall_s")}
+    print(f"{case}: {shown}", flush=True)
+    report["cases"].append(result)
+    (out / "results.json").write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -435,6 +435,21 @@ def check_flux_lora(events: list[Event]) -> None:
     assert only(events, ModelSaved) == [ModelSaved()]
 
 
+def check_tiny_cpu(last_loss: float) -> Callable[[list[Event]], None]:
+    """sd3/flux_train_network.py on a CPU through `artlab-kohya run`: a tiny model, two epochs of five steps."""
+
+    def check(events: list[Event]) -> None:
+        assert only(events, TrainingSummary) == [TrainingSummary(20, 0, 0, 5, 2, (4,), 1, 10)]
+        assert only(events, EpochStarted) == [EpochStarted(1, 2), EpochStarted(2, 2)]
+        steps = only(events, Step)
+        assert (steps[-1].step, steps[-1].total, steps[-1].avr_loss) == (10, 10, last_loss)
+        names = [c.path.name for c in only(events, CheckpointSaved)]
+        assert names == ["tiny_lora-000001.safetensors", "tiny_lora.safetensors"]
+        assert only(events, ModelSaved) == [ModelSaved()]
+
+    return check
+
+
 EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "lora": check_lora,
     "fail_dataset_missing_dir": check_missing_dataset_dir,
@@ -457,5 +472,8 @@ EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "chained_exception": check_chained_exception,
     "sdxl_buckets": check_sdxl_buckets,
     "flux_lora": check_flux_lora,
+    "sd3_tiny_cpu": check_tiny_cpu(1.39),
+    "sd3_medium_tiny_cpu": check_tiny_cpu(1.39),
+    "flux_schnell_tiny_cpu": check_tiny_cpu(1.48),
     "oom_killer_accelerate": check_oom_killer,
 }

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 
 from artlab_kohya.cli.main import main
+from artlab_kohya.experiments.matrix import expand
 from artlab_kohya.spec import SpecError
 from artlab_kohya.spec.load import load_spec_text
 from artlab_kohya.spec.presets import PRESETS, render_preset
@@ -111,6 +112,64 @@ def test_schema_rejects_bad_specs(validator, tmp_path, text, at):
         load_spec_text(text, tmp_path / "spec.yaml")
     errors = schema_errors(validator, text)
     assert errors and any(e.startswith(f"{at}:") or (at and e.startswith(f"{at}.")) for e in errors), errors
+
+
+def readme_matrix() -> str:
+    section = (HERE.parent / "README.md").read_text(encoding="utf-8").split("### Sweeps: a spec's `matrix:`", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert match, "README: no ```yaml block under 'Sweeps'"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        readme_matrix(),
+        "matrix:\n  dataset.subsets[0].repeats: [2, 4]\n  dataset.resolution: [512, [768, 512]]\n",
+        "matrix:\n  zip:\n    - {network.dim: [8, 16], network.alpha: [4, 8]}\n    - {training.seed: [1, 2], optimizer.unet_lr: [1.0e-4, 2.0e-4]}\n",
+    ],
+    ids=["readme", "axes", "zip groups"],
+)
+def test_schema_accepts_a_sweeps_matrix(validator, tmp_path, matrix):
+    """`matrix:` is no field of Spec (load.py takes it out first), but a spec may carry it: so may the schema."""
+    text = "model: {source: sd15}\n" + MINIMAL + matrix
+    loaded = load_spec_text(text, tmp_path / "spec.yaml")
+    assert expand(loaded) is not None  # the sweep reads it ...
+    assert schema_errors(validator, text) == []  # ... and the schema accepts it
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        "matrix: {network.dim: 32}\n",  # not a list
+        "matrix: {network.dim: []}\n",  # no values
+        "matrix: {}\n",
+        "matrix:\n  zip: {network.dim: [8, 16]}\n",  # a group of one list
+        "matrix: [network.dim]\n",
+    ],
+)
+def test_schema_rejects_what_the_sweep_rejects(validator, tmp_path, matrix):
+    text = "model: {source: sd15}\n" + MINIMAL + matrix
+    with pytest.raises(SpecError):
+        expand(load_spec_text(text, tmp_path / "spec.yaml"))
+    assert any(e.startswith("matrix") for e in schema_errors(validator, text))
+
+
+def test_the_readme_error_examples_are_what_validation_prints(tmp_path):
+    """README's example errors are the spec under '## A spec' with the mistakes the text names, then that
+    spec with its `--set`: the lines must be what validation says of them, word for word."""
+    section = (HERE.parent / "README.md").read_text(encoding="utf-8").split("### Errors and warnings", 1)[1]
+    match = re.search(r"```\n(.*?)```", section, re.DOTALL)
+    assert match, "README: no example block under 'Errors and warnings'"
+    good = readme_spec()
+    bad = good.replace("batch_size: 4", "batch_size: 0", 1).replace("type: lora ", "type: lorra ", 1)
+    bad = bad.replace("\ntraining:\n", "\ntraining:\n  learning_rate: 1.0e-4\n", 1)
+    printed = []
+    for text, overrides in ((bad, []), (good, ["network.dim=0"])):
+        with pytest.raises(SpecError) as caught:
+            load_spec_text(text, tmp_path / "spec.yaml", overrides)
+        printed += [str(issue) for issue in caught.value.issues]
+    assert match.group(1).splitlines() == printed
 
 
 def test_explain_prints_plain_text_without_markdown_escapes():

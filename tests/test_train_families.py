@@ -3,20 +3,24 @@
 tests/data/transcripts/sdxl_buckets.* is a real SDXL run through `artlab-kohya run` on an H200
 (random-init SDXL, 24 images in four aspect ratios x 2 repeats, buckets 512-2048, batch 4, 2 epochs,
 text-encoder outputs cached). Here the same spec runs against tests/fake_kohya/sdxl_train_network.py,
-which replays it: the plan's numbers must be the trainer's, and the record must say SDXL.
+which replays it: the plan's numbers must be the trainer's, and the record must say SDXL. Likewise
+flux_lora.* (FLUX.1 dev on an H200), and sd3_tiny_cpu.*, sd3_medium_tiny_cpu.* and
+flux_schnell_tiny_cpu.* (tiny SD3.5 large, SD3 medium and FLUX.1 schnell on a CPU, as
+tests/test_engine_families.py runs them).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 import yaml
 from replay import parse_transcript
 
-from artlab_kohya.build.plan import make_plan
+from artlab_kohya.build.plan import Plan, make_plan
 from artlab_kohya.models.checkpoint import ModelError
 from artlab_kohya.run.train import RunOptions, run_spec
 from artlab_kohya.spec import load_spec
@@ -43,6 +47,17 @@ def tokenizers(folder: Path, names: tuple[str, ...]) -> Path:
     return folder
 
 
+def plan_numbers(plan: Plan) -> tuple[int, int, int, int]:
+    return plan.train_images_x_repeats, plan.batches_per_epoch, plan.epochs, plan.total_steps
+
+
+def trainer_numbers(transcript: str) -> tuple[int, int, int, int]:
+    """The same numbers as the trainer printed them in a transcript ("total optimization steps", ...)."""
+    stdout, stderr = ((TRANSCRIPTS / f"{transcript}.{s}").read_text(encoding="utf-8") for s in ("stdout", "stderr"))
+    summary = next(e for e in parse_transcript(stdout, stderr) if isinstance(e, TrainingSummary))
+    return summary.train_images, summary.batches_per_epoch, summary.epochs, summary.total_steps
+
+
 @pytest.fixture
 def sdxl_project(tmp_path, images, monkeypatch):
     images(tmp_path / "img", [ASPECTS[i % 4] for i in range(24)], caption="bench, a colour field")
@@ -66,18 +81,8 @@ def sdxl_project(tmp_path, images, monkeypatch):
 
 def test_the_sdxl_plan_is_the_trainers(sdxl_project):
     plan = make_plan(load_spec(sdxl_project / "spec.yaml"))
-    stdout, stderr = ((TRANSCRIPTS / f"sdxl_buckets.{s}").read_text(encoding="utf-8") for s in ("stdout", "stderr"))
-    summary = next(e for e in parse_transcript(stdout, stderr) if isinstance(e, TrainingSummary))
-    assert (
-        (plan.train_images_x_repeats, plan.batches_per_epoch, plan.epochs, plan.total_steps)
-        == (
-            summary.train_images,
-            summary.batches_per_epoch,
-            summary.epochs,
-            summary.total_steps,
-        )
-        == (48, 12, 2, 24)
-    )
+    assert plan_numbers(plan) == trainer_numbers("sdxl_buckets") == (48, 12, 2, 24)
+    stderr = (TRANSCRIPTS / "sdxl_buckets.stderr").read_text(encoding="utf-8")
     # the trainer's bucket table (stderr "bucket N: resolution (W, H), count: C") against the plan's
     logged = {
         (int(w), int(h)): int(c)
@@ -166,3 +171,119 @@ def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkey
     with pytest.raises(ModelError, match=r"model\.t5xxl: .* has SHA-256 .*, not the f{64} the spec pins"):
         run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs2", plain=True))
     assert not (tmp_path / "runs2").exists()
+
+
+@dataclass(frozen=True)
+class Tiny:
+    """A tiny run on a CPU with the real trainer (tests/test_engine_families.py), kept as a transcript."""
+
+    family: str
+    transcript: str
+    files: dict[str, str]  # spec key under model: -> the file the builder writes (without .safetensors)
+    section: str  # the family's own spec section
+    header: tuple[str, ...]  # tensor names that make a stand-in model file read as this family
+    tokenizers: tuple[str, ...]  # the CLIP tokenizer folders it needs (T5's is built beside them)
+    builder: tuple[str, ...]  # build_*_random.py and its arguments after SD_SCRIPTS_DIR ({out}, {tokenizers})
+
+
+CLIP_L, CLIP_G = "openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"
+TINY = {
+    "sd3": Tiny(
+        "sd3",
+        "sd3_tiny_cpu",
+        {"source": "sd3_random", "clip_l": "clip_l_random", "clip_g": "clip_g_random", "t5xxl": "t5xxl_random"},
+        "sd3",
+        tuple(
+            f"model.diffusion_model.joint_blocks.0.{k}"
+            for k in ("x_block.attn.qkv.weight", "context_block.attn.ln_k.weight")
+        ),
+        (CLIP_L, CLIP_G),
+        ("build_sd3_random.py", "{out}", "0", "tiny-sd3.5-large", "{tokenizers}"),
+    ),
+    "flux1": Tiny(
+        "flux1",
+        "flux_schnell_tiny_cpu",
+        {"source": "flux1_random", "ae": "ae_random", "clip_l": "clip_l_random", "t5xxl": "t5xxl_random"},
+        "flux",
+        ("double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight"),  # no guidance_in: schnell
+        (CLIP_L,),
+        ("build_flux_random.py", "{out}", "0", "1,1", "{tokenizers}", "schnell"),
+    ),
+}
+# recorded with the text encoders of the "sd3" set, so no engine test of its own (it would need its own 11.5 GB)
+TINY["sd3-medium"] = replace(
+    TINY["sd3"],
+    transcript="sd3_medium_tiny_cpu",
+    header=tuple(h.replace(".ln_k.", ".qkv.") for h in TINY["sd3"].header),  # no q/k norms: SD3 medium
+    builder=tuple(a.replace("tiny-sd3.5-large", "tiny-sd3-medium") for a in TINY["sd3"].builder),
+)
+
+
+def tiny_spec(folder: Path, name: str, files: Path, kohya_dir: str | Path, python: str) -> Path:
+    """The spec of a tiny run (TINY[name]) on the model files in `files`: 10 images at 64 px in
+    folder/img, 2 repeats, batch 4, 2 epochs, LoRA dim 4 on the transformer, bf16, everything cached,
+    32 T5 tokens."""
+    tiny = TINY[name]
+    model = "".join(f"  {key}: {files / file}.safetensors\n" for key, file in tiny.files.items())
+    spec = folder / "spec.yaml"
+    spec.write_text(
+        f"model:\n{model}  family: auto\n"
+        "dataset:\n  resolution: 64\n  batch_size: 4\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img\n      repeats: 2\n      class_tokens: bench\n"
+        "network:\n  type: lora\n  dim: 4\n  alpha: 4\n  train: unet\n"
+        "training:\n  epochs: 2\n  save_every_n_epochs: 1\n  mixed_precision: bf16\n"
+        "  cache_latents: memory\n  cache_text_encoder_outputs: memory\n"
+        f"{tiny.section}:\n  t5xxl_max_token_length: 32\n"
+        "output:\n  name: tiny_lora\n  log_with: none\n"
+        f"kohya:\n  dir: {kohya_dir}\n  python: {python}\n"
+    )
+    return spec
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, monkeypatch, name):
+    """SD3 and FLUX.1 through `run` against the stand-in scripts replaying what the real
+    sd3_train_network.py / flux_train_network.py printed for this spec on a CPU (TINY): the family (and
+    SD3's variant, FLUX.1's schnell) read from the header, its files, its tokenizer folders, its own
+    section's arguments, and the plan's numbers against the trainer's."""
+    tiny, family = TINY[name], TINY[name].family
+    images(tmp_path / "img", [(64, 64)] * 10, caption="bench, a colour field")
+    raw = json.dumps({k: {"dtype": "BF16", "shape": [0], "data_offsets": [0, 0]} for k in tiny.header}).encode()
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / f"{tiny.files['source']}.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    for key, file in tiny.files.items():
+        if key != "source":
+            fake_model(models / f"{file}.safetensors")
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    tok = tokenizers(tmp_path / "tok", tiny.tokenizers)
+    (tok / "google_t5-v1_1-xxl").mkdir()
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        (tok / "google_t5-v1_1-xxl" / file).write_text("{}")
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tok))
+    monkeypatch.setenv("FAKE_TRANSCRIPT", tiny.transcript)
+    spec = tiny_spec(tmp_path, name, models, FAKE, sys.executable)
+
+    plan = make_plan(load_spec(spec))
+    assert plan_numbers(plan) == trainer_numbers(tiny.transcript) == (20, 5, 2, 10)
+    assert plan.family == family
+
+    outcome = run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.diagnosis
+    lock = yaml.safe_load((outcome.folder / "spec.lock.yaml").read_text())
+    assert lock["model"]["family"] == family
+    assert lock["kohya"]["script"] == f"{tiny.section}_train_network.py"
+    assert sorted(lock["components"]) == sorted(k for k in tiny.files if k != "source")
+    config = (outcome.folder / "config.toml").read_text()
+    for key, file in tiny.files.items():
+        if key != "source":
+            assert f'{key} = "{models / file}.safetensors"' in config
+    assert f'network_module = "networks.lora_{tiny.section}"' in config and "t5xxl_max_token_length = 32" in config
+    events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["type"] == "Step"]
+    assert (steps[-1]["step"], steps[-1]["epoch"]) == (10, 2)
+    result = json.loads((outcome.folder / "result.json").read_text())
+    assert [Path(c["file"]).name for c in result["checkpoints"]] == [
+        "tiny_lora-000001.safetensors",
+        "tiny_lora.safetensors",
+    ]

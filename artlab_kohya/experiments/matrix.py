@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import Issue, LoadedSpec, SpecError
-from ..spec.load import load_spec_text
+from ..spec.load import MATRIX_ZIP, load_spec_text
 from ..spec.yamlpos import PathKey, format_path, parse_path
 from .values import format_value, name_part
 
 MAX_RUNS = 1000  # a typo in a matrix should not queue ten thousand trainings
-ZIP = "zip"
+ZIP = MATRIX_ZIP
 NAME = ("output", "name")
 # What sd-scripts' latent cache on disk does not notice: at the pinned commit a `<image>_<W>x<H>_sd.npz`
 # beside the image is reused whatever the training resolution, buckets or VAE.

@@ -202,12 +202,16 @@ def load_spec_data(
     return loaded
 
 
+MATRIX = "matrix"  # a sweep's key beside the spec's own (experiments/matrix.py), and its group of lists
+MATRIX_ZIP = "zip"
+
+
 def pop_matrix(data: dict[str, Any], lines: dict[PathKey, int]) -> tuple[Any, dict[PathKey, int]]:
     """Take `matrix:` out of `data`: it describes several runs, not one, so the rest validates as the base spec."""
-    if "matrix" not in data:
+    if MATRIX not in data:
         return None, {}
-    matrix = data.pop("matrix")
-    return matrix, {path[1:]: line for path, line in lines.items() if path[:1] == ("matrix",)}
+    matrix = data.pop(MATRIX)
+    return matrix, {path[1:]: line for path, line in lines.items() if path[:1] == (MATRIX,)}
 
 
 def apply_overrides(

@@ -13,6 +13,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from .load import MATRIX, MATRIX_ZIP
 from .model import Spec
 from .schema import models_in, tag_of
 
@@ -118,4 +119,26 @@ def json_schema() -> dict[str, Any]:
     schema = Spec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "artlab-kohya spec"
+    schema["properties"][MATRIX] = _matrix_schema()
     return schema
+
+
+def _matrix_schema() -> dict[str, Any]:
+    """`matrix:`, which load.py takes out before validation and experiments/matrix.py expands (a sweep)."""
+    values = {"type": "array", "minItems": 1, "description": "One value per run, YAML like the rest of the spec."}
+    group = {
+        "type": "object",
+        "minProperties": 2,
+        "additionalProperties": values,
+        "description": "Lists of equal length whose i-th values go together: one axis.",
+    }
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "description": (
+            "Several runs from one spec (`sweep`): each key a spec path as `--set` writes it "
+            "(`dataset.subsets[0].repeats`) with one value per run; axes multiply, last varying fastest."
+        ),
+        "properties": {MATRIX_ZIP: {"anyOf": [group, {"type": "array", "minItems": 1, "items": group}]}},
+        "additionalProperties": values,
+    }

@@ -1,7 +1,7 @@
 """Build a random-initialised SD1.5-architecture checkpoint with sd-scripts' own model code.
 
 Run by the trainer's Python, not ours: it imports sd-scripts, torch, diffusers and transformers from the
-trainer environment, and nothing of artlab-kohya.
+trainer environment, and its neighbour random_models.py (CLIP-L's configuration, main()), nothing else.
 
     python build_sd15_random.py SD_SCRIPTS_DIR MODEL_PATH SEED OUT_JSON
 
@@ -12,15 +12,13 @@ reads back. Takes about 35 s and 9 GB of memory on a CPU. Writes {"params", "ten
 {"error", "message"} to OUT_JSON.
 """
 
-import json
-import os
-import sys
 import time
-import traceback
+
+import random_models as shared
 
 
 def build(folder, model_path, seed):
-    sys.path.insert(0, folder)
+    seed = int(seed)
     import torch
     from diffusers import AutoencoderKL
     from library import model_util
@@ -39,22 +37,7 @@ def build(folder, model_path, seed):
     )
     vae = AutoencoderKL(**model_util.create_vae_diffusers_config())
     # the text-encoder configuration load_models_from_stable_diffusion_checkpoint uses for SD1
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            layer_norm_eps=1e-05,
-            pad_token_id=1,
-            bos_token_id=0,
-            eos_token_id=2,
-            projection_dim=768,
-        )
-    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**shared.CLIP_L_CONFIG))
     params = sum(p.numel() for m in (unet, vae, text_encoder) for p in m.parameters())
     metadata = {"artlab_kohya": "random-init SD1.5-architecture checkpoint for doctor --smoke", "seed": str(seed)}
     tensors = model_util.save_stable_diffusion_checkpoint(
@@ -63,21 +46,5 @@ def build(folder, model_path, seed):
     return {"params": params, "tensors": tensors, "seconds": round(time.time() - started, 1)}
 
 
-def main():
-    folder, model_path, seed, out = sys.argv[1:5]
-    os.chdir(folder)
-    try:
-        result = build(folder, model_path, int(seed))
-    except ImportError as exc:
-        result = {"error": "import", "module": exc.name, "message": str(exc)}
-    except MemoryError:
-        result = {"error": "MemoryError", "message": "out of memory (building the model needs about 9 GB)"}
-    except BaseException as exc:  # noqa: BLE001 - every failure goes back as data
-        result = {"error": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()[-4000:]}
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1, sort_keys=True)
-    sys.exit(0 if "error" not in result else 3)
-
-
 if __name__ == "__main__":
-    main()
+    shared.main(build, "building the model needs about 9 GB")
