@@ -52,9 +52,19 @@ def test_default_profile_on_a_cuda_card():
         True,
         {"fused": True},
         False,
-        {},
+        {"vae_batch_size": 4},
     )
-    assert [c.setting for c in s.choices] == ["training.workers", "training.persistent_workers", "optimizer.args.fused"]
+    assert [c.setting for c in s.choices] == [
+        "training.workers",
+        "training.persistent_workers",
+        "optimizer.args.fused",
+        "kohya.extra_args.vae_batch_size",
+    ]
+    small = choose_speed(spec(), "sd15", BIG, Card("NVIDIA GeForce RTX 3060", 12 << 30, True))
+    assert small.extra_args == {}  # a 12 GiB card batches the VAE only with profile fast
+    assert choose_speed(spec(launch={"profile": "fast"}), "sd15", BIG, Card("x", 12 << 30, True)).extra_args == {
+        "vae_batch_size": 4
+    }
 
 
 def test_what_the_spec_sets_wins():

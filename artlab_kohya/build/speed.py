@@ -5,12 +5,14 @@ spec sets itself always wins.
 profile default:
     data-loader workers from the CPUs and memory (machine.py), persistent when there are any;
     AdamW's fused implementation on a CUDA card (one kernel for the whole update instead of several per
-    tensor; the same arithmetic).
+    tensor; the same arithmetic); on a card of 24 GiB or more, latents cached four images at a time (the
+    time to the first step: 21 s -> 9 s for 64 images at 512 px on an H200; the latents differ only by
+    rounding).
 profile fast, on top:
     the fastest stable settings `artlab-kohya tune` measured for this (card, family, resolution, network,
-    batch), cached in the cache folder's tune.json; and latents cached four images at a time (the time
-    to the first step: 21 s -> 9 s for 64 images at 512 px on an H200). cuDNN autotuning is a tune
-    candidate, not a default: on an H200 it made the first step 18 s slower and no step faster.
+    batch), cached in the cache folder's tune.json; and latents cached four images at a time on any CUDA
+    card. cuDNN autotuning is a tune candidate, not a default: on an H200 it made the first step 18 s
+    slower and no step faster.
 
 Whatever is chosen reaches the trainer as ordinary config keys (render) and, for cuDNN, as the entry
 script that sets the flag before sd-scripts' own script runs (build/command.py).
@@ -30,7 +32,8 @@ from ..spec.model import Spec
 
 TUNE_FILE = "tune.json"
 FUSED_OPTIMIZERS = {"adamw", "torch.optim.adamw"}  # sd-scripts' names for torch.optim.AdamW
-FAST_VAE_BATCH = 4
+VAE_BATCH = 4  # images the VAE encodes at once while caching latents
+VAE_BATCH_MEMORY = 24 << 30  # the default profile batches the VAE on cards this large
 # What a tune result may set, and where: spec field -> how a Speed carries it. Nothing else is applied.
 TUNABLE = (
     "training.workers",
@@ -169,15 +172,23 @@ def choose_speed(
             if setting.startswith("kohya.extra_args.") and key not in spec.kohya.extra_args:
                 extra[key] = value
                 choices.append(Choice(setting, value, tuned_why))
-        if not entry and card.cuda and t.cache_latents != "off" and "vae_batch_size" not in spec.kohya.extra_args:
-            extra["vae_batch_size"] = FAST_VAE_BATCH
-            choices.append(
-                Choice(
-                    "kohya.extra_args.vae_batch_size",
-                    FAST_VAE_BATCH,
-                    "profile fast on a CUDA card: latents cached 4 images at a time (2.3x faster caching on an H200)",
-                )
+    big_card = (card.memory_bytes or 0) >= VAE_BATCH_MEMORY
+    if (
+        "vae_batch_size" not in extra
+        and "vae_batch_size" not in spec.kohya.extra_args
+        and card.cuda
+        and t.cache_latents != "off"
+        and (big_card or launch.profile == "fast")
+    ):
+        extra["vae_batch_size"] = VAE_BATCH
+        why = "a card of 24 GiB or more" if big_card else "profile fast on a CUDA card"
+        choices.append(
+            Choice(
+                "kohya.extra_args.vae_batch_size",
+                VAE_BATCH,
+                f"{why}: latents cached {VAE_BATCH} images at a time (2.3x faster caching on an H200)",
             )
+        )
     return Speed(
         workers=workers,
         persistent_workers=persistent,

@@ -812,8 +812,9 @@ class LaunchSpec(_Section):
     )
     profile: Literal["default", "fast"] = Field(
         "default",
-        description="default: fast settings that do not change what is learned (data-loader workers, fused AdamW). "
-        "fast: also this card's `artlab-kohya tune` result, and latents cached 4 images at a time.",
+        description="default: fast settings that do not change what is learned (data-loader workers, fused AdamW, "
+        "latents cached 4 at a time on a 24 GiB card). fast: also this card's `artlab-kohya tune` result, and "
+        "latents cached 4 at a time on any CUDA card.",
     )
     cudnn_benchmark: bool | None = Field(
         None,
