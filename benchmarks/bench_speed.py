@@ -9,7 +9,7 @@ SDPA, latents cached in memory):
 - before: the render of the commit before issue 13 (no data-loader workers, AdamW's foreach kernels);
 - default: the default profile now (workers from the machine, fused AdamW);
 - fast: `launch.profile: fast` with no tune result cached (cuDNN autotuning, latents cached 4 at a time);
-- with --batch, the fastest of them at 2x and 4x the batch.
+- with --batch, the fastest of them at 2x, 4x, ... the batch (tune --batch).
 Each candidate trains --steps steps, seed 42; tune measures steady images/s over the second half of the
 steps and the time to the first step, by phase. Written to OUT_DIR: tune.json (everything), startup.json
 (each candidate's phases), losses.json (the per-step average losses and how far apart they are).
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=150.0)
     parser.add_argument("--deadline", type=float, default=380.0, help="seconds for the whole tune")
-    parser.add_argument("--batch", action="store_true", help="also the fastest at 2x and 4x the batch")
+    parser.add_argument("--batch", action="store_true", help="also the fastest at 2x, 4x, ... the batch")
     parser.add_argument("--resolution", type=int, default=512)
     args = parser.parse_args()
     bench_gpu.RESOLUTION = args.resolution

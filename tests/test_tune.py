@@ -94,3 +94,25 @@ def test_a_run_records_where_the_time_to_its_first_step_went(tmp_path: Path, mon
     assert all(p["s"] is not None and p["s"] >= 0 for p in startup["phases"])
     assert sum(p["s"] for p in startup["phases"]) == pytest.approx(startup["first_step_s"], abs=0.05)
     assert "first step after" in result.output
+
+
+def test_batch_doubles_until_a_batch_fails_and_says_what_it_would_mean(tmp_path: Path, monkeypatch):
+    project = fake_project(tmp_path, monkeypatch)
+    monkeypatch.chdir(project)
+    # the stand-in's speed per run: batch 2 is faster, batch 4 "runs out of memory" (the torch OOM transcript)
+    monkeypatch.setenv("FAKE_DURATION_FOR", json.dumps({"batch2": 2, "mine": 4}))
+    monkeypatch.setenv("FAKE_TRANSCRIPT_FOR", json.dumps({"batch4": "torch_oom_nan"}))
+    result = CliRunner().invoke(
+        main,
+        ["tune", "spec.yaml", "--steps", "10", "--only-mine", "--candidate", "mine:", "--batch", "--no-cache"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    folder = Path(result.output.split("tune folder: ")[1].strip())
+    record = json.loads((folder / "tune.json").read_text())
+    batches = [(b["name"], b["batch_size"], b["status"]) for b in record["batches"]]
+    assert batches == [("mine-batch2", 2, "ok"), ("mine-batch4", 4, "failed")]
+    assert "effective batch 2 instead of 1" in record["batches"][0]["consequence"]
+    assert "nothing is changed for you" in result.output
+    assert "not cached: --no-cache" in result.output
+    assert read_tuned() == {}

@@ -24,8 +24,8 @@ from .common import load, print_issues, set_option
 @click.option(
     "--batch",
     is_flag=True,
-    help="Also try the fastest candidate at 2x and 4x the batch and show the effective batch and learning-rate "
-    "consequence (never applied for you).",
+    help="Also try the fastest candidate at 2x, 4x, ... the batch until it fails or stops paying, and show the "
+    "effective batch and learning-rate consequence (never applied for you).",
 )
 @click.option(
     "--candidate",

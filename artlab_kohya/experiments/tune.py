@@ -11,8 +11,9 @@ the steady images per second (optimizer steps per second over the second half of
 images a step takes) and the time to the first step (result.json's startup record).
 
 Only settings that do not change what is learned are candidates (speed.TUNABLE). The batch is one that
-does: with `batch=True`, tune also tries the fastest candidate at 2x and 4x the batch and shows what
-each would mean for the effective batch and the learning rate; it never writes a batch into the cache.
+does: with `batch=True`, tune also tries the fastest candidate at 2x, 4x, 8x, 16x the batch, until one
+fails (out of memory) or is not 3% faster than the one before, and shows what each would mean for the
+effective batch and the learning rate; it never writes a batch into the cache.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .records import find_runs, read_lock, read_result
 TUNE_FILE = "tune.json"
 TUNE_PREFIX = "tune-"
 MIN_GAIN = 1.03  # a candidate must beat the default by 3% to be chosen: within that, the default's simplicity wins
+BATCH_FACTORS = (2, 4, 8, 16)  # --batch: the largest batch that fits and still pays, by doubling
 STOP_GRACE = 30.0  # seconds a stopped candidate gets to record its end before it is killed
 # Each candidate run: this many steps, nothing saved or sampled on the way, no logger.
 RUN_OVERRIDES = (
@@ -383,10 +385,12 @@ def _batches(
     record: dict[str, Any],
     save: Callable[[], None],
 ) -> None:
-    """The chosen candidate at 2x and 4x the batch, until one fails; what each would mean, never applied."""
+    """The chosen candidate at twice the batch, again and again until one fails (out of memory, most
+    often) or stops getting faster; what each would mean, never applied."""
     spec = loaded.spec
     batch, lr = spec.dataset.batch_size, spec.optimizer.unet_lr or spec.optimizer.learning_rate
-    for factor in (2, 4):
+    previous = best.images_per_s or 0.0
+    for factor in BATCH_FACTORS:
         size = batch * factor
         name = f"{best.candidate.name}-batch{size}"
         candidate = Candidate(name, best.candidate.overrides, f"{best.candidate.what}, batch {size}")
@@ -405,8 +409,9 @@ def _batches(
         record["batches"].append(entry)
         save()
         options.echo(f"tune: {name}: {_said(m)}")
-        if m.status != "ok":
+        if m.status != "ok" or (m.images_per_s or 0.0) < previous * MIN_GAIN:
             break
+        previous = m.images_per_s or 0.0
 
 
 def _said(m: Measured) -> str:
