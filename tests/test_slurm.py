@@ -1,10 +1,14 @@
-"""`submit --slurm`, `runs` and `cancel` against a real SLURM: a one-node cluster on loopback
+"""`submit --slurm`, `runs` and `cancel` against a real SLURM: a two-node cluster on loopback
 (tests/slurm_cluster.py) started once for this module and stopped after it, nothing left running.
 
 The jobs run the stand-in install (tests/fake_kohya) through artlab-kohya's own job step, exactly as on
 a cluster: a sweep of two runs to completion, a run cancelled while it trains, a run stopped at its
 time limit (--time 1: SLURM's smallest; the controller checks limits every 30 s, so about 60-90 s),
-a run whose trainer path does not exist on the node, and a run requeued while it trains.
+a run whose trainer path does not exist on the node, a run requeued while it trains, and one run over
+both nodes (--nodes 2).
+
+Every wait is on what the test looks for (a file, a state), polled until a bound that is generous for a
+loaded two-core machine; no step sleeps a fixed time and hopes SLURM was quicker.
 """
 
 from __future__ import annotations
@@ -207,3 +211,46 @@ def test_a_requeued_job_resumes_from_the_saved_state(project: Path, cluster: Clu
     assert [(a["restart"], a.get("resumed_from", "-")) for a in attempts] == [(0, "-"), (1, str(state))]
     assert f'resume = "{state}"' in (folder / "config.toml").read_text()
     assert f"requeued (restart 1): resuming from {state}" in (folder / "slurm.err").read_text()
+
+
+def test_a_run_over_two_nodes_runs_each_machine_on_its_node(project: Path):
+    """--nodes 2: one srun task a node, each its own `artlab-kohya run` with the machine count, its rank and
+    machine 0's address and port from the job; machine 0 writes the run folder and saves the checkpoint,
+    machine 1 its records in machine-1/ (the stand-in saves on RANK 0 only, as sd-scripts does)."""
+    import yaml
+
+    started = time.monotonic()
+    folder = submit(project, "--nodes", "2", "--time", "10")
+    script = (folder / "job.sbatch").read_text()
+    assert "#SBATCH --nodes=2" in script and "srun --nodes=2 --ntasks-per-node=1" in script
+    other = folder / "machine-1"
+
+    def ended(where: Path) -> bool:
+        return (where / "result.json").exists() and result(where)["status"] not in ("submitted", "running")
+
+    wait_for(lambda: ended(folder) and ended(other), 120, "both machines ended")
+    elapsed = time.monotonic() - started
+    assert result(folder)["status"] == "succeeded", (folder / "slurm.err").read_text()
+    assert result(other)["status"] == "succeeded", (folder / "slurm.err").read_text()
+    assert result(folder)["diagnosis"] is None
+    assert result(other)["diagnosis"] == "Machine 1 of 2: its processes trained; machine 0 saves the checkpoints."
+    assert (folder / "checkpoints" / "tiny.safetensors").is_file()
+    assert not list((other / "checkpoints").glob("*.safetensors"))
+    job = json.loads((folder / "slurm.json").read_text())["job_id"]
+    for rank, where in enumerate((folder, other)):
+        argv = yaml.safe_load((where / "spec.lock.yaml").read_text())["argv"]
+        assert argv[argv.index("--num_processes") : argv.index("--num_processes") + 4] == [
+            "--num_processes", "2", "--num_machines", "2"
+        ]  # fmt: skip
+        i = argv.index("--machine_rank")
+        assert argv[i : i + 8] == [
+            "--machine_rank", str(rank), "--main_process_ip", "node1",
+            "--main_process_port", str(29500 + int(job) % 1000), "--rdzv_backend", "static",
+        ]  # fmt: skip
+        assert (where / "events.jsonl").is_file() and (where / "stdout.log").is_file()
+    attempts = [json.loads((where / "slurm.json").read_text())["attempts"] for where in (folder, other)]
+    assert [(a[0]["rank"], a[0]["slurm_node"]) for a in attempts] == [(0, "node1"), (1, "node2")]
+    row = wait_for(lambda: (r := rows(folder)) and r[0]["slurm"]["state"] == "completed" and r[0], 30, "completed")
+    assert (row["status"], row["slurm"]["job"]) == ("succeeded", job)
+    assert not left_behind(folder)
+    print(f"two nodes: {elapsed:.1f} s from submit to both machines ended")

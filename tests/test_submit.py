@@ -148,10 +148,16 @@ def test_after_the_step_a_run_left_unfinished_is_recorded_failed(tmp_path, monke
     folder = made_folder(project)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no scontrol: SLURM cannot say why
     job_env(monkeypatch)
+    (folder / "machine-1").mkdir()  # another machine's run, killed while it ran; a third that ended
+    (folder / "machine-1" / "result.json").write_text('{"status": "running"}')
+    (folder / "machine-2").mkdir()
+    (folder / "machine-2" / "result.json").write_text('{"status": "succeeded"}')
     assert slurm_job.main(["--after", str(folder), "137"]) == 0
-    result = json.loads((folder / "result.json").read_text())
-    assert result["status"] == "failed" and result["exit_code"] == 137
-    assert "ended with status 137 before the run recorded its end" in result["diagnosis"]
+    for where in (folder, folder / "machine-1"):
+        result = json.loads((where / "result.json").read_text())
+        assert result["status"] == "failed" and result["exit_code"] == 137
+        assert "ended with status 137 before the run recorded its end" in result["diagnosis"]
+    assert json.loads((folder / "machine-2" / "result.json").read_text()) == {"status": "succeeded"}
 
 
 def test_where_a_run_ran_is_not_part_of_the_skip_hash():

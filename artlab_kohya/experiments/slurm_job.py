@@ -6,7 +6,8 @@
 The run is `run`'s (run.train.run_spec) on the spec text kept in RUN_DIR/spec.yaml with the overrides in
 RUN_DIR/slurm.json, in RUN_DIR itself. What SLURM decides enters as overrides: with several nodes, each
 node's launch.machine_rank (SLURM_NODEID), launch.num_machines (SLURM_NNODES) and the main address (the
-first host of SLURM_JOB_NODELIST); machine 0 writes RUN_DIR, machine N its own RUN_DIR/machine-N/.
+first host of SLURM_JOB_NODELIST); machine 0 writes RUN_DIR, machine N its own RUN_DIR/machine-N/ (its
+run records, and a slurm.json of its attempts: node, rank).
 
 SLURM ends a job with SIGTERM (time limit, scancel, preemption), SIGKILL after KillWait. run_spec records
 that as interrupted; here a stop at the time limit becomes `failed`, with that diagnosis. A requeued job
@@ -136,6 +137,7 @@ def run_job(folder: Path) -> int:
             "job": job.get(settings.SLURM_JOB_ID),
             "restart": restart,
             "node": socket.gethostname(),
+            "slurm_node": job.get(settings.SLURMD_NODENAME),
             "rank": rank,
             "started": _now(),
         }
@@ -160,6 +162,10 @@ def run_job(folder: Path) -> int:
             record["raw_job_id"] = job.get(settings.SLURM_JOB_ID)
             record.setdefault("attempts", []).append(attempt)
             write_record(folder, record)
+        else:  # each machine's own record, in its folder: one writer a file
+            mine = read_record(target) or {"version": 1, "job_id": record.get("job_id"), "rank": rank, "attempts": []}
+            mine["attempts"].append(attempt)
+            write_record(target, mine)
         loaded = load_spec_text(text, spec_path, overrides)
         job_id = job.get(settings.SLURM_JOB_ID)
 
@@ -192,19 +198,24 @@ def run_job(folder: Path) -> int:
 
 def after(folder: Path, status: int) -> int:
     """After the job's step: a run that could not record its end (killed, or it never started) ends
-    failed here, with what SLURM says about the job."""
-    result = _read_result(folder)
-    if result.get("status") not in (None, SUBMITTED, "running"):
-        return 0
+    failed here, with what SLURM says about the job; so does each other machine's (machine-N/)."""
     record = read_record(folder) or {}
     job = os.environ.get(settings.SLURM_JOB_ID)
-    if job and stopped_for_time_limit(job):
-        _fail(folder, time_limit_diagnosis(record), status, slurm_state="timeout")
-    else:
-        _fail(
-            folder, f"The job's step ended with status {status} before the run recorded its end; see slurm.err.", status
-        )
-    _say(f"{folder}: recorded as failed")
+    timed_out: bool | None = None
+    for target in (folder, *sorted(folder.glob("machine-*"))):
+        if _read_result(target).get("status") not in (None, SUBMITTED, "running"):
+            continue
+        if timed_out is None:
+            timed_out = bool(job and stopped_for_time_limit(job))
+        if timed_out:
+            _fail(target, time_limit_diagnosis(record), status, slurm_state="timeout")
+        else:
+            _fail(
+                target,
+                f"The job's step ended with status {status} before the run recorded its end; see slurm.err.",
+                status,
+            )
+        _say(f"{target}: recorded as failed")
     return 0
 
 
