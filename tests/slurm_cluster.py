@@ -141,8 +141,8 @@ PartitionName=test Nodes={",".join(self.names)} Default=YES MaxTime=INFINITE Sta
 
     def _daemon(self, name: str, argv: list[str], pid_file: Path, log: Path) -> None:
         argv = [program(argv[0]) or argv[0], *argv[1:]]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, **self.env})
-        deadline = time.monotonic() + 15
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, **self.env})
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError):
                 pid = int(pid_file.read_text().strip())
@@ -181,10 +181,10 @@ PartitionName=test Nodes={",".join(self.names)} Default=YES MaxTime=INFINITE Sta
         self.wait_idle()
         return self
 
-    def run(self, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.env})
 
-    def wait_idle(self, timeout: float = 30) -> None:
+    def wait_idle(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         said = ""
         while time.monotonic() < deadline:
@@ -211,7 +211,7 @@ PartitionName=test Nodes={",".join(self.names)} Default=YES MaxTime=INFINITE Sta
             jobs = self.run("squeue", "-h", "-o", "%A").stdout.split()
             if jobs:
                 self.run("scancel", *sorted(set(jobs)))
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and self.run("squeue", "-h", "-o", "%A").stdout.strip():
                     time.sleep(0.5)
         for name in (*(f"slurmd {n}" for n in self.names), "slurmctld", "munged"):
@@ -220,7 +220,7 @@ PartitionName=test Nodes={",".join(self.names)} Default=YES MaxTime=INFINITE Sta
                 continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.1)
             if _alive(pid):

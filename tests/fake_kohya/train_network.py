@@ -132,6 +132,10 @@ def main(parser: argparse.ArgumentParser | None = None) -> None:
     if "SAVE_FINAL" in os.environ and main_process:
         save(out / f"{name}.safetensors", config, epoch)
     time.sleep(float(os.environ.get("FAKE_HOLD", "0")))
+    until = os.environ.get("FAKE_HOLD_UNTIL")  # a file: hold until it exists (a test's signal), 10 min at most
+    deadline = time.monotonic() + 600
+    while until and not Path(until).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     sys.exit(rc if rc >= 0 else 1)
 
 
