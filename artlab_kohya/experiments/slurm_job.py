@@ -141,9 +141,12 @@ def run_job(folder: Path) -> int:
             "rank": rank,
             "started": _now(),
         }
-        if rank == 0 and (folder / LOCK_FILE).exists():  # an earlier attempt ran here: requeued
-            attempt["previous"] = str(_archive(folder, len(record.get("attempts") or [])).name)
-            state = None
+        mine = record if rank == 0 else read_record(target) or {"version": 1, "job_id": record.get("job_id")}
+        mine.setdefault("attempts", [])
+        if restart > 0 or (target / LOCK_FILE).exists():  # an earlier attempt ran: requeued
+            if (target / LOCK_FILE).exists():  # this machine's records of it
+                attempt["previous"] = str(_archive(target, len(mine["attempts"])).name)
+            state = None  # every machine resumes from the state machine 0 saved, or none does
             if base.spec.kohya.extra_args.get("save_state"):
                 state = latest_state(base.spec.output.dir or folder / "checkpoints", base.spec.output.name)
             if state is not None:
@@ -160,12 +163,10 @@ def run_job(folder: Path) -> int:
                 _say(f"requeued (restart {restart}): the run starts over; {why}")
         if rank == 0:
             record["raw_job_id"] = job.get(settings.SLURM_JOB_ID)
-            record.setdefault("attempts", []).append(attempt)
-            write_record(folder, record)
-        else:  # each machine's own record, in its folder: one writer a file
-            mine = read_record(target) or {"version": 1, "job_id": record.get("job_id"), "rank": rank, "attempts": []}
-            mine["attempts"].append(attempt)
-            write_record(target, mine)
+        else:
+            mine["rank"] = rank
+        mine["attempts"].append(attempt)
+        write_record(target, mine)  # machine 0's in the run's slurm.json, each other's in machine-N/: one writer a file
         loaded = load_spec_text(text, spec_path, overrides)
         job_id = job.get(settings.SLURM_JOB_ID)
 
