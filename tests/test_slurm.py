@@ -274,21 +274,9 @@ def test_the_real_trainer_runs_over_two_nodes(engine, cluster: Cluster, tmp_path
     machine count, ranks and port from the job. The node names do not resolve here, so the spec gives
     machine 0's address; accelerate's MULTI_CPU needs the shim that test explains."""
     import yaml
-    from test_engine_machines import SHIM
+    from test_engine_machines import two_machine_project
 
-    images(tmp_path / "img/1_sks", [(64, 64)] * 10)
-    (tmp_path / "spec.yaml").write_text(
-        f"model:\n  source: {engine['ENGINE_MODEL']}\n  family: sd15\n"
-        "dataset:\n  resolution: 64\n  batch_size: 2\n  buckets:\n    enabled: false\n"
-        "  subsets:\n    - path: img/1_sks\n"
-        "network:\n  type: lora\n  dim: 4\n  alpha: 1\n"
-        "training:\n  epochs: 1\n  mixed_precision: 'no'\n"
-        "output:\n  name: two\n  log_with: none\n"
-        "launch:\n  main_process_ip: 127.0.0.1\n"
-        f"kohya:\n  dir: {engine['ARTLAB_KOHYA_DIR']}\n  python: {engine['ENGINE_PYTHON']}\n"
-    )
-    (tmp_path / "shim").mkdir()
-    (tmp_path / "shim" / "sitecustomize.py").write_text(SHIM)
+    two_machine_project(engine, tmp_path, images, "  main_process_ip: 127.0.0.1\n")
     env = {  # sbatch hands the job this environment (--export=ALL, its default)
         **cluster.env,
         "ARTLAB_KOHYA_TOKENIZERS": engine["ENGINE_TOKENIZERS"],
