@@ -226,12 +226,14 @@ def test_a_requeued_job_resumes_from_the_saved_state(project: Path, cluster: Clu
 
 def test_a_run_over_two_nodes_runs_each_machine_on_its_node(project: Path):
     """--nodes 2: one srun task a node, each its own `artlab-kohya run` with the machine count, its rank and
-    machine 0's address and port from the job; machine 0 writes the run folder and saves the checkpoint,
-    machine 1 its records in machine-1/ (the stand-in saves on RANK 0 only, as sd-scripts does)."""
+    machine 0's address and port from the job; machine 0 writes the run folder and saves the checkpoints in
+    the output.dir both share (only machine 0 claims it), machine 1 its records in machine-1/ (the stand-in
+    saves on RANK 0 only, as sd-scripts does)."""
     import yaml
 
     started = time.monotonic()
-    folder = submit(project, "--nodes", "2", "--time", "10")
+    loras = project / "loras"  # one output.dir for both machines, as on a shared filesystem
+    folder = submit(project, "--nodes", "2", "--time", "10", "--set", f"output.dir={loras}")
     script = (folder / "job.sbatch").read_text()
     assert "#SBATCH --nodes=2" in script and "srun --nodes=2 --ntasks-per-node=1" in script
     other = folder / "machine-1"
@@ -245,8 +247,9 @@ def test_a_run_over_two_nodes_runs_each_machine_on_its_node(project: Path):
     assert result(other)["status"] == "succeeded", (folder / "slurm.err").read_text()
     assert result(folder)["diagnosis"] is None
     assert result(other)["diagnosis"] == "Machine 1 of 2: its processes trained; machine 0 saves the checkpoints."
-    assert (folder / "checkpoints" / "tiny.safetensors").is_file()
-    assert not list((other / "checkpoints").glob("*.safetensors"))
+    assert sorted(p.name for p in loras.iterdir()) == ["tiny-000001.safetensors", "tiny.safetensors"]  # no claim left
+    assert result(folder)["final"] == str(loras / "tiny.safetensors") and len(result(folder)["checkpoints"]) == 2
+    assert (result(other)["final"], result(other)["checkpoints"], result(other)["partial"]) == (None, [], [])
     job = json.loads((folder / "slurm.json").read_text())["job_id"]
     for rank, where in enumerate((folder, other)):
         argv = yaml.safe_load((where / "spec.lock.yaml").read_text())["argv"]
