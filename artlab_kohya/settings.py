@@ -25,6 +25,7 @@ SLURM_RESTART_COUNT = "SLURM_RESTART_COUNT"
 SLURM_NODEID = "SLURM_NODEID"
 SLURM_NNODES = "SLURM_NNODES"
 SLURM_JOB_NODELIST = "SLURM_JOB_NODELIST"
+SLURMD_NODENAME = "SLURMD_NODENAME"  # the node this step runs on, as SLURM names it
 SLURM_COMMAND_TIMEOUT = 10.0  # seconds any sbatch/squeue/sacct/scontrol/scancel call may take
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -77,5 +78,8 @@ def hf_hub_cache() -> Path:
 
 def slurm_job() -> dict[str, str]:
     """The SLURM variables of the job this process runs in (empty outside a job)."""
-    names = (SLURM_JOB_ID, SLURM_ARRAY_TASK_ID, SLURM_RESTART_COUNT, SLURM_NODEID, SLURM_NNODES, SLURM_JOB_NODELIST)
+    names = (
+        SLURM_JOB_ID, SLURM_ARRAY_TASK_ID, SLURM_RESTART_COUNT, SLURM_NODEID, SLURM_NNODES, SLURM_JOB_NODELIST,
+        SLURMD_NODENAME,
+    )  # fmt: skip
     return {n: os.environ[n] for n in names if os.environ.get(n)}

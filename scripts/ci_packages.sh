@@ -3,8 +3,8 @@
 # missing, so on a machine that has them all this is a few `command -v`.
 # - chromium (+ fonts-dejavu-core: text in screenshots without the recommended packages), for
 #   tests/test_report_browser.py (report.html opened in a real headless browser);
-# - slurm-wlm and munge, for tests/test_slurm.py (a one-node SLURM cluster on loopback: the tests start
-#   and stop their own munged, slurmctld and slurmd). A policy-rc.d keeps the packages' own scripts from
+# - slurm-wlm and munge, for tests/test_slurm.py (a two-node SLURM cluster on loopback: the tests start
+#   and stop their own munged, slurmctld and two slurmd). A policy-rc.d keeps the packages' own scripts from
 #   starting those daemons during the install.
 # Without them those tests skip, saying why. Run as root, or with sudo available.
 set -euo pipefail

@@ -1,14 +1,20 @@
-"""A one-node SLURM cluster on loopback, for tests: munged, slurmctld and slurmd started in a folder of
-their own and stopped by their pids, nothing of the machine's configuration touched.
+"""A SLURM cluster of two nodes on loopback, for tests: munged, slurmctld and one slurmd per node started
+in a folder of their own and stopped by their pids, nothing of the machine's configuration touched.
 
 Made for a container: no systemd, no cgroups (proctrack/linuxproc, task/none), everything as root
 (SlurmUser=root), state, spool, logs, pid files and munge's socket and key in the folder, ports on
-127.0.0.1 that were free a moment ago. The node is `localhost` with the machine's CPUs and most of
-its memory. No accounting daemon: AccountingStorageType=accounting_storage/none (so `sacct` has no
-database) and JobCompType=jobcomp/filetxt, whose file `sacct --completion` reads. Timing knobs are low
-so a time limit is enforced within about half a minute of being reached (OverTimeLimit=0, KillWait=10: the
-seconds between SIGTERM and SIGKILL in which a run writes its end; SLURM's default is 30,
-InactiveLimit=0, MinJobAge=600 so `scontrol show job` still knows finished jobs).
+127.0.0.1 that were free a moment ago. The nodes, node1 and node2, are two slurmd on this host (Debian's
+SLURM is built with multiple-slurmd: `scontrol show config` says MULTIPLE_SLURMD = Yes), each `slurmd -N
+NAME` with its own Port, spool folder, pid and log file (%n in the paths); each has the machine's CPUs
+and most of its memory, so a job of --nodes=2 runs one task on each and srun steps reach both. No node
+may be called localhost: SLURM's lookup returns a lone node of that name for any name asked, and the
+second node's line then fails with "Duplicated NodeHostName". The node names do not resolve: a run over
+both nodes that needs machine 0's address names it (launch.main_process_ip). No accounting daemon:
+AccountingStorageType=accounting_storage/none (so `sacct` has no database) and JobCompType=jobcomp/filetxt,
+whose file `sacct --completion` reads. Timing knobs are low so a time limit is enforced within about half a
+minute of being reached (OverTimeLimit=0, KillWait=10: the seconds between SIGTERM and SIGKILL in which a
+run writes its end; SLURM's default is 30, InactiveLimit=0, MinJobAge=600 so `scontrol show job` still
+knows finished jobs).
 
     python tests/slurm_cluster.py DIR     # by hand: start one, print SLURM_CONF=..., Enter stops it
 """
@@ -60,8 +66,13 @@ def _memory_mb() -> int:
 @dataclass
 class Cluster:
     root: Path
+    nodes: int = 2
     cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
     pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [f"node{i}" for i in range(1, self.nodes + 1)]
 
     @property
     def conf(self) -> Path:
@@ -78,6 +89,11 @@ class Cluster:
             (r / sub).mkdir(parents=True, exist_ok=True)
         host = socket.gethostname().split(".")[0]
         memory = max(256, int(_memory_mb() * 0.8))
+        nodes = "\n".join(
+            f"NodeName={name} NodeAddr=127.0.0.1 NodeHostname=localhost Port={_free_port()} CPUs={self.cpus}"
+            f" RealMemory={memory} State=UNKNOWN"
+            for name in self.names
+        )
         self.conf.write_text(
             f"""\
 ClusterName=artlabtest
@@ -85,16 +101,15 @@ SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort={_free_port()}
-SlurmdPort={_free_port()}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={r}/munge/munge.socket
 StateSaveLocation={r}/state
-SlurmdSpoolDir={r}/spool
+SlurmdSpoolDir={r}/spool/%n
 SlurmctldPidFile={r}/slurmctld.pid
-SlurmdPidFile={r}/slurmd.pid
+SlurmdPidFile={r}/slurmd-%n.pid
 SlurmctldLogFile={r}/log/slurmctld.log
-SlurmdLogFile={r}/log/slurmd.log
+SlurmdLogFile={r}/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
@@ -114,8 +129,8 @@ InactiveLimit=0
 MinJobAge=600
 MessageTimeout=10
 SlurmdTimeout=60
-NodeName=localhost NodeAddr=127.0.0.1 NodeHostname=localhost CPUs={self.cpus} RealMemory={memory} State=UNKNOWN
-PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+{nodes}
+PartitionName=test Nodes={",".join(self.names)} Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 """,
             encoding="ascii",
         )
@@ -126,8 +141,8 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
 
     def _daemon(self, name: str, argv: list[str], pid_file: Path, log: Path) -> None:
         argv = [program(argv[0]) or argv[0], *argv[1:]]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={**os.environ, **self.env})
-        deadline = time.monotonic() + 15
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={**os.environ, **self.env})
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError):
                 pid = int(pid_file.read_text().strip())
@@ -156,29 +171,35 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
         self._daemon(
             "slurmctld", ["slurmctld", "-c", "-f", str(self.conf)], r / "slurmctld.pid", r / "log" / "slurmctld.log"
         )
-        self._daemon(
-            "slurmd",
-            ["slurmd", "-c", "-N", "localhost", "-f", str(self.conf)],
-            r / "slurmd.pid",
-            r / "log" / "slurmd.log",
-        )
+        for name in self.names:
+            self._daemon(
+                f"slurmd {name}",
+                ["slurmd", "-c", "-N", name, "-f", str(self.conf)],
+                r / f"slurmd-{name}.pid",
+                r / "log" / f"slurmd-{name}.log",
+            )
         self.wait_idle()
         return self
 
-    def run(self, *argv: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.env})
 
-    def wait_idle(self, timeout: float = 30) -> None:
+    def wait_idle(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         said = ""
         while time.monotonic() < deadline:
-            done = self.run("sinfo", "-h", "-N", "-o", "%T")
+            done = self.run("sinfo", "-h", "-N", "-o", "%N %T")
             said = (done.stdout + done.stderr).strip()
-            if done.returncode == 0 and said.startswith("idle"):
+            states = dict(line.split() for line in done.stdout.splitlines() if len(line.split()) == 2)
+            if done.returncode == 0 and all(states.get(name) == "idle" for name in self.names):
                 return
             time.sleep(0.3)
-        log = (self.root / "log" / "slurmd.log").read_text(errors="replace")[-1500:]
-        raise ClusterError(f"the node did not become idle within {timeout:.0f} s (sinfo: {said!r})\nslurmd.log: {log}")
+        logs = "\n".join(
+            f"slurmd-{name}.log: {(self.root / 'log' / f'slurmd-{name}.log').read_text(errors='replace')[-1000:]}"
+            for name in self.names
+            if (self.root / "log" / f"slurmd-{name}.log").exists()
+        )
+        raise ClusterError(f"the nodes did not become idle within {timeout:.0f} s (sinfo: {said!r})\n{logs}")
 
     def stop(self) -> list[str]:
         """Cancel what is still queued or running, stop the daemons (slurmd, slurmctld, munged: the
@@ -190,16 +211,16 @@ PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSub
             jobs = self.run("squeue", "-h", "-o", "%A").stdout.split()
             if jobs:
                 self.run("scancel", *sorted(set(jobs)))
-                deadline = time.monotonic() + 30
+                deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and self.run("squeue", "-h", "-o", "%A").stdout.strip():
                     time.sleep(0.5)
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in (*(f"slurmd {n}" for n in self.names), "slurmctld", "munged"):
             pid = self.pids.pop(name, None)
             if pid is None:
                 continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.1)
             if _alive(pid):

@@ -46,9 +46,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_one_run_over_two_machines_on_loopback(engine, tmp_path, images):
-    images(tmp_path / "img/1_sks", [(64, 64)] * 10)
-    spec = tmp_path / "spec.yaml"
+def two_machine_project(engine: dict[str, str], root: Path, images, launch: str) -> Path:
+    """The run of the two-machine tests (here and in test_slurm.py): 10 images at 64 px, batch 2, 1 epoch,
+    `launch` the lines under launch:, and the shim in root/shim for the trainer's PYTHONPATH. Returns the
+    spec's path."""
+    images(root / "img/1_sks", [(64, 64)] * 10)
+    spec = root / "spec.yaml"
     spec.write_text(
         f"model:\n  source: {engine['ENGINE_MODEL']}\n  family: sd15\n"
         "dataset:\n  resolution: 64\n  batch_size: 2\n  buckets:\n    enabled: false\n"
@@ -56,11 +59,17 @@ def test_one_run_over_two_machines_on_loopback(engine, tmp_path, images):
         "network:\n  type: lora\n  dim: 4\n  alpha: 1\n"
         "training:\n  epochs: 1\n  mixed_precision: 'no'\n"
         "output:\n  name: two\n  log_with: none\n"
-        f"launch:\n  num_machines: 2\n  main_process_ip: 127.0.0.1\n  main_process_port: {free_port()}\n"
+        f"launch:\n{launch}"
         f"kohya:\n  dir: {engine['ARTLAB_KOHYA_DIR']}\n  python: {engine['ENGINE_PYTHON']}\n"
     )
-    (tmp_path / "shim").mkdir()
-    (tmp_path / "shim" / "sitecustomize.py").write_text(SHIM)
+    (root / "shim").mkdir()
+    (root / "shim" / "sitecustomize.py").write_text(SHIM)
+    return spec
+
+
+def test_one_run_over_two_machines_on_loopback(engine, tmp_path, images):
+    launch = f"  num_machines: 2\n  main_process_ip: 127.0.0.1\n  main_process_port: {free_port()}\n"
+    spec = two_machine_project(engine, tmp_path, images, launch)
     env = {
         **os.environ,
         "ARTLAB_KOHYA_TOKENIZERS": engine["ENGINE_TOKENIZERS"],

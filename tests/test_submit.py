@@ -80,7 +80,7 @@ def made_folder(project: Path, extra: tuple[str, ...] = ()) -> Path:
 
 
 def job_env(monkeypatch, **more: str) -> None:
-    for key in ("SLURM_RESTART_COUNT", "SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST"):
+    for key in ("SLURM_RESTART_COUNT", "SLURM_NNODES", "SLURM_NODEID", "SLURM_JOB_NODELIST", "SLURMD_NODENAME"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("SLURM_JOB_ID", "41")
     for key, value in more.items():
@@ -124,6 +124,34 @@ def test_a_requeue_resumes_from_the_newest_state_when_the_spec_saves_state(tmp_p
     assert f"requeued (restart 1): resuming from {state}" in capfd.readouterr().err
 
 
+def test_each_machine_of_a_requeued_job_keeps_its_records_and_resumes_from_machine_0s_state(tmp_path, monkeypatch):
+    """Machine 1 of a two-node job, requeued: its earlier records move to machine-1/attempt-1/, and it resumes
+    from the state machine 0 saved (every process of the run must load the same state)."""
+    extra = "  extra_args:\n    save_state: true\nlaunch:\n  main_process_ip: 10.0.0.1\n"
+    project = fake_project(tmp_path, monkeypatch, extra=extra)
+    folder = made_folder(project)
+    nodes = {"SLURM_NNODES": "2", "SLURM_NODEID": "1", "SLURM_JOB_NODELIST": "node[1-2]", "SLURMD_NODENAME": "node2"}
+    job_env(monkeypatch, **nodes)
+    assert slurm_job.main([str(folder)]) == 0
+    other = folder / "machine-1"
+    assert json.loads((other / "result.json").read_text())["status"] == "succeeded"
+    state = folder / "checkpoints" / "tiny_lora-000001-state"  # as machine 0 saves it
+    state.mkdir(parents=True)
+    (state / "train_state.json").write_text(json.dumps({"current_step": 120}))
+    job_env(monkeypatch, SLURM_RESTART_COUNT="1", **nodes)
+    assert slurm_job.main([str(folder)]) == 0
+    assert f'resume = "{state}"' in (other / "config.toml").read_text()
+    assert "--machine_rank\n- '1'" in (other / "spec.lock.yaml").read_text()
+    assert json.loads((other / "attempt-1" / "result.json").read_text())["status"] == "succeeded"
+    assert (other / "attempt-1" / "events.jsonl").is_file() and (other / "events.jsonl").is_file()
+    attempts = json.loads((other / "slurm.json").read_text())["attempts"]
+    assert [(a["rank"], a["slurm_node"], a["restart"], a.get("resumed_from", "-")) for a in attempts] == [
+        (1, "node2", 0, "-"),
+        (1, "node2", 1, str(state)),
+    ]
+    assert json.loads((folder / "slurm.json").read_text())["attempts"] == []  # machine 0's record is its own
+
+
 def test_a_job_over_several_nodes_sets_each_machines_launch_values():
     launch = LaunchSpec()
     env = {"SLURM_JOB_ID": "1234", "SLURM_NNODES": "2", "SLURM_NODEID": "1", "SLURM_JOB_NODELIST": "gpu[07-08]"}
@@ -148,10 +176,16 @@ def test_after_the_step_a_run_left_unfinished_is_recorded_failed(tmp_path, monke
     folder = made_folder(project)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no scontrol: SLURM cannot say why
     job_env(monkeypatch)
+    (folder / "machine-1").mkdir()  # another machine's run, killed while it ran; a third that ended
+    (folder / "machine-1" / "result.json").write_text('{"status": "running"}')
+    (folder / "machine-2").mkdir()
+    (folder / "machine-2" / "result.json").write_text('{"status": "succeeded"}')
     assert slurm_job.main(["--after", str(folder), "137"]) == 0
-    result = json.loads((folder / "result.json").read_text())
-    assert result["status"] == "failed" and result["exit_code"] == 137
-    assert "ended with status 137 before the run recorded its end" in result["diagnosis"]
+    for where in (folder, folder / "machine-1"):
+        result = json.loads((where / "result.json").read_text())
+        assert result["status"] == "failed" and result["exit_code"] == 137
+        assert "ended with status 137 before the run recorded its end" in result["diagnosis"]
+    assert json.loads((folder / "machine-2" / "result.json").read_text()) == {"status": "succeeded"}
 
 
 def test_where_a_run_ran_is_not_part_of_the_skip_hash():

@@ -6,7 +6,8 @@
 The run is `run`'s (run.train.run_spec) on the spec text kept in RUN_DIR/spec.yaml with the overrides in
 RUN_DIR/slurm.json, in RUN_DIR itself. What SLURM decides enters as overrides: with several nodes, each
 node's launch.machine_rank (SLURM_NODEID), launch.num_machines (SLURM_NNODES) and the main address (the
-first host of SLURM_JOB_NODELIST); machine 0 writes RUN_DIR, machine N its own RUN_DIR/machine-N/.
+first host of SLURM_JOB_NODELIST); machine 0 writes RUN_DIR, machine N its own RUN_DIR/machine-N/ (its
+run records, and a slurm.json of its attempts: node, rank).
 
 SLURM ends a job with SIGTERM (time limit, scancel, preemption), SIGKILL after KillWait. run_spec records
 that as interrupted; here a stop at the time limit becomes `failed`, with that diagnosis. A requeued job
@@ -136,12 +137,16 @@ def run_job(folder: Path) -> int:
             "job": job.get(settings.SLURM_JOB_ID),
             "restart": restart,
             "node": socket.gethostname(),
+            "slurm_node": job.get(settings.SLURMD_NODENAME),
             "rank": rank,
             "started": _now(),
         }
-        if rank == 0 and (folder / LOCK_FILE).exists():  # an earlier attempt ran here: requeued
-            attempt["previous"] = str(_archive(folder, len(record.get("attempts") or [])).name)
-            state = None
+        mine = record if rank == 0 else read_record(target) or {"version": 1, "job_id": record.get("job_id")}
+        mine.setdefault("attempts", [])
+        if restart > 0 or (target / LOCK_FILE).exists():  # an earlier attempt ran: requeued
+            if (target / LOCK_FILE).exists():  # this machine's records of it
+                attempt["previous"] = str(_archive(target, len(mine["attempts"])).name)
+            state = None  # every machine resumes from the state machine 0 saved, or none does
             if base.spec.kohya.extra_args.get("save_state"):
                 state = latest_state(base.spec.output.dir or folder / "checkpoints", base.spec.output.name)
             if state is not None:
@@ -158,8 +163,10 @@ def run_job(folder: Path) -> int:
                 _say(f"requeued (restart {restart}): the run starts over; {why}")
         if rank == 0:
             record["raw_job_id"] = job.get(settings.SLURM_JOB_ID)
-            record.setdefault("attempts", []).append(attempt)
-            write_record(folder, record)
+        else:
+            mine["rank"] = rank
+        mine["attempts"].append(attempt)
+        write_record(target, mine)  # machine 0's in the run's slurm.json, each other's in machine-N/: one writer a file
         loaded = load_spec_text(text, spec_path, overrides)
         job_id = job.get(settings.SLURM_JOB_ID)
 
@@ -192,19 +199,24 @@ def run_job(folder: Path) -> int:
 
 def after(folder: Path, status: int) -> int:
     """After the job's step: a run that could not record its end (killed, or it never started) ends
-    failed here, with what SLURM says about the job."""
-    result = _read_result(folder)
-    if result.get("status") not in (None, SUBMITTED, "running"):
-        return 0
+    failed here, with what SLURM says about the job; so does each other machine's (machine-N/)."""
     record = read_record(folder) or {}
     job = os.environ.get(settings.SLURM_JOB_ID)
-    if job and stopped_for_time_limit(job):
-        _fail(folder, time_limit_diagnosis(record), status, slurm_state="timeout")
-    else:
-        _fail(
-            folder, f"The job's step ended with status {status} before the run recorded its end; see slurm.err.", status
-        )
-    _say(f"{folder}: recorded as failed")
+    timed_out: bool | None = None
+    for target in (folder, *sorted(folder.glob("machine-*"))):
+        if _read_result(target).get("status") not in (None, SUBMITTED, "running"):
+            continue
+        if timed_out is None:
+            timed_out = bool(job and stopped_for_time_limit(job))
+        if timed_out:
+            _fail(target, time_limit_diagnosis(record), status, slurm_state="timeout")
+        else:
+            _fail(
+                target,
+                f"The job's step ended with status {status} before the run recorded its end; see slurm.err.",
+                status,
+            )
+        _say(f"{target}: recorded as failed")
     return 0
 
 

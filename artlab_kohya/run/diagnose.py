@@ -131,7 +131,7 @@ def diagnose(
         trace = _first(events, Traceback)
         what = f" with {trace.exc_type}: {trace.message}" if trace else ""
         return Verdict("failed", f"The trainer stopped with exit status {exit_code}{what}. See stderr.log.")
-    if not final_checkpoint.exists() and spec.launch.machine_rank > 0:
+    if spec.launch.machine_rank > 0:  # its checkpoints are machine 0's, there or not yet
         return Verdict(
             "succeeded",
             f"Machine {spec.launch.machine_rank} of {spec.launch.num_machines}: its processes trained; "

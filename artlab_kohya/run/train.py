@@ -208,7 +208,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
     tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
         family, settings.tokenizer_root(), offline=options.offline
     )
-    if spec.output.dir is not None:
+    if spec.output.dir is not None and spec.launch.machine_rank == 0:  # machine 0 saves; the others write nothing
         clash = [name for name in plan.saves if os.path.lexists(spec.output.dir / name)]  # a dangling link too
         if clash:
             raise SetupError(
@@ -371,8 +371,10 @@ def _os_error(exc: OSError) -> str:
 
 
 def _claim_output(spec: Spec) -> OutputClaim | None:
-    """A shared output.dir is claimed for the run (two runs at once would overwrite each other)."""
-    if spec.output.dir is None:
+    """A shared output.dir is claimed for the run (two runs at once would overwrite each other), by machine 0
+    of a run over several: it saves the checkpoints, and the others, sharing the folder, must not find it
+    taken."""
+    if spec.output.dir is None or spec.launch.machine_rank > 0:
         return None
     try:
         return OutputClaim.take(spec.output.dir, spec.output.name)
@@ -497,7 +499,10 @@ def _record(
 
     exit_code = trained.exit_code
     interrupted = exit_code in (130, 143) and trained.nan_step is None
-    partial = _set_aside_partial(output_dir, r.plan)
+    # machine 0 saves; another machine's output_dir (empty, or machine 0's on a shared filesystem) is not
+    # its own to judge: it neither renames a checkpoint machine 0 may still be writing nor lists them
+    saves = spec.launch.machine_rank == 0
+    partial = _set_aside_partial(output_dir, r.plan) if saves else []
     final = output_dir / r.plan.saves[-1]
     verdict = diagnose(
         spec,
@@ -516,9 +521,9 @@ def _record(
             "duration_s": round(trained.seconds, 1),
             "diagnosis": verdict.diagnosis,
             "problems": trained.problems,
-            "checkpoints": _checkpoint_records(output_dir, r.plan, trained.epochs),
+            "checkpoints": _checkpoint_records(output_dir, r.plan, trained.epochs) if saves else [],
             "partial": partial,
-            "final": str(final) if final.exists() else None,
+            "final": str(final) if saves and final.exists() else None,
         }
     )
     if interrupted and why_stopped is not None:

@@ -106,8 +106,11 @@ def main(parser: argparse.ArgumentParser | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     scales = json.loads(os.environ.get("FAKE_LOSS_SCALE", "{}"))  # {part of output_name: factor}
     scale = next((float(f) for key, f in scales.items() if key in name), None)
+    main_process = os.environ.get("RANK", "0") == "0"  # sd-scripts saves (and says so) on the main process only
     for suffix in (".stdout", ".stderr", ".meta"):
         data = source.with_suffix(suffix).read_bytes()
+        if not main_process:
+            data = re.sub(rb"[^\n]*(saving checkpoint: |model saved\.)[^\n]*\n", b"", data)
         data = data.replace(b"/home/artist/lora/runs/lora/tiny_lora", str(out / name).encode())
         if scale is not None:
             data = re.sub(rb"avr_loss=([0-9.]+)", lambda m: b"avr_loss=%.4g" % (float(m.group(1)) * scale), data)
@@ -129,9 +132,13 @@ def main(parser: argparse.ArgumentParser | None = None) -> None:
                 numbered = re.search(r"-(\d{6})$", path.stem)
                 save(path, config, int(numbered.group(1)) if numbered else epoch)
         pending[fd] = pending[fd][-4000:]
-    if "SAVE_FINAL" in os.environ:
+    if "SAVE_FINAL" in os.environ and main_process:
         save(out / f"{name}.safetensors", config, epoch)
     time.sleep(float(os.environ.get("FAKE_HOLD", "0")))
+    until = os.environ.get("FAKE_HOLD_UNTIL")  # a file: hold until it exists (a test's signal), 10 min at most
+    deadline = time.monotonic() + 600
+    while until and not Path(until).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     sys.exit(rc if rc >= 0 else 1)
 
 
