@@ -70,6 +70,11 @@ def _plain(name: str, to: str, kind: Kind = "any", default: Any = None, why: str
 
 
 _NETWORK_ARG = UNCHANGED + " as network.args: the network module reads it by this name"
+# What networks.lora_flux takes from the GUI for LoRA_type Flux1 (network.args, unchanged).
+LORA_FLUX_ARGS = (
+    "img_attn_dim", "img_mlp_dim", "img_mod_dim", "single_dim", "txt_attn_dim", "txt_mlp_dim", "txt_mod_dim",
+    "single_mod_dim", "in_dims", "train_double_block_indices", "train_single_block_indices",
+)  # fmt: skip
 _FLUX_ARG = _NETWORK_ARG + " (networks.lora_flux: per-layer ranks, block indices, GGPO)"
 _HUB = NO_EFFECT + " (an upload to the Hugging Face hub; the run's record does not follow it there)"
 
@@ -460,19 +465,7 @@ FIELDS: tuple[GuiField, ...] = (
     ),  # fmt: skip
     *(
         GuiField(name, f"network.args.{name}", "LoRA_type Flux1 only", "str", "", stays=_FLUX_ARG)
-        for name in (
-            "img_attn_dim",
-            "img_mlp_dim",
-            "img_mod_dim",
-            "single_dim",
-            "txt_attn_dim",
-            "txt_mlp_dim",
-            "txt_mod_dim",
-            "single_mod_dim",
-            "in_dims",
-            "train_double_block_indices",
-            "train_single_block_indices",
-        )
+        for name in LORA_FLUX_ARGS
     ),  # fmt: skip
     GuiField("weighting_scheme", "sd3.weighting_scheme", "SD3 only", "str", "logit_normal"),
     GuiField("logit_mean", "sd3.logit_mean", "SD3 only", "float", 0.0),
@@ -484,7 +477,15 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField("sd3_enable_scaled_pos_embed", "sd3.enable_scaled_pos_embed", "SD3 only", "bool", False),
     GuiField("pos_emb_random_crop_rate", "sd3.pos_emb_random_crop_rate", "SD3 only", "float", 0.0),
     *(
-        GuiField(name, f"kohya.extra_args.{arg}", "SD3 only", kind, plain=True, stays=stays)
+        GuiField(
+            name,
+            f"kohya.extra_args.{arg}",
+            "SD3 only",
+            kind,
+            "bf16" if arg == "t5xxl_dtype" else None,
+            plain=True,
+            stays=stays,
+        )  # fmt: skip
         for name, arg, kind, stays in (
             ("save_clip", "save_clip", "bool", NO_EFFECT + " (sd3_train_network.py saves the LoRA only)"),
             ("save_t5xxl", "save_t5xxl", "bool", NO_EFFECT + " (sd3_train_network.py saves the LoRA only)"),
@@ -530,6 +531,11 @@ FIELDS: tuple[GuiField, ...] = (
     ),
 )
 
+# FLUX.1 / SD3: the GUI field that holds each of the model's other files (the spec's model.ae, clip_l, ...).
+COMPONENT_FIELDS = {
+    "flux1": {"ae": "ae", "clip_l": "clip_l", "t5xxl": "t5xxl"},
+    "sd3": {"sd3_clip_l": "clip_l", "clip_g": "clip_g", "sd3_t5xxl": "t5xxl"},
+}
 BY_NAME: dict[str, GuiField] = {f.name: f for f in FIELDS} | {old: f for f in FIELDS for old in f.old}
 # The families' own switches: when one is on, the config is not for a family we train.
 FAMILY_SWITCHES = {

@@ -5,14 +5,9 @@ fields are listed as not passed."""
 
 from __future__ import annotations
 
-from ..gui import BY_NAME, plain_number, show
+from ..gui import BY_NAME, COMPONENT_FIELDS, LORA_FLUX_ARGS, plain_number, show
 from ._conversion import Conversion
 
-# GUI field -> the spec's component, per family.
-FILES = {
-    "flux1": {"ae": "ae", "clip_l": "clip_l", "t5xxl": "t5xxl"},
-    "sd3": {"sd3_clip_l": "clip_l", "clip_g": "clip_g", "sd3_t5xxl": "t5xxl"},
-}
 # The family's section, written whole: the GUI passes every one of these for the family.
 _SECTION = {
     "flux1": (
@@ -26,11 +21,6 @@ _SECTION = {
 }  # fmt: skip
 # sd-scripts' own value where the GUI drops a 0 (its filter treats 0.0 as False).
 _ZERO_DROPPED = {"guidance_scale": 3.5, "discrete_flow_shift": 3.0}
-# What networks.lora_flux takes from the GUI for LoRA_type Flux1 (network.args, unchanged).
-LORA_FLUX_ARGS = (
-    "img_attn_dim", "img_mlp_dim", "img_mod_dim", "single_dim", "txt_attn_dim", "txt_mlp_dim", "txt_mod_dim",
-    "single_mod_dim", "in_dims", "train_double_block_indices", "train_single_block_indices",
-)  # fmt: skip
 _FLUX_ONLY = (
     *_SECTION["flux1"], "train_blocks", "split_qkv", "train_t5xxl", "flux1_cache_text_encoder_outputs",
     "flux1_cache_text_encoder_outputs_to_disk", "fp8_base_unet", "train_lora_ggpo", "ggpo_sigma", "ggpo_beta",
@@ -47,7 +37,7 @@ FAMILY_NAMES = {"flux1": "FLUX.1", "sd3": "SD3"}
 
 
 def dit(c: Conversion, family: str) -> None:
-    for owner, files in FILES.items():
+    for owner, files in COMPONENT_FIELDS.items():
         for gui, name in files.items():
             if owner == family:
                 _component(c, gui, name)
@@ -57,9 +47,9 @@ def dit(c: Conversion, family: str) -> None:
     for name in (*_SECTION["flux1"], *_SECTION["sd3"], "train_blocks", "split_qkv", "train_t5xxl", "blocks_to_swap",
                  *caches):  # fmt: skip
         owner = FAMILY_ONLY.get(name)
-        if owner is not None and owner != family or owner is None and family not in FILES:
+        if owner is not None and owner != family or owner is None and family not in COMPONENT_FIELDS:
             c.skip(name, f"not passed by the GUI here ({FAMILY_NAMES.get(owner or '', 'FLUX.1 and SD3')} only)")
-    if family not in FILES:
+    if family not in COMPONENT_FIELDS:
         return
     section = "flux" if family == "flux1" else "sd3"
     for gui in _SECTION[family]:
@@ -80,6 +70,8 @@ def dit(c: Conversion, family: str) -> None:
         _at_default(c, "blocks_to_swap")
     if family == "flux1":
         _lora_flux(c)
+    else:  # the GUI always passes its widget's dtype (bf16), which sd-scripts would otherwise not set
+        c.put("kohya.extra_args.t5xxl_dtype", c.get("t5xxl_dtype"), "t5xxl_dtype")
     c.note((section,), note=f"the GUI's {FAMILY_NAMES[family]} settings, all passed by it")
 
 
@@ -87,7 +79,7 @@ def _component(c: Conversion, gui: str, name: str) -> None:
     """One of the model's other files: --component wins, then the config's path (placeholders flagged)."""
     given = c.components.get(name)
     if given:
-        was = f" (over the config's {gui} {show(c.raw[gui])})" if c.raw.get(gui) else ""
+        was = f" (over the config's {gui}: {show(c.raw[gui])})" if c.has(gui) else ""
         c.put(f"model.{name}", given, note="--component" + was)
         c.done.add(gui)
         c.mentioned.add(gui)
@@ -96,7 +88,7 @@ def _component(c: Conversion, gui: str, name: str) -> None:
     path = str(c.get(gui) or "")
     if not path:
         c.warn(f"model.{name}: the config names no {name} file: pass --component {name}=PATH")
-        c.done.add(gui)
+        c.skip(gui, "empty: the spec needs the file (--component NAME=PATH)")
         return
     c.put(f"model.{name}", path, gui)
     c.path_exists(f"model.{name}", path, hint=f"pass --component {name}=PATH")
@@ -133,7 +125,8 @@ def _lora_flux(c: Conversion) -> None:
         c.mentioned.add("train_lora_ggpo")
     for name in names:
         if flux1:
-            c.put(f"network.args.{name}", str(c.get(name)), name)
+            ggpo = ("train_lora_ggpo",) if name.startswith("ggpo") else ()
+            c.put(f"network.args.{name}", str(c.get(name)), name, *ggpo)
         else:
             c.skip(name, "not passed by the GUI here (LoRA_type Flux1 only)")
     t5 = plain_number(c.get("t5xxl_lr") or 0)
