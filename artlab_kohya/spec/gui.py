@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..errors import InputError
 
@@ -481,7 +481,7 @@ FIELDS: tuple[GuiField, ...] = (
             name,
             f"kohya.extra_args.{arg}",
             "SD3 only",
-            kind,
+            cast(Kind, kind),
             "bf16" if arg == "t5xxl_dtype" else None,
             plain=True,
             stays=stays,

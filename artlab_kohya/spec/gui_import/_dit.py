@@ -46,9 +46,9 @@ def dit(c: Conversion, family: str) -> None:
     caches = (f"{f}_cache_text_encoder_outputs{d}" for f in ("flux1", "sd3") for d in ("", "_to_disk"))
     for name in (*_SECTION["flux1"], *_SECTION["sd3"], "train_blocks", "split_qkv", "train_t5xxl", "blocks_to_swap",
                  *caches):  # fmt: skip
-        owner = FAMILY_ONLY.get(name)
-        if owner is not None and owner != family or owner is None and family not in COMPONENT_FIELDS:
-            c.skip(name, f"not passed by the GUI here ({FAMILY_NAMES.get(owner or '', 'FLUX.1 and SD3')} only)")
+        only = FAMILY_ONLY.get(name)
+        if only is not None and only != family or only is None and family not in COMPONENT_FIELDS:
+            c.skip(name, f"not passed by the GUI here ({FAMILY_NAMES.get(only or '', 'FLUX.1 and SD3')} only)")
     if family not in COMPONENT_FIELDS:
         return
     section = "flux" if family == "flux1" else "sd3"
