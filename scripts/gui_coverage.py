@@ -103,8 +103,6 @@ def preset_table(files: list[Path], now: set[str], before: set[str] | None) -> t
     totals, used = [0, 0, 0], Counter[str]()
     for path in files:
         config = json.loads(path.read_text(encoding="utf-8"))
-        if any(config.get(k) is True for k in ("flux1_checkbox", "sd3_checkbox")):
-            continue
         names = settings(config)
         used.update(set(names))
         counts = [len(names), sum(first_class(n, now) for n in names)]
@@ -133,7 +131,7 @@ def reason_table(used: Counter[str], now: set[str]) -> tuple[list[str], list[str
         cell = f"`{where}`" if where else "nothing"
         lines.append(f"| `{name}` | {used[name]} | {cell} | {reason(name) or '**no reason given**'} |")
     if others:
-        group = f"{len(others)} fields of other families (`flux1_*`, `sd3_*`, ...)"
+        group = f"{len(others)} fields of other families (`hunyuan_*`, `anima_*`, `lumina_*`)"
         lines.append(f"| {group} | {sum(used[n] for n in others)} | nothing | {OTHER_FAMILY} |")
     return lines, [n for n in rows if not reason(n)]
 

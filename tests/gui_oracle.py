@@ -1,6 +1,7 @@
 """What the Kohya GUI would pass to sd-scripts for a saved LoRA config: the --config_file keys, as read in
-bmaltais/kohya_ss kohya_gui/lora_gui.py (train_model's config_toml_data for SD1.x/SD2.x/SDXL, with
-common_gui.update_my_data's coercions and the widgets' defaults for absent fields). Written from reading that
+bmaltais/kohya_ss kohya_gui/lora_gui.py (train_model's config_toml_data for SD1.x/SD2.x/SDXL, FLUX.1 and SD3,
+with common_gui.update_my_data's coercions and the widgets' defaults for absent fields: class_flux1.py,
+class_sd3.py, class_advanced_training.py). Written from reading that
 code, apart from artlab-kohya's importer, so that test_gui_presets.py can hold one against the other.
 
     ARTLAB_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_gui_presets.py   # rewrites data/gui_presets/expected/
@@ -36,6 +37,22 @@ WIDGET_DEFAULTS: dict[str, Any] = {
     "vae_batch_size": 0, "wandb_run_name": "", "xformers": "xformers", "max_data_loader_n_workers": 0,
     "persistent_data_loader_workers": False, "v_pred_like_loss": 0, "save_every_n_steps": 0,
     "save_last_n_epochs": 0, "save_last_n_steps": 0, "network_weights": "", "vae": "", "training_comment": "",
+    # FLUX.1 (class_flux1.py; model_prediction_type's default is read from the wrong key, but is sigma_scaled)
+    "flux1_checkbox": False, "ae": "", "clip_l": "", "t5xxl": "", "discrete_flow_shift": 3.0,
+    "model_prediction_type": "sigma_scaled", "timestep_sampling": "sigma", "apply_t5_attn_mask": False,
+    "split_mode": False, "train_blocks": "all", "split_qkv": False, "train_t5xxl": False,
+    "cpu_offload_checkpointing": False, "guidance_scale": 3.5, "t5xxl_max_token_length": 512,
+    "flux1_cache_text_encoder_outputs": False, "flux1_cache_text_encoder_outputs_to_disk": False,
+    "mem_eff_save": False, "single_blocks_to_swap": 0, "double_blocks_to_swap": 0, "blocks_to_swap": 0,
+    "fp8_base_unet": False, "t5xxl_lr": 0, "train_lora_ggpo": False,
+    # SD3 (class_sd3.py)
+    "sd3_checkbox": False, "weighting_scheme": "logit_normal", "logit_mean": 0.0, "logit_std": 1.0,
+    "mode_scale": 1.29, "sd3_clip_l": "", "clip_g": "", "sd3_t5xxl": "", "save_clip": False, "save_t5xxl": False,
+    "t5xxl_device": "", "t5xxl_dtype": "bf16", "sd3_text_encoder_batch_size": 1,
+    "sd3_cache_text_encoder_outputs": False, "sd3_cache_text_encoder_outputs_to_disk": False,
+    "sd3_clip_l_dropout_rate": 0.0, "clip_g_dropout_rate": 0.0, "sd3_t5_dropout_rate": 0.0,
+    "sd3_fused_backward_pass": False, "sd3_disable_mmap_load_safetensors": False,
+    "sd3_enable_scaled_pos_embed": False, "pos_emb_random_crop_rate": 0.0,
 }  # fmt: skip
 _INT = ("clip_skip", "epoch", "gradient_accumulation_steps", "keep_tokens", "lr_warmup", "max_data_loader_n_workers",
         "max_train_epochs", "save_every_n_epochs", "seed", "max_train_steps", "caption_dropout_every_n_epochs")  # fmt: skip
@@ -94,9 +111,9 @@ def gui_config(preset: dict[str, Any], train_images: int, repeats: int) -> dict[
     warmup_steps = num("lr_warmup_steps")
     warmup = int(warmup_steps) if warmup_steps > 0 else (num("lr_warmup") / 100 if num("lr_warmup") else 0)
     args = _network_args(g, lora_type)
-    te, unet = num("text_encoder_lr"), num("unet_lr")
+    te, unet, t5 = num("text_encoder_lr"), num("unet_lr"), num("t5xxl_lr")
     noise = g["noise_offset_type"]
-    sdxl = bool(g["sdxl"])
+    sdxl, flux, sd3 = bool(g["sdxl"]), bool(g["flux1_checkbox"]), bool(g["sd3_checkbox"])
     data = {
         "adaptive_noise_scale": g["adaptive_noise_scale"]
         if g["adaptive_noise_scale"] != 0 and noise == "Original"
@@ -105,7 +122,15 @@ def gui_config(preset: dict[str, Any], train_images: int, repeats: int) -> dict[
         "bucket_reso_steps": g["bucket_reso_steps"],
         "cache_latents": g["cache_latents"],
         "cache_latents_to_disk": g["cache_latents_to_disk"],
-        "cache_text_encoder_outputs": True if sdxl and g["sdxl_cache_text_encoder_outputs"] else None,
+        "cache_text_encoder_outputs": True
+        if (sdxl and g["sdxl_cache_text_encoder_outputs"])
+        or (flux and g["flux1_cache_text_encoder_outputs"])
+        or (sd3 and g["sd3_cache_text_encoder_outputs"])
+        else None,
+        "cache_text_encoder_outputs_to_disk": True
+        if (flux and g["flux1_cache_text_encoder_outputs_to_disk"])
+        or (sd3 and g["sd3_cache_text_encoder_outputs_to_disk"])
+        else None,
         "caption_dropout_every_n_epochs": int(g["caption_dropout_every_n_epochs"]),
         "caption_dropout_rate": g["caption_dropout_rate"],
         "caption_extension": g["caption_extension"],
@@ -135,7 +160,7 @@ def gui_config(preset: dict[str, Any], train_images: int, repeats: int) -> dict[
         "max_bucket_reso": g["max_bucket_reso"],
         "max_grad_norm": g["max_grad_norm"],
         "max_timestep": g["max_timestep"] if g["max_timestep"] != 0 else None,
-        "max_token_length": int(g["max_token_length"]),
+        "max_token_length": int(g["max_token_length"]) if not flux else None,
         "max_train_epochs": int(g["max_train_epochs"]) or None,
         "max_train_steps": steps or None,
         "mem_eff_attn": g["mem_eff_attn"],
@@ -155,6 +180,10 @@ def gui_config(preset: dict[str, Any], train_images: int, repeats: int) -> dict[
         if lora_type.startswith("LyCORIS")
         else "networks.dylora"
         if lora_type == "Kohya DyLoRA"
+        else "networks.lora_flux"
+        if lora_type == "Flux1"
+        else "networks.lora_sd3"
+        if sd3
         else "networks.lora",
         "network_train_unet_only": te == 0 and unet != 0,
         "network_train_text_encoder_only": te != 0 and unet == 0,
@@ -177,7 +206,7 @@ def gui_config(preset: dict[str, Any], train_images: int, repeats: int) -> dict[
         "sdpa": True if g["xformers"] == "sdpa" else None,
         "seed": int(g["seed"]) if int(g["seed"]) != 0 else None,
         "shuffle_caption": g["shuffle_caption"],
-        "text_encoder_lr": [te, te] if te > 0 else None,
+        "text_encoder_lr": [te, t5 if t5 > 0 else te] if te > 0 else None,
         "train_batch_size": g["train_batch_size"],
         "unet_lr": unet if unet != 0 else None,
         "v2": g["v2"],
@@ -189,12 +218,41 @@ def gui_config(preset: dict[str, Any], train_images: int, repeats: int) -> dict[
     }
     for key in AS_THEY_ARE:
         data[key] = g.get(key)
+    data |= _family_keys(g, flux, sd3)
     for key in ("save_last_n_steps", "save_last_n_steps_state", "save_last_n_epochs_state"):
         data[key] = g.get(key) if g.get(key) != 0 else None
     data = {k: v for k, v in data.items() if v not in ("", False, None)}
     data["max_data_loader_n_workers"] = int(g["max_data_loader_n_workers"])
     data |= _command_line(str(g["additional_parameters"]))
     return dict(sorted(data.items()))
+
+
+def _family_keys(g: dict[str, Any], flux: bool, sd3: bool) -> dict[str, Any]:
+    """The FLUX.1 and SD3 keys of config_toml_data (None: not passed)."""
+    out: dict[str, Any] = {
+        "clip_l": g["sd3_clip_l"] if sd3 else g["clip_l"] if flux else None,
+        "t5xxl": g["t5xxl"] if flux else g["sd3_t5xxl"] if sd3 else None,
+        "ae": g["ae"] if flux else None,
+        "blocks_to_swap": g["blocks_to_swap"] if flux or sd3 else None,
+    }
+    flux_keys = ("split_mode", "mem_eff_save", "apply_t5_attn_mask", "cpu_offload_checkpointing", "fp8_base_unet",
+                 "single_blocks_to_swap", "double_blocks_to_swap", "model_prediction_type", "timestep_sampling")  # fmt: skip
+    out |= {k: g[k] if flux else None for k in flux_keys}
+    out |= {
+        "t5xxl_max_token_length": int(g["t5xxl_max_token_length"]) if flux else None,
+        "guidance_scale": float(g["guidance_scale"]) if flux else None,
+        "discrete_flow_shift": float(g["discrete_flow_shift"]) if flux else None,
+    }
+    sd3_keys = {"clip_g": "clip_g", "clip_g_dropout_rate": "clip_g_dropout_rate",
+                "clip_l_dropout_rate": "sd3_clip_l_dropout_rate", "enable_scaled_pos_embed": "sd3_enable_scaled_pos_embed",
+                "logit_mean": "logit_mean", "logit_std": "logit_std", "mode_scale": "mode_scale",
+                "pos_emb_random_crop_rate": "pos_emb_random_crop_rate", "save_clip": "save_clip",
+                "save_t5xxl": "save_t5xxl", "t5_dropout_rate": "sd3_t5_dropout_rate", "t5xxl_device": "t5xxl_device",
+                "t5xxl_dtype": "t5xxl_dtype", "text_encoder_batch_size": "sd3_text_encoder_batch_size",
+                "weighting_scheme": "weighting_scheme", "fused_backward_pass": "sd3_fused_backward_pass",
+                "disable_mmap_load_safetensors": "sd3_disable_mmap_load_safetensors"}  # fmt: skip
+    out |= {k: g[name] if sd3 else None for k, name in sd3_keys.items()}
+    return out
 
 
 # Fields train_model writes under their own name and value (then dropped when "", False or None).
@@ -245,6 +303,22 @@ def _network_args(g: dict[str, Any], lora_type: str) -> str:
 
 def _type_args(g: dict[str, Any], lora_type: str) -> str:
     f = lambda k: g[k]  # noqa: E731
+    if lora_type == "Flux1":
+        names = ["img_attn_dim", "img_mlp_dim", "img_mod_dim", "single_dim", "txt_attn_dim", "txt_mlp_dim",
+                 "txt_mod_dim", "single_mod_dim", "in_dims", "train_double_block_indices",
+                 "train_single_block_indices"] + (["ggpo_beta", "ggpo_sigma"] if g.get("train_lora_ggpo") else [])  # fmt: skip
+        found = {k: g[k] for k in names if g.get(k)}
+        if g["split_mode"]:
+            found["train_blocks"] = "single"
+        if g["split_qkv"]:
+            found["split_qkv"] = True
+        if g["train_t5xxl"] and g["flux1_checkbox"]:
+            found["train_t5xxl"] = True
+        out = "".join(f" {k}={v}" for k, v in found.items() if v)
+        for name in ("rank_dropout", "module_dropout"):
+            if g.get(name) is not None and float(g[name]) > 0:
+                out += f" {name}={g[name]}"
+        return out
     common = f" preset={f('LyCORIS_preset')} conv_dim={f('conv_dim')} conv_alpha={f('conv_alpha')}"
     if lora_type == "LyCORIS/iA3":
         return common + f" train_on_input={f('train_on_input')} algo=ia3"

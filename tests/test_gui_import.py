@@ -32,8 +32,12 @@ def spec_of(config: dict, tmp_path: Path, **kwargs):
 
 def accounted(config: dict, imported) -> set[str]:
     """Every field of the config, found in a comment, the unmapped list, the secrets or the defaults."""
-    said = " ".join(n for notes in imported.notes.values() for n in notes)
-    said += " ".join(name for name, _, _ in imported.unmapped) + " ".join(imported.secrets + imported.at_default)
+    said = " ".join(
+        [n for notes in imported.notes.values() for n in notes]
+        + [name for name, _, _ in imported.unmapped]
+        + imported.secrets
+        + imported.at_default
+    )
     return {k for k in config if re.search(rf"\b{k}\b", said)}
 
 
@@ -116,8 +120,16 @@ def test_ia3_and_lycoris_switches(tmp_path):
 
 
 def test_refused_families_and_networks():
-    with pytest.raises(InputError, match="FLUX.1"):
-        convert({"flux1_checkbox": True, "LoRA_type": "Flux1"})
+    with pytest.raises(InputError, match="Lumina"):
+        convert({"lumina_checkbox": True, "LoRA_type": "Lumina"})
+    with pytest.raises(InputError, match="networks.oft_flux"):
+        convert({"flux1_checkbox": True, "LoRA_type": "Flux1 OFT"})
+    with pytest.raises(InputError, match="Chroma"):
+        convert({"flux1_checkbox": True, "LoRA_type": "Flux1", "model_type": "chroma"})
+    with pytest.raises(InputError, match="Flux1 or LyCORIS"):
+        convert({"flux1_checkbox": True, "LoRA_type": "Standard"})
+    with pytest.raises(InputError, match="needs flux1_checkbox"):
+        convert({"LoRA_type": "Flux1"})
     with pytest.raises(InputError, match="LoRA-FA"):
         convert({"LoRA_type": "LoRA-FA"})
     with pytest.raises(InputError, match="unknown to this mapping"):
@@ -241,3 +253,64 @@ def test_first_class_settings_come_in_as_spec_fields(tmp_path):
     assert spec.scheduler.custom == "CosineAnnealingLR" and spec.launch.num_machines == 1
     assert "one machine: artlab-kohya lets accelerate choose its port" in text
     assert "seed: random  # seed: 0: the GUI lets sd-scripts draw one each run" in text
+
+
+SD3 = {
+    "sd3_checkbox": True, "LoRA_type": "Standard", "pretrained_model_name_or_path": "/m/sd3.5_large.safetensors",
+    "sd3_clip_l": "/m/clip_l.safetensors", "clip_g": "/m/clip_g.safetensors", "sd3_t5xxl": "/m/t5xxl_fp16.safetensors",
+    "sd3_cache_text_encoder_outputs": True, "weighting_scheme": "logit_normal", "logit_mean": "0.5", "logit_std": 1.2,
+    "sd3_t5_dropout_rate": 0.1, "blocks_to_swap": 8, "text_encoder_lr": 0, "unet_lr": 0.0002, "fp8_base": True,
+    "train_data_dir": "/data/img", "save_clip": True, "guidance_scale": 3.5, "ae": "",
+}  # fmt: skip
+
+
+def test_an_sd3_config_imports_to_its_fields(tmp_path):
+    imported, spec, text = spec_of(SD3, tmp_path)
+    assert accounted(SD3, imported) == set(SD3)
+    assert spec.model.family == "sd3" and spec.model.fp8_base and spec.training.blocks_to_swap == 8
+    assert str(spec.model.clip_g.path) == "/m/clip_g.safetensors" and str(spec.model.t5xxl.path).endswith(
+        "t5xxl_fp16.safetensors"
+    )
+    assert (spec.sd3.weighting_scheme, spec.sd3.logit_mean, spec.sd3.logit_std, spec.sd3.t5_dropout_rate) == (
+        "logit_normal",
+        0.5,
+        1.2,
+        0.1,
+    )
+    assert spec.training.cache_text_encoder_outputs == "memory" and spec.network.train == "unet"
+    assert spec.kohya.extra_args == {"save_clip": True, "t5xxl_dtype": "bf16"}  # the GUI passes its widget's bf16
+    assert "not passed by the GUI here (FLUX.1 only)" in text and "guidance_scale = 3.5" in text
+
+
+def test_flux_components_from_the_command_line_and_placeholders_flagged(tmp_path):
+    config = {"flux1_checkbox": True, "LoRA_type": "Flux1", "ae": "put the full path to ae.sft here",
+              "clip_l": "C:\\m\\clip_l.safetensors", "t5xxl": "", "output_dir": "put the full path to output folder here",
+              "train_data_dir": "put your image folder here", "split_mode": True, "img_attn_dim": "8",
+              "train_lora_ggpo": True, "ggpo_sigma": "0.03"}  # fmt: skip
+    imported = convert(config)
+    warnings = "\n".join(imported.warnings)
+    assert "model.ae: 'put the full path to ae.sft here' is the preset's placeholder" in warnings
+    assert "pass --component ae=PATH" in warnings and "(a Windows path)" in warnings
+    assert "the config names no t5xxl file: pass --component t5xxl=PATH" in warnings
+    assert "train_data_dir: 'put your image folder here' is the preset's placeholder" in warnings
+    assert "output" not in imported.data or "dir" not in imported.data["output"]
+    assert imported.data["flux"]["train_blocks"] == "single"  # split_mode: the GUI passes single
+    assert imported.data["network"]["args"] == {"img_attn_dim": "8", "ggpo_sigma": "0.03"}
+    given = convert(config, components={"ae": "/models/ae.safetensors", "t5xxl": "t5.safetensors"})
+    assert given.data["model"]["ae"] == "/models/ae.safetensors" and given.data["model"]["t5xxl"] == "t5.safetensors"
+    assert not any("model.ae" in w and "placeholder" in w for w in given.warnings)
+    assert accounted(config, given) == set(config)
+
+
+def test_import_gui_component_option(tmp_path):
+    config = tmp_path / "flux.json"
+    config.write_text(json.dumps({"flux1_checkbox": True, "LoRA_type": "Flux1", "ae": "put the path here"}))
+    (tmp_path / "ae.safetensors").write_bytes(b"")
+    out = tmp_path / "spec.yaml"
+    args = ["import-gui", str(config), "-o", str(out), "--component", f"ae={tmp_path / 'ae.safetensors'}"]
+    result = CliRunner().invoke(main, args)
+    assert "model:" in out.read_text() and "ae: ae.safetensors  # --component" in out.read_text(), result.stderr
+    result = CliRunner().invoke(
+        main, ["import-gui", str(config), "-o", str(tmp_path / "b.yaml"), "--component", "vae=x"]
+    )
+    assert result.exit_code != 0 and "NAME one of ae, clip_l, clip_g, t5xxl" in result.stderr

@@ -14,6 +14,10 @@ from ..spec.families import ALIASES, FAMILY_INFO, Component, Family
 from ..spec.model import DyLoraNetwork, FluxSpec, LoraNetwork, Sd3Spec, Spec
 
 Problem = tuple[tuple[str | int, ...], str]
+_SD3_SET = (
+    "logit_mean", "logit_std", "mode_scale", "clip_l_dropout_rate", "clip_g_dropout_rate", "t5_dropout_rate",
+    "enable_scaled_pos_embed", "pos_emb_random_crop_rate",
+)  # fmt: skip
 _DIT = ("flux1", "sd3")
 _SD_UNET_ONLY = (
     "block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight", "mid_lr_weight",
@@ -39,6 +43,8 @@ def family_sections(spec: Spec, family: Family, components: dict[str, Path]) -> 
             "cache_text_encoder_outputs_to_disk": cache == "disk",
         }
     if family not in _DIT:
+        if spec.model.fp8_base:  # train_network.py / sdxl_train_network.py take it for the U-Net
+            sections["family_model_arguments"] = {"fp8_base": True}
         return sections
     files: dict[str, Any] = {name: str(components[name]) if name in components else None for name in info.components}
     files["fp8_base"] = spec.model.fp8_base
@@ -54,6 +60,7 @@ def family_sections(spec: Spec, family: Family, components: dict[str, Path]) -> 
             "t5xxl_max_token_length": flux.t5xxl_max_token_length,
             "apply_t5_attn_mask": flux.apply_t5_attn_mask,
             "split_mode": flux.split_mode,
+            "cpu_offload_checkpointing": flux.cpu_offload_checkpointing,
         }
     else:
         sd3 = spec.sd3 or Sd3Spec()
@@ -63,6 +70,12 @@ def family_sections(spec: Spec, family: Family, components: dict[str, Path]) -> 
             "apply_t5_attn_mask": sd3.apply_t5_attn_mask,
             "weighting_scheme": sd3.weighting_scheme,
             "training_shift": sd3.training_shift,
+            # written when set: at their defaults they are sd-scripts' own
+            **{
+                name: getattr(sd3, name)
+                for name in _SD3_SET
+                if getattr(sd3, name) != Sd3Spec.model_fields[name].default
+            },
         }
     return sections
 
@@ -75,6 +88,8 @@ def family_network(table: dict[str, Any], spec: Spec, family: Family) -> dict[st
     args = list(table.get("network_args") or [])
     if family == "flux1" and spec.flux is not None and spec.flux.train_blocks != "all":
         args.append(f"train_blocks={spec.flux.train_blocks}")
+    if family == "flux1" and spec.flux is not None and spec.flux.split_qkv:
+        args.append("split_qkv=True")
     section = spec.flux if family == "flux1" else spec.sd3
     if section is not None and section.train_t5xxl:
         args.append("train_t5xxl=True")

@@ -17,7 +17,10 @@ import click
 @click.option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The image folder (N_name folders) instead of the config's train_data_dir.")  # fmt: skip
 @click.option("--model", help="The base model instead of the config's pretrained_model_name_or_path.")
-def import_gui(config: Path, out: Path, dataset: Path | None, model: str | None) -> None:
+@click.option("--component", "components", multiple=True, metavar="NAME=PATH",
+              help="FLUX.1/SD3: one of the model's other files (ae, clip_l, clip_g, t5xxl) instead of the config's "
+              "path; repeat for each.")  # fmt: skip
+def import_gui(config: Path, out: Path, dataset: Path | None, model: str | None, components: tuple[str, ...]) -> None:
     """Turn a saved Kohya GUI (kohya_ss) LoRA config into a spec that trains the same way.
 
     Every field of the config is mapped to a spec field, or listed at the top of the spec (and here) with the
@@ -31,19 +34,21 @@ def import_gui(config: Path, out: Path, dataset: Path | None, model: str | None)
 
     if out.exists():
         raise ArtlabError(f"{out} exists; import-gui never overwrites a spec")
+    base = out.resolve().parent
+    files = _components(components, base)
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{config}: not a JSON file ({exc})") from None
     if not isinstance(data, dict):
         raise InputError(f"{config}: a GUI config is a JSON object of fields")
-    base = out.resolve().parent
     imported = convert(
         data,
         folders=lambda root: _kohya_folders(base / root),
         exists=lambda path: (base / path).exists(),
         dataset=_relative(dataset, base) if dataset else None,
         model=_relative(Path(model), base) if model and Path(model).exists() else model,
+        components=files,
     )
     write_atomic(out, spec_text(imported, config.name))
     for name, value, reason in imported.unmapped:
@@ -60,6 +65,23 @@ def import_gui(config: Path, out: Path, dataset: Path | None, model: str | None)
             click.echo(line, err=True)
         click.echo(f"{out} needs the changes above before it can run", err=True)
         sys.exit(exc.exit_code)
+
+
+def _components(given: tuple[str, ...], base: Path) -> dict[str, str]:
+    """--component NAME=PATH, each NAME one of the families' component files."""
+    from typing import get_args
+
+    from ..errors import InputError
+    from ..spec.families import Component
+
+    names = get_args(Component)
+    out = {}
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep or name not in names or not path:
+            raise InputError(f"--component {item}: write NAME=PATH, NAME one of {', '.join(names)}")
+        out[name] = _relative(Path(path), base) if Path(path).exists() else path
+    return out
 
 
 def _kohya_folders(root: Path) -> list[tuple[str, int]] | None:

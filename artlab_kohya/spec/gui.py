@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..errors import InputError
 
@@ -24,11 +24,9 @@ Kind = Literal["int", "float", "bool", "str", "path", "any"]
 SECRET = "a credential: never copied into a spec (set WANDB_API_KEY / HF_TOKEN in the environment)"
 GUI_ONLY = "GUI-only: it drives the GUI's forms, not sd-scripts"
 OTHER_FAMILY = (
-    "not supported: a setting for another model family (FLUX.1, SD3, HunyuanImage, Anima, Lumina); "
-    "import-gui converts SD1.x, SD2.x and SDXL configs (FLUX.1 and SD3 LoRAs are trained from a spec written "
-    "for them), and the GUI passes it only for those"
+    "not supported: a setting for a model family artlab-kohya does not train (HunyuanImage, Anima, Lumina), and "
+    "the GUI passes it only for those"
 )
-FLUX_ONLY = "ignored for SD1.x/SD2.x/SDXL: the GUI passes it to sd-scripts only for FLUX.1"
 NOT_IN_SD_SCRIPTS = "ignored by sd-scripts: train_network.py has no such argument at the pinned commit"
 LAUNCH = "not supported: artlab-kohya launches accelerate itself (--dynamo_backend no; machines and GPUs: launch.*)"
 CONVERTED = "converted into the fields named in the comment beside them"
@@ -72,6 +70,12 @@ def _plain(name: str, to: str, kind: Kind = "any", default: Any = None, why: str
 
 
 _NETWORK_ARG = UNCHANGED + " as network.args: the network module reads it by this name"
+# What networks.lora_flux takes from the GUI for LoRA_type Flux1 (network.args, unchanged).
+LORA_FLUX_ARGS = (
+    "img_attn_dim", "img_mlp_dim", "img_mod_dim", "single_dim", "txt_attn_dim", "txt_mlp_dim", "txt_mod_dim",
+    "single_mod_dim", "in_dims", "train_double_block_indices", "train_single_block_indices",
+)  # fmt: skip
+_FLUX_ARG = _NETWORK_ARG + " (networks.lora_flux: per-layer ranks, block indices, GGPO)"
 _HUB = NO_EFFECT + " (an upload to the Hugging Face hub; the run's record does not follow it there)"
 
 
@@ -156,12 +160,13 @@ FIELDS: tuple[GuiField, ...] = (
     *_none(LAUNCH, "dynamo_mode dynamo_use_fullgraph dynamo_use_dynamic extra_accelerate_launch_args"),
     # --- advanced training
     GuiField("gradient_checkpointing", "training.gradient_checkpointing", "", "bool", False),
+    _plain("fp8_base", "model.fp8_base", "bool"),
     _pass(
-        "fp8_base",
+        "fp8_base_unet",
         "bool",
-        UNCHANGED + ": an fp8 base model for SD1.x/SD2.x/SDXL (model.fp8_base is the FLUX.1/SD3 setting)",
+        UNCHANGED + ": the FLUX.1 transformer alone in fp8 (model.fp8_base puts the text encoders in fp8 too)",
+        why="FLUX.1 only",
     ),
-    GuiField("fp8_base_unet", "", FLUX_ONLY, "bool"),
     _pass("full_fp16", "bool", UNCHANGED + ": fp16 training, gradients included (sd-scripts' full_fp16)"),
     _pass("highvram", "bool", NO_EFFECT + " (a memory hint: the CUDA cache is kept while latents are cached)"),
     GuiField("lowvram", "", "ignored: removed from sd-scripts, and the GUI does not pass it", "bool"),
@@ -266,7 +271,12 @@ FIELDS: tuple[GuiField, ...] = (
     GuiField(
         "text_encoder_lr", "optimizer.text_encoder_lr", "0: the U-Net alone (network.train: unet)", "float", 0.0001, 0.0
     ),
-    GuiField("t5xxl_lr", "", OTHER_FAMILY, "float"),
+    GuiField(
+        "t5xxl_lr",
+        "",
+        "not supported: the spec has one text-encoder rate (optimizer.text_encoder_lr), which T5-XXL takes too",
+        "float",
+    ),
     GuiField(
         "unet_lr", "optimizer.unet_lr", "0: the text encoder alone (network.train: text_encoder)", "float", 0.0001, 0.0
     ),
@@ -344,7 +354,11 @@ FIELDS: tuple[GuiField, ...] = (
         GuiField(name, f"network.args.{name}", "0: unset", "float", 0, stays=_NETWORK_ARG)
         for name in ("loraplus_lr_ratio", "loraplus_text_encoder_lr_ratio", "loraplus_unet_lr_ratio")
     ),
-    *_none(FLUX_ONLY, "train_lora_ggpo ggpo_sigma ggpo_beta"),
+    GuiField("train_lora_ggpo", "", CONVERTED + " (LoRA_type Flux1: ggpo_sigma and ggpo_beta as network.args)", "bool"),
+    *(
+        GuiField(name, f"network.args.{name}", "LoRA_type Flux1 with train_lora_ggpo", "str", stays=_FLUX_ARG)
+        for name in ("ggpo_sigma", "ggpo_beta")
+    ),  # fmt: skip
     # --- hugging face, metadata
     *(
         _pass(name, "str", _HUB)
@@ -371,19 +385,135 @@ FIELDS: tuple[GuiField, ...] = (
     ),
     GuiField("save_as_bool", "", GUI_ONLY, "bool", False),
     *(GuiField(name, "", GUI_ONLY, saved=False) for name in ("training_preset", "save_as", "file_path")),
+    # --- FLUX.1 and SD3 (class_flux1.py, class_sd3.py; blocks_to_swap in class_advanced_training.py)
+    GuiField("flux1_checkbox", "model.family", "flux1 (flux_train_network.py)", "bool", False),
+    GuiField("sd3_checkbox", "model.family", "sd3 (sd3_train_network.py)", "bool", False),
+    GuiField("model_type", "", GUI_ONLY + " for FLUX.1: flux passes nothing (Chroma is refused)", "str", "flux"),
+    GuiField("ae", "model.ae", "FLUX.1 only", "path", ""),
+    GuiField("clip_l", "model.clip_l", "FLUX.1 only", "path", ""),
+    GuiField("t5xxl", "model.t5xxl", "FLUX.1 only", "path", ""),
+    GuiField("sd3_clip_l", "model.clip_l", "SD3 only", "path", ""),
+    GuiField("clip_g", "model.clip_g", "SD3 only", "path", ""),
+    GuiField("sd3_t5xxl", "model.t5xxl", "SD3 only", "path", ""),
+    *(
+        GuiField(f"{f}_cache_text_encoder_outputs{disk}", "training.cache_text_encoder_outputs", how, "bool", False)
+        for f, only in (("flux1", "FLUX.1 only"), ("sd3", "SD3 only"))
+        for disk, how in (("", f"{only}: memory"), ("_to_disk", f"{only}: disk, with the cache on"))
+    ),
+    GuiField("blocks_to_swap", "training.blocks_to_swap", "FLUX.1 and SD3 only; 0: none", "int", 0, 0),
+    GuiField(
+        "guidance_scale", "flux.guidance_scale", "FLUX.1 only; 0: sd-scripts' 3.5 (the GUI drops it)", "float", 3.5
+    ),
+    GuiField("timestep_sampling", "flux.timestep_sampling", "FLUX.1 only", "str", "sigma"),
+    GuiField(
+        "discrete_flow_shift",
+        "flux.discrete_flow_shift",
+        "FLUX.1 only; 0: sd-scripts' 3.0 (the GUI drops it)",
+        "float",
+        3.0,
+    ),  # fmt: skip
+    GuiField("model_prediction_type", "flux.model_prediction_type", "FLUX.1 only", "str", "sigma_scaled"),
+    GuiField("t5xxl_max_token_length", "flux.t5xxl_max_token_length", "FLUX.1 only", "int", 512),
+    GuiField("apply_t5_attn_mask", "flux.apply_t5_attn_mask", "FLUX.1 only", "bool", False),
+    GuiField("split_mode", "flux.split_mode", "FLUX.1 only; the GUI then passes train_blocks=single", "bool", False),
+    GuiField(
+        "train_blocks",
+        "flux.train_blocks",
+        "LoRA_type Flux1; the GUI passes it only as split_mode's single",
+        "str",
+        "all",
+    ),  # fmt: skip
+    GuiField("split_qkv", "flux.split_qkv", "LoRA_type Flux1 only", "bool", False),
+    GuiField(
+        "train_t5xxl", "flux.train_t5xxl", "LoRA_type Flux1 only (the GUI passes it for FLUX.1 alone)", "bool", False
+    ),
+    GuiField("cpu_offload_checkpointing", "flux.cpu_offload_checkpointing", "FLUX.1 only", "bool", False),
+    GuiField(
+        "mem_eff_save",
+        "",
+        "ignored by sd-scripts: flux_train_network.py has no such argument at the pinned "
+        "commit (flux_train.py's full fine-tuning has it)",
+        "bool",
+        False,
+    ),  # fmt: skip
+    *(
+        GuiField(
+            name,
+            "",
+            "ignored by sd-scripts: deprecated and gone at the pinned commit; blocks_to_swap replaces it",
+            "int",
+            0,
+            0,
+        )  # fmt: skip
+        for name in ("single_blocks_to_swap", "double_blocks_to_swap")
+    ),
+    GuiField(
+        "show_timesteps",
+        "",
+        "ignored by sd-scripts: flux_train_network.py and sd3_train_network.py have no "
+        "such argument at the pinned commit",
+        "str",
+        "",
+    ),  # fmt: skip
+    GuiField("show_timesteps_resolution", "", "passed only with show_timesteps, which sd-scripts ignores", "int"),
+    GuiField(
+        "enable_all_linear",
+        "",
+        "LoRA_type Flux1 OFT only (networks.oft_flux), which a spec cannot train",
+        "bool",
+        False,
+    ),  # fmt: skip
+    *(
+        GuiField(name, f"network.args.{name}", "LoRA_type Flux1 only", "str", "", stays=_FLUX_ARG)
+        for name in LORA_FLUX_ARGS
+    ),  # fmt: skip
+    GuiField("weighting_scheme", "sd3.weighting_scheme", "SD3 only", "str", "logit_normal"),
+    GuiField("logit_mean", "sd3.logit_mean", "SD3 only", "float", 0.0),
+    GuiField("logit_std", "sd3.logit_std", "SD3 only", "float", 1.0),
+    GuiField("mode_scale", "sd3.mode_scale", "SD3 only", "float", 1.29),
+    GuiField("sd3_clip_l_dropout_rate", "sd3.clip_l_dropout_rate", "SD3 only", "float", 0.0),
+    GuiField("clip_g_dropout_rate", "sd3.clip_g_dropout_rate", "SD3 only", "float", 0.0),
+    GuiField("sd3_t5_dropout_rate", "sd3.t5_dropout_rate", "SD3 only", "float", 0.0),
+    GuiField("sd3_enable_scaled_pos_embed", "sd3.enable_scaled_pos_embed", "SD3 only", "bool", False),
+    GuiField("pos_emb_random_crop_rate", "sd3.pos_emb_random_crop_rate", "SD3 only", "float", 0.0),
+    *(
+        GuiField(
+            name,
+            f"kohya.extra_args.{arg}",
+            "SD3 only",
+            cast(Kind, kind),
+            "bf16" if arg == "t5xxl_dtype" else None,
+            plain=True,
+            stays=stays,
+        )  # fmt: skip
+        for name, arg, kind, stays in (
+            ("save_clip", "save_clip", "bool", NO_EFFECT + " (sd3_train_network.py saves the LoRA only)"),
+            ("save_t5xxl", "save_t5xxl", "bool", NO_EFFECT + " (sd3_train_network.py saves the LoRA only)"),
+            ("t5xxl_device", "t5xxl_device", "str", NO_EFFECT + " (where T5-XXL runs while captions are encoded)"),
+            ("t5xxl_dtype", "t5xxl_dtype", "str", UNCHANGED + ": T5-XXL's precision while captions are encoded"),
+            (
+                "sd3_text_encoder_batch_size",
+                "text_encoder_batch_size",
+                "int",
+                NO_EFFECT + " (captions encoded at once when caching)",
+            ),
+            (
+                "sd3_disable_mmap_load_safetensors",
+                "disable_mmap_load_safetensors",
+                "bool",
+                NO_EFFECT + " (how the weights are read from disk)",
+            ),
+            (
+                "sd3_fused_backward_pass",
+                "fused_backward_pass",
+                "bool",
+                UNCHANGED + ": the optimizer step fused into the backward pass (Adafactor only)",
+            ),
+        )
+    ),  # fmt: skip
     # --- other model families
     *_none(
         OTHER_FAMILY,
-        "flux1_checkbox flux1_cache_text_encoder_outputs flux1_cache_text_encoder_outputs_to_disk model_type ae "
-        "clip_l t5xxl discrete_flow_shift model_prediction_type timestep_sampling split_mode train_blocks "
-        "t5xxl_max_token_length enable_all_linear guidance_scale mem_eff_save apply_t5_attn_mask split_qkv "
-        "train_t5xxl cpu_offload_checkpointing blocks_to_swap single_blocks_to_swap double_blocks_to_swap "
-        "show_timesteps show_timesteps_resolution img_attn_dim img_mlp_dim img_mod_dim single_dim txt_attn_dim "
-        "txt_mlp_dim txt_mod_dim single_mod_dim in_dims train_double_block_indices train_single_block_indices "
-        "sd3_checkbox sd3_cache_text_encoder_outputs sd3_cache_text_encoder_outputs_to_disk sd3_fused_backward_pass "
-        "clip_g clip_g_dropout_rate sd3_clip_l sd3_clip_l_dropout_rate sd3_disable_mmap_load_safetensors "
-        "sd3_enable_scaled_pos_embed logit_mean logit_std mode_scale pos_emb_random_crop_rate save_clip save_t5xxl "
-        "sd3_t5_dropout_rate sd3_t5xxl t5xxl_device t5xxl_dtype sd3_text_encoder_batch_size weighting_scheme "
         "hunyuan_image_checkbox hunyuan_image_cache_text_encoder_outputs "
         "hunyuan_image_cache_text_encoder_outputs_to_disk hunyuan_text_encoder hunyuan_byt5 hunyuan_vae "
         "hunyuan_discrete_flow_shift hunyuan_model_prediction_type hunyuan_timestep_sampling hunyuan_sigmoid_scale "
@@ -401,11 +531,14 @@ FIELDS: tuple[GuiField, ...] = (
     ),
 )
 
+# FLUX.1 / SD3: the GUI field that holds each of the model's other files (the spec's model.ae, clip_l, ...).
+COMPONENT_FIELDS = {
+    "flux1": {"ae": "ae", "clip_l": "clip_l", "t5xxl": "t5xxl"},
+    "sd3": {"sd3_clip_l": "clip_l", "clip_g": "clip_g", "sd3_t5xxl": "t5xxl"},
+}
 BY_NAME: dict[str, GuiField] = {f.name: f for f in FIELDS} | {old: f for f in FIELDS for old in f.old}
 # The families' own switches: when one is on, the config is not for a family we train.
 FAMILY_SWITCHES = {
-    "flux1_checkbox": "FLUX.1",
-    "sd3_checkbox": "SD3",
     "hunyuan_image_checkbox": "HunyuanImage",
     "anima_checkbox": "Anima",
     "lumina_checkbox": "Lumina",
@@ -423,6 +556,7 @@ LORA_TYPES = {
     "LyCORIS/BOFT": "boft",
     "LyCORIS/Diag-OFT": "diag-oft",
     "Kohya DyLoRA": "dylora",
+    "Flux1": "lora",
 }
 UNSUPPORTED_LORA_TYPES = {
     "LyCORIS/DyLoRA": "LyCORIS's DyLoRA (use 'Kohya DyLoRA': network.type dylora)",
@@ -430,8 +564,7 @@ UNSUPPORTED_LORA_TYPES = {
     "LoRA-FA": "sd-scripts' networks.lora_fa",
     "Kohya LoHa": "sd-scripts' own networks.loha (SDXL and Anima only)",
     "Kohya LoKr": "sd-scripts' own networks.lokr (SDXL and Anima only)",
-    "Flux1": "FLUX.1",
-    "Flux1 OFT": "FLUX.1",
+    "Flux1 OFT": "sd-scripts' networks.oft_flux (OFT for FLUX.1; train a Flux1 LoRA or LyCORIS instead)",
     "HunyuanImage-2.1": "HunyuanImage",
     "Anima": "Anima",
     "Lumina": "Lumina",

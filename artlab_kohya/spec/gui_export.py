@@ -14,12 +14,14 @@ from typing import Any
 from ..machine import data_loader_workers, this_machine
 from .blocks import BLOCK_NAMES, named_values
 from .families import ALIASES
-from .gui import BY_NAME, FIELDS, GuiField
+from .gui import BY_NAME, COMPONENT_FIELDS, FIELDS, LORA_FLUX_ARGS, GuiField
 from .model import (
     DyLoraNetwork,
+    FluxSpec,
     Ia3Network,
     LokrNetwork,
     LoraNetwork,
+    Sd3Spec,
     Spec,
     _LowRankLycoris,
     _LycorisNetwork,
@@ -32,7 +34,10 @@ _ARG_FIELDS = {
     "loraplus_unet_lr_ratio": "loraplus_unet_lr_ratio",
     "loraplus_text_encoder_lr_ratio": "loraplus_text_encoder_lr_ratio",
     "block_lr_zero_threshold": "block_lr_zero_threshold",
+    **{name: name for name in LORA_FLUX_ARGS},
 }
+# The GUI field of each FLUX.1 / SD3 component file.
+_FILE_FIELDS = {family: {name: gui for gui, name in files.items()} for family, files in COMPONENT_FIELDS.items()}
 
 
 @dataclass
@@ -46,9 +51,10 @@ def export_gui(spec: Spec, *, random_seed: bool = False) -> Exported:
     gui: dict[str, Any] = {f.name: _empty(f) for f in FIELDS if f.saved and f.to and f.name not in _DERIVED}
     gui |= {f.name: f.default for f in FIELDS if f.saved and not f.to and f.default is not None}
     out = Exported(gui)
-    _model(spec, gui, out)
+    family = _model(spec, gui, out)
     _dataset(spec, gui, out)
-    _network(spec, gui, out)
+    _network(spec, gui, out, family)
+    _dit(spec, gui, out, family)
     _optimizer(spec, gui)
     _training(spec, gui, out)
     if random_seed:
@@ -86,7 +92,7 @@ def _typed(f: GuiField, value: Any) -> Any:
     return value
 
 
-def _model(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
+def _model(spec: Spec, gui: dict[str, Any], out: Exported) -> str | None:
     model, source = spec.model, spec.model.source
     if source.type == "local":
         gui["pretrained_model_name_or_path"] = source.path
@@ -104,13 +110,61 @@ def _model(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     )
     if family is None:
         out.notes.append("model.family is auto: the GUI needs sdxl/v2 set; SD1.x written (set the boxes if not)")
-    gui["sdxl"] = family == "sdxl"
+    gui["sdxl"] = family in ("sdxl", "sdxl-v")
+    gui["flux1_checkbox"] = family == "flux1"
+    gui["sd3_checkbox"] = family == "sd3"
     gui["v2"] = family in ("sd2", "sd2-v")
     gui["v_parameterization"] = family == "sd2-v" or model.v_parameterization
     gui["clip_skip"] = model.clip_skip or 1
     gui["vae"] = model.vae or ""
     if model.allow_pickle:
         out.notes.append("model.allow_pickle: the GUI loads pickles without asking")
+    return family
+
+
+def _dit(spec: Spec, gui: dict[str, Any], out: Exported, family: str | None) -> None:
+    """FLUX.1 / SD3: the component files and the family's section, under the GUI's field names."""
+    if family not in _FILE_FIELDS:
+        return
+    for name, field_name in _FILE_FIELDS[family].items():
+        source = getattr(spec.model, name)
+        if source is None:
+            alias = spec.model.source
+            if alias.type == "alias" and name in ALIASES[alias.name].components:
+                hub = ALIASES[alias.name].components[name]
+                out.notes.append(f"model.{name}: the alias's {hub.repo} {hub.filename}: download it and give the GUI "
+                                 "its path")  # fmt: skip
+            continue
+        if source.type == "local":
+            gui[field_name] = source.path
+        else:
+            out.notes.append(f"model.{name}: the GUI takes a local file, not {source.repo}'s {source.file}: download "
+                             "it (artlab-kohya fetch) and give the GUI its path")  # fmt: skip
+    t = spec.training
+    cache = t.cache_text_encoder_outputs
+    prefix = "flux1" if family == "flux1" else "sd3"
+    gui[f"{prefix}_cache_text_encoder_outputs"] = cache != "off"
+    gui[f"{prefix}_cache_text_encoder_outputs_to_disk"] = cache == "disk"
+    gui["sdxl_cache_text_encoder_outputs"] = False
+    gui["blocks_to_swap"] = t.blocks_to_swap or 0
+    # no section: the spec trains with the section's defaults, which the GUI must be told
+    section = (spec.flux or FluxSpec()) if family == "flux1" else (spec.sd3 or Sd3Spec())
+    data = section.model_dump(mode="json")
+    for f in FIELDS:
+        if f.to.startswith("flux." if family == "flux1" else "sd3."):
+            gui[f.name] = data[f.to.split(".", 1)[1]]
+    if family == "flux1":
+        if gui.get("t5xxl_max_token_length") is None:
+            gui["t5xxl_max_token_length"] = 512
+            out.notes.append("flux.t5xxl_max_token_length: unset (256 for schnell); the GUI holds a number: 512")
+        if gui.get("split_mode") and gui.get("train_blocks") != "single":
+            out.notes.append("flux.split_mode: the GUI then trains the single blocks only, whatever train_blocks says")
+        if gui.get("train_blocks") not in ("all", "single") or (
+            gui.get("train_blocks") == "single" and not gui.get("split_mode")
+        ):
+            out.notes.append("flux.train_blocks: the GUI passes it only with split_mode (as single)")
+    elif spec.sd3 is not None and spec.sd3.training_shift != 1.0 or spec.sd3 and spec.sd3.apply_lg_attn_mask:
+        out.notes.append("sd3.training_shift / apply_lg_attn_mask: the GUI has no field for them")
 
 
 def _dataset(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
@@ -152,13 +206,15 @@ def _dataset(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         out.notes.append("dataset.target_steps: repeats: auto has no GUI field")
 
 
-def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
+def _network(spec: Spec, gui: dict[str, Any], out: Exported, family: str | None) -> None:
     net = spec.network
     gui["network_dim"], gui["network_alpha"] = net.dim, net.alpha
     gui["network_weights"] = net.weights or ""
     gui["network_dropout"] = net.dropout or 0
     args = dict(net.args)
-    if isinstance(net, LoraNetwork):
+    if isinstance(net, LoraNetwork) and family == "flux1":
+        gui["LoRA_type"] = "Flux1"  # networks.lora_flux
+    elif isinstance(net, LoraNetwork):
         gui["LoRA_type"] = "Kohya LoCon" if net.conv_dim else "Standard"
         for name in ("block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight",
                      "up_lr_weight", "mid_lr_weight"):  # fmt: skip
@@ -203,7 +259,9 @@ def _network(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
     elif isinstance(net, LoraNetwork | DyLoraNetwork) and net.conv_dim is not None:
         gui["conv_dim"], gui["conv_alpha"] = net.conv_dim, net.conv_alpha if net.conv_alpha is not None else 1
     for key, value in args.items():
-        if key in _ARG_FIELDS:
+        if key in ("ggpo_sigma", "ggpo_beta") and family == "flux1":
+            gui[key], gui["train_lora_ggpo"] = value, True
+        elif key in _ARG_FIELDS:
             gui[_ARG_FIELDS[key]] = value
         else:
             out.notes.append(f"network.args.{key}: the GUI has no field for it (it builds network_args itself)")

@@ -278,7 +278,11 @@ class ModelSpec(_Section):
     clip_l: ComponentSource | None = Field(None, description=_COMPONENT.format(what="the CLIP-L text encoder"))
     clip_g: ComponentSource | None = Field(None, description=_COMPONENT.format(what="SD3's CLIP-G text encoder"))
     t5xxl: ComponentSource | None = Field(None, description=_COMPONENT.format(what="the T5-XXL text encoder"))
-    fp8_base: bool = Field(False, description="FLUX.1/SD3: keep the base transformer in fp8 (about half the VRAM).")
+    fp8_base: bool = Field(
+        False,
+        description="Keep the base model in fp8 (about half the VRAM): FLUX.1/SD3's transformer, or the SD U-Net "
+        "(sd-scripts' fp8_base).",
+    )
 
 
 # --------------------------------------------------------------------------- dataset
@@ -859,7 +863,13 @@ class FluxSpec(_Section):
     train_blocks: Literal["all", "single", "double"] = Field(
         "all", description="Which transformer blocks the LoRA wraps (networks.lora_flux's train_blocks)."
     )
+    split_qkv: bool = Field(
+        False, description="A LoRA of its own for each of q, k and v in the double blocks (networks.lora_flux)."
+    )
     train_t5xxl: bool = Field(False, description="Train a LoRA on T5-XXL too (needs the text-encoder cache off).")
+    cpu_offload_checkpointing: bool = Field(
+        False, description="Keep the gradient-checkpointing activations in CPU memory (less VRAM, slower)."
+    )
 
 
 class Sd3Spec(_Section):
@@ -870,6 +880,18 @@ class Sd3Spec(_Section):
         "uniform", description="Loss weighting over timesteps."
     )
     training_shift: float = Field(1.0, gt=0, description="Timestep shift (3.0 for SD3.5 in sd-scripts' docs).")
+    logit_mean: float = Field(0.0, description="Mean of the logit_normal weighting scheme.")
+    logit_std: float = Field(1.0, gt=0, description="Standard deviation of the logit_normal weighting scheme.")
+    mode_scale: float = Field(1.29, description="Scale of the mode weighting scheme.")
+    clip_l_dropout_rate: float = Field(0.0, ge=0, le=1, description="Share of captions CLIP-L sees empty.")
+    clip_g_dropout_rate: float = Field(0.0, ge=0, le=1, description="Share of captions CLIP-G sees empty.")
+    t5_dropout_rate: float = Field(0.0, ge=0, le=1, description="Share of captions T5-XXL sees empty.")
+    enable_scaled_pos_embed: bool = Field(
+        False, description="Scale the position embedding to each bucket's resolution (multi-resolution SD3.5 medium)."
+    )
+    pos_emb_random_crop_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of steps that crop the position embedding at random (SD3.5 medium)."
+    )
     train_t5xxl: bool = Field(False, description="Train a LoRA on T5-XXL too (needs the text-encoder cache off).")
 
 

@@ -9,9 +9,9 @@ The folders are looked at through the callables the caller passes (`folders`: th
 path; `exists`), so that the conversion is a function of its inputs.
 
 One step a module, in the order import_gui() runs them, each reading and writing through a Conversion
-(_conversion.py): _model.py, _dataset.py, _network.py, _training.py (optimizer and training), _output.py
-(output, sample, launch), _extra.py (fields passed as they are, additional_parameters, the rest); _text.py
-writes the result as commented YAML.
+(_conversion.py): _model.py, _dataset.py, _network.py, _dit.py (FLUX.1 and SD3), _training.py (optimizer and
+training), _output.py (output, sample, launch), _extra.py (fields passed as they are, additional_parameters, the
+rest); _text.py writes the result as commented YAML.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from ._conversion import Conversion, Folders, Imported
 from ._dataset import dataset as _dataset
+from ._dit import dit
 from ._extra import extra, rest
 from ._model import model as _model
 from ._model import refuse_other_families
@@ -39,14 +40,17 @@ def import_gui(
     exists: Callable[[str], bool],
     dataset: str | None = None,
     model: str | None = None,
+    components: dict[str, str] | None = None,
 ) -> Imported:
     """The spec (as YAML data) for a GUI config; raises InputError for a config of a family or network we
-    cannot train (FLUX.1, SD3, ..., LoRA-FA)."""
-    c = Conversion(config, folders, exists, dataset, model)
+    cannot train (HunyuanImage, Anima, Lumina, Chroma, ..., LoRA-FA, Flux1 OFT). `components` names the model's
+    other files (FLUX.1/SD3: ae, clip_l, clip_g, t5xxl) over the config's."""
+    c = Conversion(config, folders, exists, dataset, model, components)
     refuse_other_families(c)
     family = _model(c)
     _dataset(c)
     network(c)
+    dit(c, family)
     optimizer(c)
     training(c)
     output(c)

@@ -14,6 +14,8 @@ from ..gui import BY_NAME, SECRET, coerce, renamed, show
 Folders = Callable[[str], "list[tuple[str, int]] | None"]  # path -> [(folder name, repeats)], None: unreadable
 PathKey = tuple[str | int, ...]
 _WINDOWS = re.compile(r"^[A-Za-z]:[\\/]|\\")
+# The GUI's presets ship text where a path goes ("put the full path to ae.sft here").
+_PLACEHOLDER = re.compile(r"^\s*put\b.*\bhere\b", re.IGNORECASE)
 
 
 @dataclass
@@ -37,9 +39,11 @@ class Conversion:
         exists: Callable[[str], bool],
         dataset: str | None,
         model: str | None,
+        components: dict[str, str] | None = None,
     ) -> None:
         self.raw, self.was, outranked = renamed(config)
         self.folders, self.exists, self.dataset, self.model = folders, exists, dataset, model
+        self.components = components or {}  # --component NAME=PATH: the model's other files
         self.out = Imported({"version": 1})
         self.done: set[str] = set()  # read by the conversion
         self.mentioned: set[str] = set()  # named in the spec's comments or the unmapped list
@@ -103,11 +107,17 @@ class Conversion:
         else:
             self.out.unmapped.append((name, "''", SECRET))
 
-    def path_exists(self, where: str, path: str, folder: bool = False) -> None:
+    def path_exists(self, where: str, path: str, folder: bool = False, hint: str = "") -> None:
         if folder and where in ("output.dir", "output.logging_dir"):
             return  # sd-scripts makes these
-        if not self.exists(path):
+        if placeholder(path):
+            self.warn(f"{where}: '{path}' is the preset's placeholder, not a path: {hint or 'write the path here'}")
+        elif not self.exists(path):
             self.warn(f"{where}: '{path}' does not exist here{windows(path)}; kept as written")
+
+
+def placeholder(path: str) -> bool:
+    return bool(_PLACEHOLDER.match(path))
 
 
 def windows(path: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gui import BY_NAME, resolution
-from ._conversion import Conversion, windows
+from ._conversion import Conversion, placeholder, windows
 
 
 def dataset(c: Conversion) -> None:
@@ -77,7 +77,10 @@ def _subsets(c: Conversion, root: str, reg: bool, subsets: list[dict[str, Any]],
     notes = []
     found = c.folders(root)
     kind = "regularization " if reg else ""
-    if found is None:
+    if found is None and placeholder(root):
+        c.warn(f"{gui}: '{root}' is the preset's placeholder, not a folder: pass --dataset DIR (its N_name folders)")
+        found = []
+    elif found is None:
         c.warn(
             f"{gui}: '{root}' does not exist here{windows(root)}; its N_name folders could not be listed: "
             "write one subset per folder once it is here, or pass --dataset"

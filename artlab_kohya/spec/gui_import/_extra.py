@@ -9,6 +9,7 @@ from typing import Any
 from ..gui import BY_NAME, SECRET, SPEC_ARGUMENTS, arguments, key_values, plain_number
 from ..model import _CREDENTIAL, CREDENTIAL_ENV
 from ._conversion import Conversion
+from ._dit import FAMILY_NAMES, FAMILY_ONLY
 
 
 def extra(c: Conversion, family: str) -> None:
@@ -27,6 +28,10 @@ def extra(c: Conversion, family: str) -> None:
         if not spec.plain or spec.name in c.mentioned:
             continue
         value = c.get(spec.name)
+        if spec.name in FAMILY_ONLY and FAMILY_ONLY[spec.name] != family:
+            if value not in (None, "", False, 0, spec.default):
+                c.skip(spec.name, f"not passed by the GUI here ({FAMILY_NAMES[FAMILY_ONLY[spec.name]]} only)")
+            continue
         if spec.name in gated and not gated[spec.name]:
             if value not in (None, "", False, 0, spec.default):
                 c.skip(spec.name, "not passed by the GUI here (noise_offset_type, or not SDXL)")

@@ -6,7 +6,7 @@ import re
 
 from ..gui import BY_NAME
 from ..model import name_problem
-from ._conversion import Conversion
+from ._conversion import Conversion, placeholder
 
 
 def output(c: Conversion) -> None:
@@ -20,7 +20,9 @@ def output(c: Conversion) -> None:
     c.put("output.format", c.get("save_model_as"), "save_model_as")
     for gui, path in (("output_dir", "output.dir"), ("logging_dir", "output.logging_dir")):
         value = c.get(gui)
-        if value:
+        if value and placeholder(value):
+            c.skip(gui, "the preset's placeholder, not a folder: the run's own folder is used (set it in the spec)")
+        elif value:
             c.put(path, value, gui)
             c.path_exists(path, value, folder=True)
     log_with = str(c.get("log_with") or "")
