@@ -86,7 +86,20 @@ def test_what_the_spec_sets_wins():
         False,
         {},
     )
-    assert s.choices == ()
+    assert [(c.setting, c.why) for c in s.choices] == [
+        ("training.workers", "set in the spec"),
+        ("training.persistent_workers", "set in the spec"),
+        ("launch.cudnn_benchmark", "set in the spec"),
+    ]
+
+
+def test_persistent_workers_without_workers_is_turned_off():
+    """torch's DataLoader raises on persistent_workers with num_workers 0 (a GUI config can say both)."""
+    s = choose_speed(spec(training={"workers": 0, "persistent_workers": True}), "sd15", BIG, H200)
+    assert s.persistent_workers is False
+    assert "torch refuses it" in s.lines()[1]
+    small = choose_speed(spec(training={"persistent_workers": True}), "sd15", Machine(2, 8 << 30), H200)
+    assert (small.workers, small.persistent_workers) == (0, False)
 
 
 def test_no_fused_adamw_without_cuda_or_for_other_optimizers():

@@ -5,6 +5,9 @@ run as real processes, one slower, one faster, one that hangs past the time boun
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from fake_project import fake_project
 
 from artlab_kohya.build.speed import read_tuned
 from artlab_kohya.cli.main import main
+from artlab_kohya.errors import InputError
 from artlab_kohya.experiments.tune import Candidate, Measured, choose, parse_candidate
 
 
@@ -68,8 +72,72 @@ def test_the_default_wins_unless_beaten_by_three_percent():
 def test_a_candidate_of_ones_own():
     c = parse_candidate("w8:training.workers=8,launch.cudnn_benchmark=true")
     assert c.overrides == ("training.workers=8", "launch.cudnn_benchmark=true")
-    with pytest.raises(Exception, match="NAME:path=value"):
-        parse_candidate("bad name:x=1")
+    assert parse_candidate("plain:").overrides == ()
+    for bad in ("bad name:x=1", "bad", ":x=1"):
+        with pytest.raises(InputError, match="NAME:path=value"):
+            parse_candidate(bad)
+    with pytest.raises(InputError, match="'training.workers' is not path=value"):
+        parse_candidate("x:training.workers")
+
+
+def test_bad_candidates_are_refused_before_anything_trains(tmp_path: Path, monkeypatch):
+    project = fake_project(tmp_path, monkeypatch)
+    monkeypatch.chdir(project)
+    for candidate, said in (
+        ("x:training.workers=-1", "--candidate x: training.workers=-1: training.workers: must be at least 0"),
+        ("x:launch.profile=turbo", "launch.profile: must be one of 'default', 'fast' (got 'turbo')"),
+        ("bad", "NAME:path=value"),
+    ):
+        result = CliRunner().invoke(main, ["tune", "spec.yaml", "--only-mine", "--candidate", candidate])
+        assert result.exit_code == 2, result.output
+        assert said in result.output
+        assert "tune:" not in result.output  # nothing started
+    assert not (project / "runs").exists()
+    twice = CliRunner().invoke(main, ["tune", "spec.yaml", "--candidate", "default:"])
+    assert twice.exit_code == 2 and "the name default is used twice" in twice.output
+
+
+def test_a_candidate_that_changes_learning_is_measured_not_chosen(tmp_path: Path, monkeypatch):
+    project = fake_project(tmp_path, monkeypatch)
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("FAKE_DURATION_FOR", json.dumps({"big": 1, "w0": 4}))
+    result = CliRunner().invoke(
+        main,
+        ["tune", "spec.yaml", "--steps", "10", "--only-mine"]
+        + ["--candidate", "big:dataset.resolution=256", "--candidate", "w0:training.workers=0"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "--candidate big: dataset.resolution change(s) what is learned" in result.output
+    assert "chosen: w0" in result.output  # big was faster, but is not a speed setting
+
+
+def test_tune_stopped_by_sigterm_stops_its_candidate(tmp_path: Path, monkeypatch):
+    """kill, timeout, scancel: the running candidate's trainer is stopped, not orphaned; exit 143."""
+    project = fake_project(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_DURATION", "300")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "artlab_kohya", "tune", "spec.yaml", "--only-mine", "--candidate", "slow:"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    events = []
+    while time.monotonic() < deadline and not events:
+        events = list((project / "runs").glob("tiny_lora/tune-*/slow/*/events.jsonl"))
+        time.sleep(0.2)
+    assert events, "the candidate never started"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, output
+    assert "tune stopped (SIGTERM)" in output
+    result = json.loads((events[0].parent / "result.json").read_text())
+    assert result["status"] == "interrupted"
+    left = subprocess.run(["pgrep", "-f", str(events[0].parent)], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "a trainer of the stopped candidate is still running"
+    record = json.loads(next((project / "runs").glob("tiny_lora/tune-*/tune.json")).read_text())
+    assert record["stopped"].startswith("interrupted")
 
 
 def test_a_run_records_where_the_time_to_its_first_step_went(tmp_path: Path, monkeypatch):

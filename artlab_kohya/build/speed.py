@@ -31,6 +31,7 @@ from ..spec.families import Family
 from ..spec.model import Spec
 
 TUNE_FILE = "tune.json"
+SET = "set in the spec"
 FUSED_OPTIMIZERS = {"adamw", "torch.optim.adamw"}  # sd-scripts' names for torch.optim.AdamW
 VAE_BATCH = 4  # images the VAE encodes at once while caching latents
 VAE_BATCH_MEMORY = 24 << 30  # the default profile batches the VAE on cards this large
@@ -125,10 +126,11 @@ def choose_speed(
     entry = (tuned or {}).get(tune_key(spec, family, card)) if launch.profile == "fast" else None
     applied: dict[str, Any] = dict(entry.get("settings") or {}) if isinstance(entry, dict) else {}
     applied = {k: v for k, v in applied.items() if k in TUNABLE}
-    tuned_why = f"tuned on {card.name} ({entry.get('date', '?')})" if entry else ""
+    tuned_why = f"tuned on {card.name or 'this CPU'} ({entry.get('date', '?')})" if entry else ""
 
     if t.workers != "auto":
         workers = t.workers
+        choices.append(Choice("training.workers", workers, SET))
     elif "training.workers" in applied:
         workers = int(applied["training.workers"])
         choices.append(Choice("training.workers", workers, tuned_why))
@@ -138,6 +140,11 @@ def choose_speed(
 
     if t.persistent_workers != "auto":
         persistent = t.persistent_workers
+        if persistent and workers == 0:  # torch's DataLoader refuses persistent workers without workers
+            persistent = False
+            choices.append(Choice("training.persistent_workers", False, "no workers to keep (torch refuses it then)"))
+        else:
+            choices.append(Choice("training.persistent_workers", persistent, SET))
     elif "training.persistent_workers" in applied:
         persistent = bool(applied["training.persistent_workers"]) and workers > 0
         choices.append(Choice("training.persistent_workers", persistent, tuned_why))
@@ -160,7 +167,9 @@ def choose_speed(
 
     extra: dict[str, Any] = {}
     cudnn = launch.cudnn_benchmark
-    if cudnn is None:
+    if cudnn is not None:
+        choices.append(Choice("launch.cudnn_benchmark", cudnn, SET))
+    else:
         if "launch.cudnn_benchmark" in applied:
             cudnn = bool(applied["launch.cudnn_benchmark"])
             choices.append(Choice("launch.cudnn_benchmark", cudnn, tuned_why))

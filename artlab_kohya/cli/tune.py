@@ -3,6 +3,7 @@ cached for `launch.profile: fast`."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -57,7 +58,7 @@ def tune(
     not change what is learned are tried; see tune.json in the tune folder for every number.
     """
     from .. import settings
-    from ..experiments.tune import CANDIDATES, TuneOptions, parse_candidate
+    from ..experiments.tune import CANDIDATES, TuneOptions, TuneStopped, check_candidates, parse_candidate
     from ..experiments.tune import tune as run_tune
 
     loaded = load(spec_path, overrides)
@@ -66,6 +67,8 @@ def tune(
     if only_mine and not mine:
         raise click.UsageError("--only-mine needs at least one --candidate")
     candidates = mine if only_mine else CANDIDATES + mine
+    for warning in check_candidates(loaded, candidates, overrides, steps):
+        click.echo(f"warning: {warning}", err=True)
     root = runs_dir.absolute() if runs_dir else settings.runs_root(spec_path)
     options = TuneOptions(
         steps=steps,
@@ -78,19 +81,26 @@ def tune(
         cache=not no_cache,
         echo=lambda line: click.echo(line, err=True),
     )
-    record = run_tune(loaded, options)
+    try:
+        record = run_tune(loaded, options)
+    except (KeyboardInterrupt, TuneStopped) as exc:
+        click.echo(f"tune stopped ({exc or 'Ctrl-C'}): the running candidate was stopped; see tune.json", err=True)
+        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 143)
     _print(record)
+    if not record.get("chosen"):
+        sys.exit(1)
 
 
 def _print(record: dict) -> None:
     rows = record["candidates"] + record.get("batches", [])
     default = next((r for r in rows if r["name"] == "default" and r.get("images_per_s")), None)
-    click.echo(f"{'candidate':<28} {'status':<10} {'images/s':>9} {'vs default':>10} {'first step':>10}")
+    click.echo(f"{'candidate':<28} {'status':<10} {'images/s':>9} {'vs default':>10} {'first step':>10}  note")
     for r in rows:
         ips = r.get("images_per_s")
         ratio = f"{ips / default['images_per_s']:.2f}x" if ips and default else ""
         first = f"{r['first_step_s']:.1f} s" if r.get("first_step_s") is not None else ""
-        click.echo(f"{r['name']:<28} {r['status']:<10} {ips or '':>9} {ratio:>10} {first:>10}")
+        note = (r.get("note") or "").splitlines()[0][:100] if r.get("note") else ""
+        click.echo(f"{r['name']:<28} {r['status']:<10} {ips or '':>9} {ratio:>10} {first:>10}  {note}".rstrip())
     for r in record.get("batches", []):
         click.echo(f"{r['name']}: {r['consequence']}")
     if record.get("chosen"):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..build.speed import TUNABLE, Card, read_tuned, tune_file, tune_key
-from ..errors import ArtlabError
+from ..errors import ArtlabError, InputError
 from ..files import write_atomic
 from ..spec import LoadedSpec
 from ..spec.load import load_spec_text
@@ -132,12 +132,53 @@ class TuneOptions:
 
 
 def parse_candidate(text: str) -> Candidate:
-    """NAME:path=value[,path=value...] from the command line."""
+    """NAME:path=value[,path=value...] from the command line; NAME: alone is the spec as it is."""
     name, sep, rest = text.partition(":")
-    overrides = tuple(o.strip() for o in rest.split(",") if o.strip()) if sep else ()
-    if not name.strip() or not name.replace("-", "").replace("_", "").isalnum():
-        raise TuneError(f"--candidate {text!r}: give NAME:path=value[,path=value...] (NAME: letters, digits, - _)")
-    return Candidate(name.strip(), overrides, ", ".join(overrides) or "the spec as it is")
+    name = name.strip()
+    usage = f"--candidate {text!r}: give NAME:path=value[,path=value...] (NAME: letters, digits, - _; NAME: alone is "
+    usage += "the spec as it is)"
+    if not sep or not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise InputError(usage)
+    overrides = tuple(o.strip() for o in rest.split(",") if o.strip())
+    for override in overrides:
+        path, eq, value = override.partition("=")
+        if not eq or not path.strip() or not value.strip():
+            raise InputError(f"--candidate {name}: {override!r} is not path=value")
+    return Candidate(name, overrides, ", ".join(overrides) or "the spec as it is")
+
+
+def check_candidates(
+    loaded: LoadedSpec, candidates: tuple[Candidate, ...], overrides: tuple[str, ...] = (), steps: int = 40
+) -> list[str]:
+    """Every candidate's spec is loaded before anything trains: a bad override is an error now, named by its
+    candidate, not a failure after the others have run. Returns warnings: candidates whose overrides change
+    what is learned are measured but never cached."""
+    names = [c.name for c in candidates]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"--candidate: the name {twice[0]} is used twice; each candidate needs its own")
+    warnings = []
+    for c in candidates:
+        try:
+            load_spec_text(
+                loaded.text, loaded.path, [*overrides, *RUN_OVERRIDES, f"training.max_steps={steps}", *c.overrides]
+            )
+        except ArtlabError as exc:
+            lines = [line.replace("--set ", f"--candidate {c.name}: ", 1) for line in exc.lines()]
+            raise InputError("\n".join(lines)) from None
+        other = changes_learning(c)
+        if other:
+            warnings.append(
+                f"--candidate {c.name}: {', '.join(other)} change(s) what is learned: measured and shown, "
+                "never chosen or cached"
+            )
+    return warnings
+
+
+def changes_learning(candidate: Candidate) -> list[str]:
+    """The candidate's override paths that are not speed settings (speed.TUNABLE, launch.profile)."""
+    paths = [o.partition("=")[0].strip() for o in candidate.overrides]
+    return [p for p in paths if p not in TUNABLE and p != "launch.profile"]
 
 
 def _now() -> str:
@@ -241,7 +282,7 @@ def run_candidate(
     note = None
     if status == "timeout":
         note = f"stopped after {options.timeout:.0f} s (the time bound)" + (
-            "" if (folder and (folder / "events.jsonl").exists() and steady_rate(folder)[0]) else ", no step measured"
+            "" if (folder and steady_rate(folder)[0]) else ", too few steps for a steady rate"
         )
     elif status != "ok":
         note = result.get("diagnosis") or _outcome_error(outcome) or f"see {log}"
@@ -289,7 +330,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def choose(measured: list[Measured]) -> Measured | None:
     """The fastest candidate that finished; the default unless another beats it by MIN_GAIN."""
-    ok = [m for m in measured if m.status == "ok" and m.images_per_s]
+    ok = [m for m in measured if m.status == "ok" and m.images_per_s and not changes_learning(m.candidate)]
     if not ok:
         return None
     best = max(ok, key=lambda m: m.images_per_s or 0.0)
@@ -340,13 +381,47 @@ def tune(loaded: LoadedSpec, options: TuneOptions) -> dict[str, Any]:
 
     save()
     options.echo(f"tune: {len(options.candidates)} candidates, {options.steps} steps each, {tune_dir}")
-    for candidate in options.candidates:
-        options.echo(f"tune: {candidate.name}: {candidate.what}")
-        m = run_candidate(loaded, candidate, tune_dir, options)
-        measured.append(m)
-        record["candidates"].append(m.record())
+    previous = {sig: signal.signal(sig, _stop_tune) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for candidate in options.candidates:
+            options.echo(f"tune: {candidate.name}: {candidate.what}")
+            m = run_candidate(loaded, candidate, tune_dir, options)
+            measured.append(m)
+            record["candidates"].append(m.record())
+            save()
+            options.echo(f"tune: {candidate.name}: {_said(m)}")
+        _decide(loaded, options, record, measured, tune_dir)
         save()
-        options.echo(f"tune: {candidate.name}: {_said(m)}")
+        best = choose(measured)
+        if options.batch and best is not None:
+            _batches(loaded, best, tune_dir, options, record, save)
+    except (KeyboardInterrupt, TuneStopped):
+        record["stopped"] = "interrupted: the running candidate was stopped; nothing more was tried"
+        record["finished"] = _now()
+        save()
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    record["finished"] = _now()
+    save()
+    record["folder"] = str(tune_dir)
+    return record
+
+
+class TuneStopped(Exception):
+    """SIGTERM or SIGHUP (kill, timeout, a closed terminal, scancel): stop the candidate, then tune."""
+
+
+def _stop_tune(signum: int, frame: object) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second one must not cut the candidate's stop short
+    raise TuneStopped(signal.Signals(signum).name)
+
+
+def _decide(
+    loaded: LoadedSpec, options: TuneOptions, record: dict[str, Any], measured: list[Measured], tune_dir: Path
+) -> None:
+    """The choice, in the record and (unless --no-cache) the cache."""
     best = choose(measured)
     record["chosen"] = best.candidate.name if best else None
     if best is not None and best.folder is not None:
@@ -368,13 +443,6 @@ def tune(loaded: LoadedSpec, options: TuneOptions) -> dict[str, Any]:
         if options.cache:
             _write_cache(key, entry)
             record["cached_in"] = str(tune_file())
-    save()
-    if options.batch and best is not None:
-        _batches(loaded, best, tune_dir, options, record, save)
-    record["finished"] = _now()
-    save()
-    record["folder"] = str(tune_dir)
-    return record
 
 
 def _batches(

@@ -352,6 +352,10 @@ def _output_and_sample(spec: Spec, gui: dict[str, Any], out: Exported) -> None:
         out.notes.append("sample.at_first: the GUI has no field for it")
     if not spec.training.stop_on_nan:
         out.notes.append("training.stop_on_nan: artlab-kohya's own; the GUI trains on through NaN losses")
+    if spec.launch.profile != "default":
+        out.notes.append(f"launch.profile: {spec.launch.profile} is artlab-kohya's own; the GUI has no profiles")
+    if spec.launch.cudnn_benchmark:
+        out.notes.append("launch.cudnn_benchmark: artlab-kohya's own; the GUI cannot set cuDNN autotuning")
     if spec.kohya.dir or spec.kohya.python:
         out.notes.append("kohya.dir / kohya.python: the GUI runs its own sd-scripts")
 
