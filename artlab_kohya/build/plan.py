@@ -192,6 +192,17 @@ def sd3_variant_of(spec: Spec) -> Sd3Variant | None:
     return sd3_variant(header)
 
 
+def dit_blocks_of(spec: Spec) -> tuple[int, int] | None:
+    """The FLUX.1/SD3 transformer's block counts from its local file's header (a tiny or pruned model);
+    None for an alias or an unread file: the released model's sizes."""
+    header = _local_header(spec)
+    if header is None:
+        return None
+    from ..models.checkpoint import dit_blocks
+
+    return dit_blocks(header)
+
+
 def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | None]:
     if family is None:
         return None, None
@@ -217,6 +228,7 @@ def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | Non
         variant=variant,
         train_t5xxl=section is not None and section.train_t5xxl,
         train_blocks=spec.flux.train_blocks if spec.flux is not None else "all",
+        blocks=dit_blocks_of(spec) if arch in ("flux1", "sd3") else None,
     )
     return size.bytes, size.params
 
