@@ -11,7 +11,7 @@ import pytest
 
 from artlab_kohya.build.family_args import family_problems
 from artlab_kohya.build.inputs import ModelChoice, render_inputs
-from artlab_kohya.build.plan import make_plan, plan_family
+from artlab_kohya.build.plan import make_plan, plan_family, print_plan
 from artlab_kohya.build.render import render
 from artlab_kohya.build.tomlio import tomllib
 from artlab_kohya.models.checkpoint import (
@@ -204,6 +204,22 @@ def test_sd3_renders_its_own_arguments_and_sizes_its_variant(tmp_path, images) -
     plan = make_plan(load_spec(spec))
     assert plan.family == "sd3"
     assert plan.lora_params == predict("sd3", "lora", dim=4, variant="sd3.5-large", train_t5xxl=True).params
+
+
+def test_a_tiny_transformers_lora_is_sized_from_its_header(tmp_path, images) -> None:
+    # the tiny FLUX.1 schnell of tests/test_engine_families.py (1 double, 1 single block): its LoRA was
+    # 39 tensors, 786,445 parameters (fp16), as the real run saved it
+    spec = project(tmp_path, images, TINY_FLUX, FLUX_BODY.replace("train_blocks: single", "train_blocks: all"))
+    plan = make_plan(load_spec(spec))
+    assert plan.lora_params == predict("flux1", "lora", dim=16, train_text_encoder=False, blocks=(1, 1)).params
+    assert predict("flux1", "lora", dim=4, train_text_encoder=False, blocks=(1, 1)).params == 786445
+
+
+def test_plan_says_why_a_lycoris_network_on_a_transformer_is_not_sized(tmp_path, images, capsys) -> None:
+    spec = project(tmp_path, images, flux_keys(), FLUX_BODY.replace("type: lora", "type: locon"))
+    print_plan(make_plan(load_spec(spec)))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "size not predicted for this network on flux1" in out and "until the model family is known" not in out
 
 
 def test_a_v_prediction_sdxl_file_renders_v_parameterization(tmp_path, images) -> None:

@@ -433,6 +433,9 @@ def print_plan(plan: Plan) -> None:
         f"{_mb(plan.lora_bytes)} each ({plan.lora_params:,} parameters, {plan.family})"
         if plan.lora_bytes is not None and plan.lora_params is not None
         else "size unknown until the model family is known (set model.family)"
+        if plan.family is None
+        else f"size not predicted for this network on {plan.family} (lora on any family, SD3 once its variant "
+        "is known; dylora and LyCORIS locon, loha, lokr on SD1.x, SD2 and SDXL)"
     )
     console.print(f"saves {len(plan.saves)} file(s), {size}:", highlight=False)
     for name in plan.saves:
