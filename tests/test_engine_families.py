@@ -85,7 +85,7 @@ def test_a_tiny_lora_through_run_on_a_cpu(engine, tmp_path, images, family):
     check_tiny_run(tmp_path, family)
 
 
-def check_tiny_run(tmp_path: Path, family: str) -> Path:
+def check_tiny_run(tmp_path: Path, family: str, module: str | None = None) -> Path:
     """The run succeeded with the plan's steps, finite losses and the family's LoRA files; its folder."""
     (folder,) = (tmp_path / "runs" / "tiny_lora").iterdir()
     record = json.loads((folder / "result.json").read_text())
@@ -102,7 +102,8 @@ def check_tiny_run(tmp_path: Path, family: str) -> Path:
     for checkpoint in record["checkpoints"]:
         data = Path(checkpoint["file"]).read_bytes()
         meta = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])["__metadata__"]
-        assert (meta["ss_network_module"], meta["modelspec.architecture"]) == METADATA[family]
+        expected = (module or METADATA[family][0], METADATA[family][1])
+        assert (meta["ss_network_module"], meta["modelspec.architecture"]) == expected
     lock = (folder / "spec.lock.yaml").read_text()
     assert f"family: {family}" in lock and f"script: {TINY[family].section}_train_network.py" in lock
     return folder
@@ -114,25 +115,34 @@ def saved_tensors(path: Path) -> dict[str, list[int]]:
     return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
 
 
+OPTIONS = {  # a spec option -> (its edit of the tiny spec, what the trainer's log shows of it)
+    "fp8_base": ({"  family: auto\n": "  family: auto\n  fp8_base: true\n"}, "unet dtype: torch.float8_e4m3fn"),
+    "locon": ({"  type: lora\n": "  type: locon\n"}, "lycoris.kohya"),
+}
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
 @pytest.mark.parametrize("family", ["flux1", "sd3"])
-def test_fp8_base_trains_the_tiny_transformer_on_a_cpu(engine, tmp_path, images, family):
-    # model.fp8_base: the transformer is cast to float8_e4m3fn ("unet dtype: torch.float8_e4m3fn, device: cpu")
-    result = run_tiny(engine, tmp_path, images, family, {"  family: auto\n": "  family: auto\n  fp8_base: true\n"})
+def test_a_family_option_trains_the_tiny_transformer_on_a_cpu(engine, tmp_path, images, family, option):
+    """model.fp8_base (the transformer cast to float8_e4m3fn) and a LyCORIS locon (lycoris-lora 3.4.0 wraps
+    the blocks' Linears, as networks.lora_flux/lora_sd3 do) through run; the saved LoRA holds the tensors
+    plan sizes from the header's block counts."""
+    edits, shown = OPTIONS[option]
+    result = run_tiny(engine, tmp_path, images, family, edits)
     assert result.returncode == 0, result.stderr[-3000:]
-    folder = check_tiny_run(tmp_path, family)
-    assert "fp8_base = true" in (folder / "config.toml").read_text()
-    assert "torch.float8_e4m3fn" in (folder / "stderr.log").read_text()
-    # the saved LoRA is the one plan sizes from the header's block counts (tensor names and shapes)
+    folder = check_tiny_run(tmp_path, family, "lycoris.kohya" if option == "locon" else None)
+    log = (folder / "stderr.log").read_text() + (folder / "stdout.log").read_text()
+    assert shown in log
     from artlab_kohya.build.plan import dit_blocks_of, sd3_variant_of
     from artlab_kohya.models.netsize import tensor_shapes
     from artlab_kohya.spec import load_spec
 
     spec = load_spec(tmp_path / "spec.yaml").spec
+    kind = "locon" if option == "locon" else "lora"
     shapes = tensor_shapes(
-        family, "lora", dim=4, train_text_encoder=False, variant=sd3_variant_of(spec), blocks=dit_blocks_of(spec)
+        family, kind, dim=4, train_text_encoder=False, variant=sd3_variant_of(spec), blocks=dit_blocks_of(spec)
     )
-    saved = saved_tensors(folder / "tiny_lora.safetensors")
-    assert saved == {k: list(v) for k, v in shapes.items()}
+    assert saved_tensors(folder / "tiny_lora.safetensors") == {k: list(v) for k, v in shapes.items()}
 
 
 # Run with $ENGINE_PYTHON: enable_block_swap on the real FLUX.1 and SD3 transformers (meta device) for

@@ -59,6 +59,9 @@ def sd3_keys(depth: int, qk_norm: bool, attn2: int) -> list[str]:
     return keys
 
 
+TINY_FLUX = [k for k in flux_keys(schnell=True) if ".0." in k or "blocks." not in k]  # 1 double, 1 single block
+
+
 # --- what the header tells ----------------------------------------------------------------------
 
 
@@ -215,8 +218,18 @@ def test_a_tiny_transformers_lora_is_sized_from_its_header(tmp_path, images) -> 
     assert predict("flux1", "lora", dim=4, train_text_encoder=False, blocks=(1, 1)).params == 786445
 
 
+@pytest.mark.parametrize("keys", [TINY_FLUX, sd3_keys(2, True, 0)])
+def test_locon_on_a_transformer_is_sized_as_its_lora(tmp_path, images, keys) -> None:
+    # the tiny runs' LoRA files: lycoris.kohya's locon saved the tensors networks.lora_flux/lora_sd3 save
+    files = "  ae: ae.safetensors\n" if keys is TINY_FLUX else "  clip_g: clip_g.safetensors\n"
+    body = files + "  clip_l: clip_l.safetensors\n  t5xxl: t5xxl.safetensors\n" + NET.format(type="{type}")
+    lora = make_plan(load_spec(project(tmp_path / "lora", images, keys, body.format(type="lora"))))
+    locon = make_plan(load_spec(project(tmp_path / "locon", images, keys, body.format(type="locon"))))
+    assert locon.lora_params == lora.lora_params and lora.lora_params is not None
+
+
 def test_plan_says_why_a_lycoris_network_on_a_transformer_is_not_sized(tmp_path, images, capsys) -> None:
-    spec = project(tmp_path, images, flux_keys(), FLUX_BODY.replace("type: lora", "type: locon"))
+    spec = project(tmp_path, images, flux_keys(), FLUX_BODY.replace("type: lora", "type: loha"))
     print_plan(make_plan(load_spec(spec)))
     out = " ".join(capsys.readouterr().out.split())
     assert "size not predicted for this network on flux1" in out and "until the model family is known" not in out
@@ -247,7 +260,6 @@ NET = "network:\n  type: {type}\n  dim: 4\n  alpha: 1\n"
 SD3_BODY = "  clip_l: clip_l.safetensors\n  clip_g: clip_g.safetensors\n  t5xxl: t5xxl.safetensors\n" + NET.format(
     type="lora"
 )
-TINY_FLUX = [k for k in flux_keys(schnell=True) if ".0." in k or "blocks." not in k]  # 1 double, 1 single block
 
 
 @pytest.mark.parametrize(
@@ -264,6 +276,10 @@ TINY_FLUX = [k for k in flux_keys(schnell=True) if ".0." in k or "blocks." not i
          "FLUX.1 and SD3"),
         (flux_keys(), FLUX_BODY.replace("train_blocks: single", "train_t5xxl: true"),
          "  cache_text_encoder_outputs: disk\n", ("flux", "train_t5xxl"), "cached outputs"),
+        (flux_keys(), FLUX_BODY.replace("type: lora", "type: locon"), "", ("flux", "train_blocks"),
+         "is networks.lora_flux's (type: lora); locon wraps every block"),
+        (sd3_keys(24, False, 0), SD3_BODY.replace("type: lora", "type: lokr") + "sd3:\n  train_t5xxl: true\n", "",
+         ("sd3", "train_t5xxl"), "lokr never wraps T5-XXL"),
         # enable_block_swap's assertion, read against the header's block counts
         (flux_keys(), FLUX_BODY, "  blocks_to_swap: 36\n", ("training", "blocks_to_swap"),
          "is 36, but this transformer has 19 double and 38 single blocks (at most 35"),

@@ -137,6 +137,14 @@ def _dit(spec: Spec, family: Family) -> list[Problem]:
         problems.append(
             (("network", "type"), f"networks.dylora wraps none of {family}'s transformer blocks; use lora or LyCORIS")
         )
+    own = spec.flux if family == "flux1" else spec.sd3
+    if own is not None and not isinstance(net, LoraNetwork):
+        module = FAMILY_INFO[family].lora_module
+        if own.train_t5xxl:
+            at = ("flux" if family == "flux1" else "sd3", "train_t5xxl")
+            problems.append((at, f"is {module}'s (type: lora); {net.type} never wraps T5-XXL"))
+        if isinstance(own, FluxSpec) and own.train_blocks != "all":
+            problems.append((("flux", "train_blocks"), f"is {module}'s (type: lora); {net.type} wraps every block"))
     if isinstance(net, LoraNetwork):
         for name in _SD_UNET_ONLY:
             if getattr(net, name) is not None:
