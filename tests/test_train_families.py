@@ -185,6 +185,7 @@ class Tiny:
     header: tuple[str, ...]  # tensor names that make a stand-in model file read as this family
     tokenizers: tuple[str, ...]  # the CLIP tokenizer folders it needs (T5's is built beside them)
     builder: tuple[str, ...]  # build_*_random.py and its arguments after SD_SCRIPTS_DIR ({out}, {tokenizers})
+    network: str = "lora"  # network.type
 
 
 CLIP_L, CLIP_G = "openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"
@@ -218,6 +219,8 @@ TINY["sd3-medium"] = replace(
     header=tuple(h.replace(".ln_k.", ".qkv.") for h in TINY["sd3"].header),  # no q/k norms: SD3 medium
     builder=tuple(a.replace("tiny-sd3.5-large", "tiny-sd3-medium") for a in TINY["sd3"].builder),
 )
+# the "sd3" set with a LyCORIS locon (lycoris-lora 3.4.0) rather than networks.lora_sd3
+TINY["sd3-locon"] = replace(TINY["sd3"], transcript="sd3_locon_tiny_cpu", network="locon")
 
 
 def tiny_spec(folder: Path, name: str, files: Path, kohya_dir: str | Path, python: str) -> Path:
@@ -231,7 +234,7 @@ def tiny_spec(folder: Path, name: str, files: Path, kohya_dir: str | Path, pytho
         f"model:\n{model}  family: auto\n"
         "dataset:\n  resolution: 64\n  batch_size: 4\n  buckets:\n    enabled: false\n"
         "  subsets:\n    - path: img\n      repeats: 2\n      class_tokens: bench\n"
-        "network:\n  type: lora\n  dim: 4\n  alpha: 4\n  train: unet\n"
+        f"network:\n  type: {tiny.network}\n  dim: 4\n  alpha: 4\n  train: unet\n"
         "training:\n  epochs: 2\n  save_every_n_epochs: 1\n  mixed_precision: bf16\n"
         "  cache_latents: memory\n  cache_text_encoder_outputs: memory\n"
         f"{tiny.section}:\n  t5xxl_max_token_length: 32\n"
@@ -279,7 +282,8 @@ def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, mon
     for key, file in tiny.files.items():
         if key != "source":
             assert f'{key} = "{models / file}.safetensors"' in config
-    assert f'network_module = "networks.lora_{tiny.section}"' in config and "t5xxl_max_token_length = 32" in config
+    module = f"networks.lora_{tiny.section}" if tiny.network == "lora" else "lycoris.kohya"
+    assert f'network_module = "{module}"' in config and "t5xxl_max_token_length = 32" in config
     events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["type"] == "Step"]
     assert (steps[-1]["step"], steps[-1]["epoch"]) == (10, 2)
