@@ -142,7 +142,7 @@ def test_a_family_option_trains_the_tiny_transformer_on_a_cpu(engine, tmp_path, 
     shapes = tensor_shapes(
         family, kind, dim=4, train_text_encoder=False, variant=sd3_variant_of(spec), blocks=dit_blocks_of(spec)
     )
-    assert saved_tensors(folder / "tiny_lora.safetensors") == {k: list(v) for k, v in shapes.items()}
+    assert saved_tensors(folder / "checkpoints" / "tiny_lora.safetensors") == {k: list(v) for k, v in shapes.items()}
 
 
 # Run with $ENGINE_PYTHON: enable_block_swap on the real FLUX.1 and SD3 transformers (meta device) for
