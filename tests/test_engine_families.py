@@ -9,6 +9,11 @@ memory on 2 cores) and reused. Training loads T5-XXL in bf16: about 12 GB of mem
 10 images at 64 px x 2 repeats, batch 4, 2 epochs: the run must succeed with the plan's total, finite
 losses and two LoRA files with the family's sd-scripts metadata. tests/data/transcripts/sd3_tiny_cpu.* and
 flux_schnell_tiny_cpu.* are such runs, replayed in CI by test_train_families.py.
+
+The FLUX.1/SD3 options on the same sets: model.fp8_base and a LyCORIS locon through run (the saved LoRA
+holds the tensors plan predicts from the header's block counts; sd3_locon_tiny_cpu.* is the SD3 locon
+run), and block swap on sd-scripts' own models: the limits enable_block_swap asserts, and its path
+without CUDA (FLUX.1 trains; SD3 fails, so run refuses it on a trainer without CUDA).
 """
 
 from __future__ import annotations
