@@ -11,10 +11,16 @@ import pytest
 
 from artlab_kohya.build.family_args import family_problems
 from artlab_kohya.build.inputs import ModelChoice, render_inputs
-from artlab_kohya.build.plan import make_plan, plan_family
+from artlab_kohya.build.plan import make_plan, plan_family, print_plan
 from artlab_kohya.build.render import render
 from artlab_kohya.build.tomlio import tomllib
-from artlab_kohya.models.checkpoint import detect_family, is_flux_schnell, read_safetensors_header, sd3_variant
+from artlab_kohya.models.checkpoint import (
+    detect_family,
+    dit_blocks,
+    is_flux_schnell,
+    read_safetensors_header,
+    sd3_variant,
+)
 from artlab_kohya.models.netsize import predict
 from artlab_kohya.spec import load_spec
 from artlab_kohya.spec.families import ALIASES, FAMILY_INFO, resolve_family
@@ -51,6 +57,9 @@ def sd3_keys(depth: int, qk_norm: bool, attn2: int) -> list[str]:
         if i < attn2:
             keys += [f"{p}joint_blocks.{i}.x_block.attn2.ln_k.weight"]
     return keys
+
+
+TINY_FLUX = [k for k in flux_keys(schnell=True) if ".0." in k or "blocks." not in k]  # 1 double, 1 single block
 
 
 # --- what the header tells ----------------------------------------------------------------------
@@ -91,6 +100,23 @@ SDXL_KEYS = [
     "model.diffusion_model.label_emb.0.0.weight",
     "conditioner.embedders.1.model.ln_final.weight",
 ]
+
+
+@pytest.mark.parametrize(
+    "keys, blocks",
+    [
+        (flux_keys(), (19, 38)),
+        (flux_keys("model.diffusion_model.", schnell=True), (19, 38)),
+        (flux_keys(diffusers=True), (1, 1)),
+        ([k for k in flux_keys() if ".0." in k or "blocks." not in k], (1, 1)),
+        (sd3_keys(24, True, 13), (24, 13)),
+        (sd3_keys(2, True, 0), (2, 0)),
+        (SDXL_KEYS, None),
+    ],
+)
+def test_the_transformer_block_counts_come_from_the_header(tmp_path, keys, blocks) -> None:
+    # what sd-scripts builds the model with; a tiny or pruned FLUX.1/SD3 gets a LoRA of its own size
+    assert dit_blocks(read_safetensors_header(header_file(tmp_path / "m.safetensors", keys))) == blocks
 
 
 def test_sdxl_v_prediction_comes_from_the_metadata_or_the_spec() -> None:
@@ -183,6 +209,32 @@ def test_sd3_renders_its_own_arguments_and_sizes_its_variant(tmp_path, images) -
     assert plan.lora_params == predict("sd3", "lora", dim=4, variant="sd3.5-large", train_t5xxl=True).params
 
 
+def test_a_tiny_transformers_lora_is_sized_from_its_header(tmp_path, images) -> None:
+    # the tiny FLUX.1 schnell of tests/test_engine_families.py (1 double, 1 single block): its LoRA was
+    # 39 tensors, 786,445 parameters (fp16), as the real run saved it
+    spec = project(tmp_path, images, TINY_FLUX, FLUX_BODY.replace("train_blocks: single", "train_blocks: all"))
+    plan = make_plan(load_spec(spec))
+    assert plan.lora_params == predict("flux1", "lora", dim=16, train_text_encoder=False, blocks=(1, 1)).params
+    assert predict("flux1", "lora", dim=4, train_text_encoder=False, blocks=(1, 1)).params == 786445
+
+
+@pytest.mark.parametrize("keys", [TINY_FLUX, sd3_keys(2, True, 0)])
+def test_locon_on_a_transformer_is_sized_as_its_lora(tmp_path, images, keys) -> None:
+    # the tiny runs' LoRA files: lycoris.kohya's locon saved the tensors networks.lora_flux/lora_sd3 save
+    files = "  ae: ae.safetensors\n" if keys is TINY_FLUX else "  clip_g: clip_g.safetensors\n"
+    body = files + "  clip_l: clip_l.safetensors\n  t5xxl: t5xxl.safetensors\n" + NET.format(type="{type}")
+    lora = make_plan(load_spec(project(tmp_path / "lora", images, keys, body.format(type="lora"))))
+    locon = make_plan(load_spec(project(tmp_path / "locon", images, keys, body.format(type="locon"))))
+    assert locon.lora_params == lora.lora_params and lora.lora_params is not None
+
+
+def test_plan_says_why_a_lycoris_network_on_a_transformer_is_not_sized(tmp_path, images, capsys) -> None:
+    spec = project(tmp_path, images, flux_keys(), FLUX_BODY.replace("type: lora", "type: loha"))
+    print_plan(make_plan(load_spec(spec)))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "size not predicted for this network on flux1" in out and "until the model family is known" not in out
+
+
 def test_a_v_prediction_sdxl_file_renders_v_parameterization(tmp_path, images) -> None:
     body = "network:\n  type: lora\n  dim: 4\n  alpha: 1\n"
     training = "  zero_terminal_snr: true\n  scale_v_pred_loss_like_noise_pred: true\n"
@@ -205,6 +257,9 @@ def problems(tmp_path, images, keys: list[str], body: str, training: str) -> lis
 
 
 NET = "network:\n  type: {type}\n  dim: 4\n  alpha: 1\n"
+SD3_BODY = "  clip_l: clip_l.safetensors\n  clip_g: clip_g.safetensors\n  t5xxl: t5xxl.safetensors\n" + NET.format(
+    type="lora"
+)
 
 
 @pytest.mark.parametrize(
@@ -221,11 +276,36 @@ NET = "network:\n  type: {type}\n  dim: 4\n  alpha: 1\n"
          "FLUX.1 and SD3"),
         (flux_keys(), FLUX_BODY.replace("train_blocks: single", "train_t5xxl: true"),
          "  cache_text_encoder_outputs: disk\n", ("flux", "train_t5xxl"), "cached outputs"),
+        (flux_keys(), FLUX_BODY.replace("type: lora", "type: locon"), "", ("flux", "train_blocks"),
+         "is networks.lora_flux's (type: lora); locon wraps every block"),
+        (sd3_keys(24, False, 0), SD3_BODY.replace("type: lora", "type: lokr") + "sd3:\n  train_t5xxl: true\n", "",
+         ("sd3", "train_t5xxl"), "lokr never wraps T5-XXL"),
+        # enable_block_swap's assertion, read against the header's block counts
+        (flux_keys(), FLUX_BODY, "  blocks_to_swap: 36\n", ("training", "blocks_to_swap"),
+         "is 36, but this transformer has 19 double and 38 single blocks (at most 35"),
+        (TINY_FLUX, FLUX_BODY, "  blocks_to_swap: 1\n", ("training", "blocks_to_swap"), "(too few to swap any"),
+        (TINY_FLUX, FLUX_BODY.replace("flux:\n", "flux:\n  split_mode: true\n"), "", ("flux", "split_mode"),
+         "swaps 18 blocks, but this transformer has 1 double and 1 single blocks"),
+        (sd3_keys(24, False, 0), SD3_BODY, "  blocks_to_swap: 23\n", ("training", "blocks_to_swap"),
+         "24 joint blocks (at most 22: sd-scripts keeps 2 on the GPU)"),
     ],
 )  # fmt: skip
 def test_refused_before_launch(tmp_path, images, keys, body, training, where, words) -> None:
     found = problems(tmp_path, images, keys, body, training)
     assert any(at == where and words in message for at, message in found), found
+
+
+@pytest.mark.parametrize(
+    "keys, body, training",
+    [
+        (flux_keys(), FLUX_BODY, "  blocks_to_swap: 35\n"),
+        (flux_keys(), FLUX_BODY.replace("flux:\n", "flux:\n  split_mode: true\n"), ""),
+        (sd3_keys(24, False, 0), SD3_BODY, "  blocks_to_swap: 22\n"),
+        (sd3_keys(38, True, 0), SD3_BODY, "  blocks_to_swap: 36\n"),
+    ],
+)
+def test_block_swap_within_the_transformer_is_accepted(tmp_path, images, keys, body, training) -> None:
+    assert problems(tmp_path, images, keys, body, training) == []
 
 
 def test_a_flux_alias_brings_its_files_and_the_gated_ones_say_so() -> None:

@@ -33,7 +33,7 @@ from artlab_kohya.trainer.install import (
     recorded_versions,
     trainer_versions,
 )
-from artlab_kohya.trainer.needs import check_trainer, missing_modules, spec_needs
+from artlab_kohya.trainer.needs import check_trainer, device_issues, missing_modules, spec_needs
 from artlab_kohya.trainer.output import (
     CheckpointSaved,
     EpochStarted,
@@ -284,6 +284,32 @@ def test_missing_modules_are_located_with_the_pip_line(tmp_path):
     versions["modules"]["lycoris"] = None
     del versions["modules"]["bitsandbytes"]  # not asked of this environment: nothing to say
     assert missing_modules(loaded, install, versions) == []
+
+
+@pytest.mark.parametrize(
+    ("family", "cuda", "refused"), [("sd3", False, True), ("sd3", True, False), ("flux1", False, False)]
+)
+def test_sd3_block_swap_is_refused_on_a_trainer_without_cuda(tmp_path, family, cuda, refused):
+    # sd-scripts' CPU swap path fails at the first SD3 step; FLUX.1's runs (tests/test_engine_families.py)
+    text = SPEC + "training:\n  blocks_to_swap: 1\n"
+    loaded = load_spec_text(tmp_path, text)
+    issues = device_issues(loaded, {"torch": {"version": "2.8.0", "cuda_available": cuda}}, family)
+    assert [str(i) for i in issues] == (
+        [
+            "needs.yaml:5: training.blocks_to_swap: SD3 block swap needs a CUDA GPU: without one sd-scripts swaps "
+            "through its untested CPU path, which fails at the first step (AttributeError: 'Sequential' object "
+            "has no attribute 'weight'); remove it on this trainer"
+        ]
+        if refused
+        else []
+    )
+    install = Install(tmp_path, "/opt/kohya/venv/bin/python")
+    versions = {"torch": {"version": "2.8.0", "cuda_available": cuda}, "modules": {"accelerate": None}}
+    if refused:
+        with pytest.raises(SpecError, match="SD3 block swap needs a CUDA GPU"):
+            check_trainer(loaded, install, versions, family)
+    else:
+        check_trainer(loaded, install, versions, family)
 
 
 def test_run_refuses_an_eight_bit_optimizer_without_bitsandbytes(tmp_path, images, monkeypatch):

@@ -295,7 +295,8 @@ def test_factorize(dimension: int, factor: int, expected: tuple[int, int]) -> No
     [
         ({"family": "kolors"}, "family: must be one of"),
         ({"family": "sd3"}, "variant: must be one of"),
-        ({"family": "flux1", "network_type": "locon"}, "only lora is sized for flux1"),
+        ({"family": "flux1", "network_type": "loha"}, "only lora and locon are sized for flux1"),
+        ({"family": "flux1", "network_type": "locon", "train_t5xxl": True}, "locon wraps every block"),
         ({"network_type": "oft"}, "network_type: must be one of"),
         ({"dim": 0}, "dim: must be at least 1"),
         ({"conv_dim": -1}, "conv_dim: must be at least 0"),
@@ -495,6 +496,9 @@ DIT_MEASURED: list[tuple[str, dict[str, Any], int, int, int]] = [
     ("sd3", {"dim": 4, "variant": "sd3-medium"}, 501, 1503, 10297845),
     ("sd3", {"dim": 4, "variant": "sd3.5-medium"}, 527, 1581, 11016719),
     ("sd3", {"dim": 4, "variant": "sd3.5-large"}, 641, 1923, 20462209),
+    # block counts read from a file's header (the tiny models of tests/test_engine_families.py)
+    ("flux1", {"dim": 4, "blocks": (1, 1)}, 85, 255, 1450069),
+    ("sd3", {"dim": 4, "variant": "sd3.5-large", "blocks": (2, 0)}, 281, 843, 3651865),
 ]
 
 
@@ -506,14 +510,15 @@ def test_dit_predict_matches_measured_counts(row: tuple[str, dict[str, Any], int
 
 
 # Run with $ENGINE_PYTHON: FLUX.1 (flux_models.configs["dev"]) and SD3 (sd3_models.create_sd3_mmdit, with
-# the parameters sd3_utils.analyze_state_dict_state reads for each variant) on the meta device, CLIP-L,
-# CLIP-G and T5-XXL with the configurations sd-scripts loads, the network created and applied as
+# the parameters sd3_utils.analyze_state_dict_state reads for each variant, or the block counts given)
+# on the meta device, CLIP-L, CLIP-G and T5-XXL with the configurations sd-scripts loads, the network created and applied as
 # flux_train_network.py / sd3_train_network.py do.
 DIT_PROBE = r"""
 import contextlib, io, json, logging, os, sys
 sd_scripts = sys.argv[1]
 sys.path[:0] = [sd_scripts, os.path.join(sd_scripts, "networks")]
 logging.disable(logging.WARNING)
+import dataclasses
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 with contextlib.redirect_stdout(io.StringIO()):
@@ -542,10 +547,16 @@ def run(case):
     with torch.device("meta"), contextlib.redirect_stdout(io.StringIO()):
         clip_l = CLIPTextModel(CLIPTextConfig(**CLIP, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                               num_attention_heads=12, hidden_act="quick_gelu"))
+        blocks = o.get("blocks")
         if family == "flux1":
-            te, model, module = [clip_l, t5()], flux_models.Flux(flux_models.configs["dev"].params), lora_flux
+            params = flux_models.configs["dev"].params
+            if blocks:
+                params = dataclasses.replace(params, depth=blocks[0], depth_single_blocks=blocks[1])
+            te, model, module = [clip_l, t5()], flux_models.Flux(params), lora_flux
         else:
             depth, patches, size, qk, attn2, width, kind = SD3[o["variant"]]
+            if blocks:  # sd3_utils reads the depth from the width (64 per block)
+                depth, attn2, width = blocks[0], list(range(blocks[1])), 64 * blocks[0]
             model = sd3_models.create_sd3_mmdit(sd3_models.SD3Params(2, depth, patches, size, 2048, qk, attn2, 4096,
                                                                      width, kind))
             clip_g = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP, hidden_size=1280, intermediate_size=5120,

@@ -475,5 +475,6 @@ EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "sd3_tiny_cpu": check_tiny_cpu(1.39),
     "sd3_medium_tiny_cpu": check_tiny_cpu(1.39),
     "flux_schnell_tiny_cpu": check_tiny_cpu(1.48),
+    "sd3_locon_tiny_cpu": check_tiny_cpu(1.37),
     "oom_killer_accelerate": check_oom_killer,
 }

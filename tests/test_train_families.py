@@ -123,8 +123,9 @@ def test_a_flux_run_resolves_its_files_and_records_them(tmp_path, images, monkey
     import hashlib
 
     images(tmp_path / "img", [(512, 512)] * 16, caption="bench, a colour field")
-    header = {"double_blocks.0.img_attn.qkv.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]},
-              "single_blocks.0.linear1.weight": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]}}  # fmt: skip
+    keys = [f"double_blocks.{i}.img_attn.qkv.weight" for i in range(19)]  # the full-size transformer's blocks
+    keys += [f"single_blocks.{i}.linear1.weight" for i in range(38)]
+    header = {k: {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]} for k in keys}
     raw = json.dumps(header).encode()
     (tmp_path / "flux.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
     for name in ("ae", "clip_l", "t5xxl"):
@@ -184,6 +185,7 @@ class Tiny:
     header: tuple[str, ...]  # tensor names that make a stand-in model file read as this family
     tokenizers: tuple[str, ...]  # the CLIP tokenizer folders it needs (T5's is built beside them)
     builder: tuple[str, ...]  # build_*_random.py and its arguments after SD_SCRIPTS_DIR ({out}, {tokenizers})
+    network: str = "lora"  # network.type
 
 
 CLIP_L, CLIP_G = "openai_clip-vit-large-patch14", "laion_CLIP-ViT-bigG-14-laion2B-39B-b160k"
@@ -217,6 +219,8 @@ TINY["sd3-medium"] = replace(
     header=tuple(h.replace(".ln_k.", ".qkv.") for h in TINY["sd3"].header),  # no q/k norms: SD3 medium
     builder=tuple(a.replace("tiny-sd3.5-large", "tiny-sd3-medium") for a in TINY["sd3"].builder),
 )
+# the "sd3" set with a LyCORIS locon (lycoris-lora 3.4.0) rather than networks.lora_sd3
+TINY["sd3-locon"] = replace(TINY["sd3"], transcript="sd3_locon_tiny_cpu", network="locon")
 
 
 def tiny_spec(folder: Path, name: str, files: Path, kohya_dir: str | Path, python: str) -> Path:
@@ -230,7 +234,7 @@ def tiny_spec(folder: Path, name: str, files: Path, kohya_dir: str | Path, pytho
         f"model:\n{model}  family: auto\n"
         "dataset:\n  resolution: 64\n  batch_size: 4\n  buckets:\n    enabled: false\n"
         "  subsets:\n    - path: img\n      repeats: 2\n      class_tokens: bench\n"
-        "network:\n  type: lora\n  dim: 4\n  alpha: 4\n  train: unet\n"
+        f"network:\n  type: {tiny.network}\n  dim: 4\n  alpha: 4\n  train: unet\n"
         "training:\n  epochs: 2\n  save_every_n_epochs: 1\n  mixed_precision: bf16\n"
         "  cache_latents: memory\n  cache_text_encoder_outputs: memory\n"
         f"{tiny.section}:\n  t5xxl_max_token_length: 32\n"
@@ -278,7 +282,8 @@ def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, mon
     for key, file in tiny.files.items():
         if key != "source":
             assert f'{key} = "{models / file}.safetensors"' in config
-    assert f'network_module = "networks.lora_{tiny.section}"' in config and "t5xxl_max_token_length = 32" in config
+    module = f"networks.lora_{tiny.section}" if tiny.network == "lora" else "lycoris.kohya"
+    assert f'network_module = "{module}"' in config and "t5xxl_max_token_length = 32" in config
     events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
     steps = [e for e in events if e["type"] == "Step"]
     assert (steps[-1]["step"], steps[-1]["epoch"]) == (10, 2)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, get_args
 
-from ..spec.families import ALIASES, FAMILY_INFO, Component, Family
+from ..models.netsize import released_blocks
+from ..spec.families import ALIASES, FAMILY_INFO, Component, Family, architecture
 from ..spec.model import DyLoraNetwork, FluxSpec, LoraNetwork, Sd3Spec, Spec
+from .plan import dit_blocks_of, sd3_variant_of
 
 Problem = tuple[tuple[str | int, ...], str]
 _SD3_SET = (
@@ -150,6 +152,14 @@ def _dit(spec: Spec, family: Family) -> list[Problem]:
         problems.append(
             (("network", "type"), f"networks.dylora wraps none of {family}'s transformer blocks; use lora or LyCORIS")
         )
+    own = spec.flux if family == "flux1" else spec.sd3
+    if own is not None and not isinstance(net, LoraNetwork):
+        module = FAMILY_INFO[family].lora_module
+        if own.train_t5xxl:
+            at = ("flux" if family == "flux1" else "sd3", "train_t5xxl")
+            problems.append((at, f"is {module}'s (type: lora); {net.type} never wraps T5-XXL"))
+        if isinstance(own, FluxSpec) and own.train_blocks != "all":
+            problems.append((("flux", "train_blocks"), f"is {module}'s (type: lora); {net.type} wraps every block"))
     if isinstance(net, LoraNetwork):
         for name in _SD_UNET_ONLY:
             if getattr(net, name) is not None:
@@ -158,4 +168,31 @@ def _dit(spec: Spec, family: Family) -> list[Problem]:
         problems.append((("model", "clip_skip"), f"{family} does not use clip_skip"))
     if model.v_parameterization:
         problems.append((("model", "v_parameterization"), f"{family} is a flow-matching model, not v-prediction"))
-    return problems
+    return problems + _block_swap(spec, family)
+
+
+def _swappable(family: Family, blocks: tuple[int, int], n: int) -> bool:
+    """What enable_block_swap asserts (flux_models.Flux, sd3_models.MMDiT): two blocks of each kind stay
+    on the GPU. FLUX.1 swaps n // 2 double blocks and twice the rest in single blocks."""
+    if family == "flux1":
+        return n // 2 <= blocks[0] - 2 and (n - n // 2) * 2 <= blocks[1] - 2
+    return n <= blocks[0] - 2
+
+
+def _block_swap(spec: Spec, family: Family) -> list[Problem]:
+    """Block swap beyond what the transformer allows stops the script after loading the model; split_mode
+    (without blocks_to_swap) swaps 18 blocks."""
+    split = family == "flux1" and spec.flux is not None and spec.flux.split_mode
+    n, at = spec.training.blocks_to_swap, ("training", "blocks_to_swap")
+    if n is None and split:
+        n, at = 18, ("flux", "split_mode")
+    blocks = dit_blocks_of(spec) or released_blocks(architecture(family), sd3_variant_of(spec))
+    if n is None or blocks is None or _swappable(family, blocks, n):
+        return []
+    most = max((k for k in range(1, sum(blocks)) if _swappable(family, blocks, k)), default=0)
+    flux = family == "flux1"
+    kinds = f"{blocks[0]} double and {blocks[1]} single blocks" if flux else f"{blocks[0]} joint blocks"
+    what = "swaps 18 blocks" if at[0] == "flux" else f"is {n}"
+    room = f"at most {most}" if most else "too few to swap any"
+    keeps = "2 of each kind" if flux else "2"
+    return [(at, f"{what}, but this transformer has {kinds} ({room}: sd-scripts keeps {keeps} on the GPU)")]

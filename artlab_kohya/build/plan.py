@@ -192,6 +192,17 @@ def sd3_variant_of(spec: Spec) -> Sd3Variant | None:
     return sd3_variant(header)
 
 
+def dit_blocks_of(spec: Spec) -> tuple[int, int] | None:
+    """The FLUX.1/SD3 transformer's block counts from its local file's header (a tiny or pruned model);
+    None for an alias or an unread file: the released model's sizes."""
+    header = _local_header(spec)
+    if header is None:
+        return None
+    from ..models.checkpoint import dit_blocks
+
+    return dit_blocks(header)
+
+
 def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | None]:
     if family is None:
         return None, None
@@ -201,8 +212,8 @@ def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | Non
     if net.type not in get_args(NetworkType):
         return None, None  # no size model for LyCORIS ia3, glora and the OFTs
     variant = sd3_variant_of(spec) if arch == "sd3" else None
-    if arch in ("flux1", "sd3") and (net.type != "lora" or (arch == "sd3" and variant is None)):
-        return None, None  # sized for networks.lora_flux / lora_sd3, and SD3 once its variant is known
+    if arch in ("flux1", "sd3") and (net.type not in ("lora", "locon") or (arch == "sd3" and variant is None)):
+        return None, None  # sized for networks.lora_flux / lora_sd3 and locon, and SD3 once its variant is known
     section = spec.flux if arch == "flux1" else spec.sd3 if arch == "sd3" else None
     size = predict(
         arch,
@@ -215,8 +226,9 @@ def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | Non
         lokr_factor=getattr(net, "factor", -1),
         use_tucker=getattr(net, "use_tucker", False),
         variant=variant,
-        train_t5xxl=section is not None and section.train_t5xxl,
-        train_blocks=spec.flux.train_blocks if spec.flux is not None else "all",
+        train_t5xxl=net.type == "lora" and section is not None and section.train_t5xxl,  # lora_flux/sd3 args
+        train_blocks=spec.flux.train_blocks if spec.flux is not None and net.type == "lora" else "all",
+        blocks=dit_blocks_of(spec) if arch in ("flux1", "sd3") else None,
     )
     return size.bytes, size.params
 
@@ -421,6 +433,9 @@ def print_plan(plan: Plan) -> None:
         f"{_mb(plan.lora_bytes)} each ({plan.lora_params:,} parameters, {plan.family})"
         if plan.lora_bytes is not None and plan.lora_params is not None
         else "size unknown until the model family is known (set model.family)"
+        if plan.family is None
+        else f"size not predicted for this network on {plan.family} (lora and locon on any family, SD3 once its "
+        "variant is known; dylora and LyCORIS loha, lokr on SD1.x, SD2 and SDXL)"
     )
     console.print(f"saves {len(plan.saves)} file(s), {size}:", highlight=False)
     for name in plan.saves:

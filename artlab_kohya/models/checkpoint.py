@@ -92,6 +92,35 @@ def sd3_variant(header: dict[str, Any]) -> Sd3Variant | None:
     return "sd3.5-medium" if any(".x_block.attn2.ln_k.weight" in k for k in bare) else "sd3.5-large"
 
 
+_FLUX_BLOCK = re.compile(r"^(double_blocks|single_blocks|transformer_blocks|single_transformer_blocks)\.(\d+)\.")
+_SD3_BLOCK = re.compile(r"^joint_blocks\.(\d+)\.(x_block\.attn2\.)?")
+
+
+def dit_blocks(header: dict[str, Any]) -> tuple[int, int] | None:
+    """The transformer's block counts, as sd-scripts builds the model from the file: FLUX.1 (double, single)
+    (flux_utils.analyze_checkpoint_state counts them), SD3 (joint blocks, x_blocks with the extra
+    self-attention: sd3_utils.analyze_state_dict_state; its width is 64 per joint block). None for others."""
+    bare = {k.removeprefix(_PREFIX) for k in header if k != "__metadata__"}
+    family = _dit_family(bare)
+    if family == "flux1":
+        seen: dict[str, set[int]] = {}
+        for key in bare:
+            if m := _FLUX_BLOCK.match(key):
+                seen.setdefault(m[1], set()).add(int(m[2]))
+        double = seen.get("double_blocks") or seen.get("transformer_blocks") or set()
+        single = seen.get("single_blocks") or seen.get("single_transformer_blocks") or set()
+        return max(double, default=-1) + 1, max(single, default=-1) + 1
+    if family == "sd3":
+        joint, attn2 = set(), set()
+        for key in bare:
+            if m := _SD3_BLOCK.match(key):
+                joint.add(int(m[1]))
+                if m[2]:
+                    attn2.add(int(m[1]))
+        return max(joint, default=-1) + 1, len(attn2)
+    return None
+
+
 def is_flux_schnell(header: dict[str, Any]) -> bool:
     """FLUX.1 schnell has no guidance embedder (flux_utils.analyze_checkpoint_state's test)."""
     bare = {k.removeprefix(_PREFIX) for k in header}

@@ -196,12 +196,16 @@ def _t5xxl(prefix: str) -> Iterator[Layer]:
         yield Layer(f"{base}_1_DenseReluDense_wo", "t5", False, 10240, 4096)
 
 
-def _flux() -> Iterator[Layer]:
-    """FLUX.1 dev/schnell (flux_models.configs): 19 double blocks, 38 single blocks, width 3072."""
+FLUX_BLOCKS = (19, 38)  # FLUX.1 dev and schnell as released: double and single blocks
+
+
+def _flux(double: int = FLUX_BLOCKS[0], single: int = FLUX_BLOCKS[1]) -> Iterator[Layer]:
+    """FLUX.1 dev/schnell (flux_models.configs): 19 double blocks, 38 single blocks (or as many as the
+    file holds: flux_utils builds the model with the file's counts), width 3072."""
     h, mlp = 3072, 12288
     yield from _text_encoder("lora_te1", 768, 3072, 12)
     yield from _t5xxl("lora_te3")
-    for i in range(19):
+    for i in range(double):
         for stream in ("img", "txt"):
             base = f"lora_unet_double_blocks_{i}_{stream}"
             yield Layer(f"{base}_mod_lin", "attn", False, h, 6 * h)
@@ -209,24 +213,27 @@ def _flux() -> Iterator[Layer]:
             yield Layer(f"{base}_attn_proj", "attn", False, h, h)
             yield Layer(f"{base}_mlp_0", "attn", False, h, mlp)
             yield Layer(f"{base}_mlp_2", "attn", False, mlp, h)
-    for i in range(38):
+    for i in range(single):
         base = f"lora_unet_single_blocks_{i}"
         yield Layer(f"{base}_linear1", "attn", False, h, 3 * h + mlp)
         yield Layer(f"{base}_linear2", "attn", False, h + mlp, h)
         yield Layer(f"{base}_modulation_lin", "attn", False, h, 3 * h)
 
 
-# SD3 variants as sd3_utils.analyze_state_dict_state reads them: (width, depth, blocks with attn2).
-_SD3: dict[str, tuple[int, int, int]] = {
-    "sd3-medium": (1536, 24, 0),
-    "sd3.5-medium": (1536, 24, 13),
-    "sd3.5-large": (2432, 38, 0),
+# SD3 variants as sd3_utils.analyze_state_dict_state reads them: (depth, blocks with attn2); the width is
+# 64 x depth.
+_SD3: dict[str, tuple[int, int]] = {
+    "sd3-medium": (24, 0),
+    "sd3.5-medium": (24, 13),
+    "sd3.5-large": (38, 0),
 }
 
 
-def _sd3(variant: str) -> Iterator[Layer]:
-    """SD3's MMDiT joint blocks; the last context block is "pre_only" (modulation and qkv alone)."""
-    h, depth, attn2 = _SD3[variant]
+def _sd3(variant: str, blocks: tuple[int, int] | None = None) -> Iterator[Layer]:
+    """SD3's MMDiT joint blocks; the last context block is "pre_only" (modulation and qkv alone).
+    `blocks` (depth, blocks with attn2) as the file holds them, else the variant's."""
+    depth, attn2 = blocks or _SD3[variant]
+    h = 64 * depth
     yield from _text_encoder("lora_te1", 768, 3072, 12)
     yield from _text_encoder("lora_te2", 1280, 5120, 32)
     yield from _t5xxl("lora_te3")
@@ -247,19 +254,31 @@ def _sd3(variant: str) -> Iterator[Layer]:
             yield Layer(f"{base}_mlp_fc2", "attn", False, 4 * h, h)
 
 
-def base_layers(family: Architecture, variant: Sd3Variant | None = None) -> list[Layer]:
+def released_blocks(family: Architecture, variant: Sd3Variant | None = None) -> tuple[int, int] | None:
+    """The block counts of the released FLUX.1 (double, single) or SD3 variant (joint, with attn2); None
+    for other families or an SD3 of unknown variant."""
+    if family == "flux1":
+        return FLUX_BLOCKS
+    return _SD3[variant] if family == "sd3" and variant is not None else None
+
+
+def base_layers(
+    family: Architecture, variant: Sd3Variant | None = None, blocks: tuple[int, int] | None = None
+) -> list[Layer]:
     """Every layer of the family's text encoders and U-Net (or transformer) that some network type may wrap.
 
     SD2 is described with Linear proj_in/proj_out, as loaded from Diffusers folders; a single-file SD2
     checkpoint gives 1x1 convs there, which have the same parameters (only their shapes gain ",1,1").
-    SD3 needs its `variant` (medium, 3.5 medium and 3.5 large differ in width and depth).
+    SD3 needs its `variant` (medium, 3.5 medium and 3.5 large differ in width and depth). `blocks` is
+    the transformer's block counts read from its file (models.checkpoint.dit_blocks), for a FLUX.1 or
+    SD3 of another depth than the released ones; None: the released sizes.
     """
     _check_choice("family", family, Architecture)
     if family == "flux1":
-        return list(_flux())
+        return list(_flux(*blocks) if blocks else _flux())
     if family == "sd3":
         _check_choice("variant", variant, Sd3Variant)
-        return list(_sd3(variant or ""))
+        return list(_sd3(variant or "", blocks))
     layers = [layer for spec in _TEXT_ENCODERS[family] for layer in _text_encoder(*spec)]
     if family == "sdxl":
         layers += _sdxl_unet()
@@ -366,12 +385,14 @@ def tensor_shapes(
     variant: Sd3Variant | None = None,
     train_t5xxl: bool = False,
     train_blocks: Literal["all", "single", "double"] = "all",
+    blocks: tuple[int, int] | None = None,
 ) -> dict[str, Shape]:
     """Every key of the saved state_dict with its shape, as sd-scripts/LyCORIS would save it.
 
-    FLUX.1 and SD3 (networks.lora_flux / lora_sd3, `network_type` lora only): ``variant`` names the SD3,
+    FLUX.1 and SD3 (networks.lora_flux / lora_sd3; LyCORIS locon wraps the same Linears of the same blocks
+    and CLIP's, never T5-XXL, and saves the same tensors, as tiny runs measured): ``variant`` names the SD3,
     ``train_t5xxl`` adds T5-XXL (their network arg of that name), ``train_blocks`` keeps FLUX's single
-    or double blocks only.
+    or double blocks only; ``blocks`` their block counts as the model file holds them (see base_layers).
 
     ``conv_dim`` is the ``conv_dim`` network arg, None when it is not passed. For lora and dylora,
     None means no 3x3 convs (and no ResnetBlock2D/Down/Upsample2D layers at all); for LyCORIS,
@@ -386,11 +407,13 @@ def tensor_shapes(
         raise ValueError(f"conv_dim: networks.dylora requires conv_dim == dim (got {conv_dim}, dim {dim})")
     if not (train_unet or train_text_encoder):
         raise ValueError("train_unet and train_text_encoder are both off: nothing to save")
-    if family in ("flux1", "sd3") and network_type != "lora":
-        raise ValueError(f"network_type: only lora is sized for {family} (got {network_type!r})")
+    if family in ("flux1", "sd3") and network_type not in ("lora", "locon"):
+        raise ValueError(f"network_type: only lora and locon are sized for {family} (got {network_type!r})")
+    if family in ("flux1", "sd3") and network_type == "locon" and (train_t5xxl or train_blocks != "all"):
+        raise ValueError("train_t5xxl and train_blocks are networks.lora_flux/lora_sd3's; locon wraps every block")
 
     shapes: dict[str, Shape] = {}
-    for layer in base_layers(family, variant):
+    for layer in base_layers(family, variant, blocks):
         is_text = layer.role in ("text", "t5")
         if (is_text and not train_text_encoder) or (not is_text and not train_unet):
             continue
@@ -460,6 +483,7 @@ def predict(
     variant: Sd3Variant | None = None,
     train_t5xxl: bool = False,
     train_blocks: Literal["all", "single", "double"] = "all",
+    blocks: tuple[int, int] | None = None,
 ) -> NetSize:
     """Size a network before training it.
 
@@ -484,6 +508,7 @@ def predict(
         variant=variant,
         train_t5xxl=train_t5xxl,
         train_blocks=train_blocks,
+        blocks=blocks,
     )
     meta = DEFAULT_METADATA_BYTES if metadata_bytes is None else metadata_bytes
     return NetSize(

@@ -204,7 +204,7 @@ def _resolve(loaded: LoadedSpec, options: RunOptions) -> _Resolved:
         script = script_for(family)
         surface = surface_jobs[family].result() if family in surface_jobs else read_surface(install, script)
         versions = versions_job.result()
-        check_trainer(loaded, install, versions)  # no torch, accelerate or a module the spec needs: no launch
+        check_trainer(loaded, install, versions, family)  # no torch, accelerate, a module the spec needs: no launch
     tokenizer_dir = options.tokenizer_dir or prepare_tokenizer_cache(
         family, settings.tokenizer_root(), offline=options.offline
     )

@@ -148,14 +148,36 @@ def missing_modules(loaded: LoadedSpec, install: Install, versions: dict[str, An
     return issues
 
 
-def check_trainer(loaded: LoadedSpec, install: Install, versions: dict[str, Any]) -> None:
+def device_issues(loaded: LoadedSpec, versions: dict[str, Any], family: str) -> list[Issue]:
+    """What the trainer's device cannot run. SD3 block swap without CUDA takes sd-scripts' CPU path
+    (custom_offloading_utils.swap_weight_devices_no_cuda, "not tested"), which pairs the modules of a
+    swapped block with those of the last joint block, whose context block is smaller: the first step fails
+    with AttributeError: 'Sequential' object has no attribute 'weight'. FLUX.1's blocks are alike, so its
+    block swap runs there (tests/test_engine_families.py runs both)."""
+    torch = versions.get("torch") or {}
+    if not family.startswith("sd3") or loaded.spec.training.blocks_to_swap is None or "error" in torch:
+        return []
+    if torch.get("cuda_available"):
+        return []
+    message = (
+        "SD3 block swap needs a CUDA GPU: without one sd-scripts swaps through its untested CPU path, which "
+        "fails at the first step (AttributeError: 'Sequential' object has no attribute 'weight'); remove it "
+        "on this trainer"
+    )
+    return [loaded.issue("error", ("training", "blocks_to_swap"), message)]
+
+
+def check_trainer(loaded: LoadedSpec, install: Install, versions: dict[str, Any], family: str | None = None) -> None:
     """Refuse to launch what would fail on import: InstallError when the Python cannot run sd-scripts at
-    all, SpecError (located) when it lacks a module the spec asks for. `versions` is the run's probe."""
+    all, SpecError (located) when it lacks a module the spec asks for, or its device cannot run a setting of
+    the `family` it trains. `versions` is the run's probe."""
     from ..spec import SpecError
 
     if (problem := trainer_problem(install, versions)) is not None:
         raise InstallError(problem)
-    if issues := missing_modules(loaded, install, versions):
+    issues = missing_modules(loaded, install, versions)
+    issues += device_issues(loaded, versions, family) if family is not None else []
+    if issues:
         raise SpecError(issues, loaded.path)
 
 

@@ -1,0 +1,1 @@
+"""Fake lycoris.kohya: see the package docstring."""
