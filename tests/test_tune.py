@@ -5,6 +5,7 @@ run as real processes, one slower, one faster, one that hangs past the time boun
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -184,3 +185,15 @@ def test_batch_doubles_until_a_batch_fails_and_says_what_it_would_mean(tmp_path:
     assert "nothing is changed for you" in result.output
     assert "not cached: --no-cache" in result.output
     assert read_tuned() == {}
+
+
+def test_tune_says_where_a_long_candidate_is(tmp_path: Path, monkeypatch):
+    from artlab_kohya.experiments import tune as tune_module
+
+    project = fake_project(tmp_path, monkeypatch)
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(tune_module, "PROGRESS_EVERY", 0.5)
+    monkeypatch.setenv("FAKE_DURATION", "4")
+    result = CliRunner().invoke(main, ["tune", "spec.yaml", "--only-mine", "--candidate", "one:", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"tune: one: step \d+/120", result.output), result.output

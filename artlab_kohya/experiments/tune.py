@@ -44,6 +44,7 @@ TUNE_PREFIX = "tune-"
 MIN_GAIN = 1.03  # a candidate must beat the default by 3% to be chosen: within that, the default's simplicity wins
 BATCH_FACTORS = (2, 4, 8, 16)  # --batch: the largest batch that fits and still pays, by doubling
 STOP_GRACE = 30.0  # seconds a stopped candidate gets to record its end before it is killed
+PROGRESS_EVERY = 15.0  # seconds between the lines saying where a candidate is
 # Each candidate run: this many steps, nothing saved or sampled on the way, no logger.
 RUN_OVERRIDES = (
     "training.epochs=null",
@@ -264,7 +265,7 @@ def run_candidate(
         )
     status = None
     try:
-        proc.wait(timeout=options.timeout)
+        _wait(proc, started + options.timeout, tune_dir / candidate.name, candidate.name, options.echo)
     except subprocess.TimeoutExpired:
         status = "timeout"
         _stop(proc)
@@ -306,6 +307,43 @@ def run_candidate(
         outcome.unlink(missing_ok=True)
         work.rmdir()
     return measured
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float, runs: Path, name: str, echo: Callable[[str], None]) -> None:
+    """Wait for the candidate until the deadline (TimeoutExpired after it), saying its step now and then."""
+    said, last = time.monotonic(), ""
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, min(PROGRESS_EVERY / 10, deadline - time.monotonic())))
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        if time.monotonic() - said >= PROGRESS_EVERY:
+            said = time.monotonic()
+            folders = find_runs(runs) if runs.is_dir() else []
+            step = _last_step(folders[-1]) if folders else None
+            line = f"tune: {name}: step {step}" if step else f"tune: {name}: starting"
+            if line != last:
+                echo(line)
+                last = line
+
+
+def _last_step(folder: Path) -> str | None:
+    """'12/40' from the end of the run's events.jsonl."""
+    try:
+        with (folder / "events.jsonl").open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        if '"Step"' in line:
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                return f"{event.get('step')}/{event.get('total')}"
+    return None
 
 
 def _outcome_error(path: Path) -> str | None:
