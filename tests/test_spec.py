@@ -152,9 +152,9 @@ def test_overrides_are_validated_and_located(write_spec):
     assert loaded.spec.dataset.subsets[0].repeats == 5
     assert loaded.spec.optimizer.learning_rate == 1e-3
     assert [str(o) for o in loaded.overrides] == [
-        "network.dim = 32 (was None)",
-        "dataset.subsets[0].repeats = 5 (was None)",
-        "optimizer.learning_rate = 0.001 (was None)",
+        "network.dim = 32 (not set in the file: its default before)",
+        "dataset.subsets[0].repeats = 5 (not set in the file: its default before)",
+        "optimizer.learning_rate = 0.001 (not set in the file: its default before)",
     ]
     assert errors_of(path, ("network.dim=0", "dataset.subsets.3.repeats=2", "oops")) == [
         "--set dataset.subsets.3.repeats=2: dataset.subsets[3] does not exist in the spec",

@@ -71,9 +71,11 @@ class Override:
     value: Any
     previous: Any
     text: str
+    was_set: bool = True  # False: the spec file did not set it (the schema's default applied)
 
     def __str__(self) -> str:
-        return f"{format_path(self.path)} = {self.value!r} (was {self.previous!r})"
+        was = f"was {self.previous!r}" if self.was_set else "not set in the file: its default before"
+        return f"{format_path(self.path)} = {self.value!r} ({was})"
 
 
 _MISSING = object()
@@ -234,7 +236,8 @@ def apply_overrides(
         except (ValueError, SpecYamlError) as exc:
             problems.append(Issue("error", (), printable(str(exc)), where))
             continue
-        applied.append(Override(path, value, None if previous is _MISSING else previous, text))
+        missing = previous is _MISSING
+        applied.append(Override(path, value, None if missing else previous, text, was_set=not missing))
     return data, applied, problems
 
 
