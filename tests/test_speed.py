@@ -132,3 +132,9 @@ def test_cudnn_benchmark_starts_the_script_through_the_flags_entry(tmp_path: Pat
     assert argv[i + 1 : i + 4] == ["--cudnn-benchmark", str(tmp_path / "train_network.py"), "--config_file"]
     plain, _ = build_command(spec(), install, tmp_path / "config.toml", "sd15")
     assert str(INSIDE_SCRIPTS / "torch_flags.py") not in plain
+
+
+def test_more_workers_than_cpus_is_said():
+    s = choose_speed(spec(training={"workers": 100}), "sd15", Machine(2, 8 << 30), H200)
+    assert s.workers == 100
+    assert "more than the 2 CPUs each training process has here" in s.lines()[0]

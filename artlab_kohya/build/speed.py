@@ -130,7 +130,9 @@ def choose_speed(
 
     if t.workers != "auto":
         workers = t.workers
-        choices.append(Choice("training.workers", workers, SET))
+        per_process = machine.cpus // max(1, launch.num_processes)
+        too_many = f"; more than the {per_process} CPUs each training process has here (they compete with it)"
+        choices.append(Choice("training.workers", workers, SET + (too_many if workers > per_process else "")))
     elif "training.workers" in applied:
         workers = int(applied["training.workers"])
         choices.append(Choice("training.workers", workers, tuned_why))
