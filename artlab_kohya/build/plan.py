@@ -67,6 +67,11 @@ class Plan:
         return self.batch_size * self.processes * self.machines * self.gradient_accumulation
 
 
+def images_per_step(spec: Spec) -> int:
+    """A spec's effective batch (Plan.effective_batch) without scanning its dataset."""
+    return spec.dataset.batch_size * world_size(spec) * spec.training.gradient_accumulation
+
+
 def _scan(loaded: LoadedSpec) -> tuple[list[list[tuple[int, int]]], list[Issue]]:
     """Image sizes per subset, from headers; problems located at the subset's path."""
     sizes: list[list[tuple[int, int]]] = []

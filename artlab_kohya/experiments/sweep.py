@@ -42,6 +42,7 @@ from ..run.folder import alive_here
 from ..spec import LoadedSpec
 from .matrix import Matrix, Variant, expand, load_variants
 from .records import SWEEP_FILE, find_runs, read_lock, read_result, read_sweep, run_status
+from .worker import start as start_worker
 
 FINISHED = "finished"
 WHERE_IT_RAN = ("gpu_ids", "machine_rank", "main_process_ip", "main_process_port")
@@ -442,32 +443,19 @@ def _start(
     options: SweepOptions,
     work: Path,
 ) -> _Worker:
-    job = work / f"{variant.index}.json"
     outcome = work / f"{variant.index}.outcome.json"
-    job.write_text(
-        json.dumps(
-            {
-                "spec_path": str(loaded.path),
-                "spec_text": loaded.text,
-                "overrides": [*options.overrides, *variant.overrides, gpu_override(gpus)],
-                "runs_root": str(runs_root),
-                "offline": options.offline,
-                "outcome": str(outcome),
-            }
-        ),
-        encoding="utf-8",
-    )
+    job = {
+        "spec_path": str(loaded.path),
+        "spec_text": loaded.text,
+        "overrides": [*options.overrides, *variant.overrides, gpu_override(gpus)],
+        "runs_root": str(runs_root),
+        "offline": options.offline,
+        "outcome": str(outcome),
+    }
     log = sweep.path / f"{variant.name}.log"
     parent = runs_root / variant.name
     before = {p.name for p in parent.iterdir()} if parent.is_dir() else set()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "artlab_kohya.experiments.worker", str(job)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches the sweep, which passes it on once
-        )
+    proc = start_worker(job, work / f"{variant.index}.json", log)
     options.echo(f"sweep: start {variant.name} on GPU {','.join(map(str, gpus))} ({_describe(variant)}), log {log}")
     _record(sweep, variant, "running", None, started=_now(), gpus=gpus, log=log.name)
     return _Worker(variant, proc, gpus, outcome, before)

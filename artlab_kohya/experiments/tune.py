@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,12 +31,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..build.plan import images_per_step
 from ..build.speed import TUNABLE, Card, read_tuned, tune_file, tune_key
 from ..errors import ArtlabError, InputError
 from ..files import write_atomic
 from ..spec import LoadedSpec
 from ..spec.load import load_spec_text
 from .records import find_runs, read_lock, read_result
+from .worker import start as start_worker
 
 TUNE_FILE = "tune.json"
 TUNE_PREFIX = "tune-"
@@ -214,12 +215,6 @@ def steady_rate(folder: Path) -> tuple[float | None, list[float]]:
     return (last[0] - mid[0]) / (last[1] - mid[1]), losses
 
 
-def _images_per_step(loaded: LoadedSpec) -> int:
-    spec = loaded.spec
-    launch = spec.launch
-    return spec.dataset.batch_size * spec.training.gradient_accumulation * launch.num_processes * launch.num_machines
-
-
 def run_candidate(
     loaded: LoadedSpec, candidate: Candidate, tune_dir: Path, options: TuneOptions, extra: tuple[str, ...] = ()
 ) -> Measured:
@@ -239,30 +234,18 @@ def run_candidate(
         return Measured(candidate, "failed", note=" ".join(exc.lines()))
     work = Path(tempfile.mkdtemp(prefix="artlab-tune-"))
     job, outcome = work / "job.json", work / "outcome.json"
-    job.write_text(
-        json.dumps(
-            {
-                "spec_path": str(loaded.path),
-                "spec_text": loaded.text,
-                "overrides": overrides,
-                "runs_root": str(tune_dir),
-                "offline": options.offline,
-                "outcome": str(outcome),
-                "no_report": True,
-            }
-        ),
-        encoding="utf-8",
-    )
+    job_data = {
+        "spec_path": str(loaded.path),
+        "spec_text": loaded.text,
+        "overrides": overrides,
+        "runs_root": str(tune_dir),
+        "offline": options.offline,
+        "outcome": str(outcome),
+        "no_report": True,
+    }
     log = tune_dir / f"{candidate.name}.log"
     started = time.monotonic()
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "artlab_kohya.experiments.worker", str(job)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_worker(job_data, job, log)
     status = None
     try:
         _wait(proc, started + options.timeout, tune_dir / candidate.name, candidate.name, options.echo)
@@ -288,7 +271,7 @@ def run_candidate(
     elif status != "ok":
         note = result.get("diagnosis") or _outcome_error(outcome) or f"see {log}"
     rate, losses = steady_rate(folder) if folder else (None, [])
-    images = _images_per_step(run_spec)
+    images = images_per_step(run_spec.spec)
     startup = result.get("startup") or {}
     measured = Measured(
         candidate,
@@ -428,9 +411,8 @@ def tune(loaded: LoadedSpec, options: TuneOptions) -> dict[str, Any]:
             record["candidates"].append(m.record())
             save()
             options.echo(f"tune: {candidate.name}: {_said(m)}")
-        _decide(loaded, options, record, measured, tune_dir)
+        best = _decide(loaded, options, record, measured, tune_dir)
         save()
-        best = choose(measured)
         if options.batch and best is not None:
             _batches(loaded, best, tune_dir, options, record, save)
     except (KeyboardInterrupt, TuneStopped):
@@ -458,7 +440,7 @@ def _stop_tune(signum: int, frame: object) -> None:
 
 def _decide(
     loaded: LoadedSpec, options: TuneOptions, record: dict[str, Any], measured: list[Measured], tune_dir: Path
-) -> None:
+) -> Measured | None:
     """The choice, in the record and (unless --no-cache) the cache."""
     best = choose(measured)
     record["chosen"] = best.candidate.name if best else None
@@ -481,6 +463,7 @@ def _decide(
         if options.cache:
             _write_cache(key, entry)
             record["cached_in"] = str(tune_file())
+    return best
 
 
 def _batches(

@@ -11,10 +11,26 @@ exit status. The sweep starts it in a session of its own and passes Ctrl-C on to
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..files import write_atomic
+
+
+def start(job: dict[str, Any], job_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    """Write JOB.json and start a worker on it in a session of its own (Ctrl-C reaches its caller, which
+    passes it on once), its output appended to `log`."""
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "artlab_kohya.experiments.worker", str(job_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def main(argv: list[str]) -> int:
