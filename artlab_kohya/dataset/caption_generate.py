@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ArtlabError
 from ..trainer.install import Install
-from ..trainer.output import Event, LogRecord, ModuleNotFound, Progress, Traceback
+from ..trainer.output import Event, LogRecord, ModuleNotFound, Progress, last_traceback, wrong_python
 from ..trainer.process import CHILD_ENV
 from .caption_edit import Backup, CaptionError, Edit, apply_edit, write_captions
 from .images import list_images
@@ -175,13 +175,8 @@ def _failure(model: str, rc: int, events: list[Event], python: str) -> str:
             "there (pip install them into the sd-scripts environment, or pass --python)"
         )
     if missing is not None:
-        return (
-            f"{python} has no module '{missing.module}': it is not sd-scripts' environment; pass --python "
-            "the Python of the sd-scripts (kohya_ss) venv"
-        )
-    tb = next((e for e in reversed(events) if isinstance(e, Traceback)), None)
-    detail = f": {tb.exc_type}: {tb.message}".rstrip(": ") if tb else ""
-    text = tb.text if tb else ""
+        return wrong_python(python, missing.module)
+    detail, text = last_traceback(events)
     hint = ""
     if model == "blip" and ("from_pretrained" in text or "download_cached_file" in text):
         hint = " (BLIP downloads its weights and BERT's tokenizer on first use: run once with network access)"

@@ -27,7 +27,7 @@ from ..models.checkpoint import ModelError, check_model_file, detect_family
 from ..models.hashing import sha256_file
 from ..models.lora_file import LoraInfo
 from .install import Install, describe_commit
-from .output import Event, ModuleNotFound, Traceback
+from .output import Event, ModuleNotFound, last_traceback, wrong_python
 from .process import CHILD_ENV
 
 RESIZE_SCRIPT = "networks/resize_lora.py"
@@ -329,12 +329,8 @@ def _now() -> str:
 def _failure(job: Job, code: int, events: list[Event], python: str) -> str:
     missing = next((e for e in events if isinstance(e, ModuleNotFound)), None)
     if missing is not None:
-        return (
-            f"{python} has no module '{missing.module}': it is not sd-scripts' environment; pass --python "
-            "the Python of the sd-scripts (kohya_ss) venv"
-        )
-    tb = next((e for e in reversed(events) if isinstance(e, Traceback)), None)
-    detail = f": {tb.exc_type}: {tb.message}".rstrip(": ") if tb else ""
+        return wrong_python(python, missing.module)
+    detail, _ = last_traceback(events)
     if code < 0 or code >= 128:
         detail += " (killed: out of memory?)" if code in (137, -9) else ""
     return f"{job.tool} failed with status {code}{detail}"

@@ -577,3 +577,17 @@ class Parser:
     def close(self) -> list[Event]:
         """Flush partial lines and open blocks, stdout's first."""
         return [event for parser in self._streams.values() for event in parser.close()]
+
+
+def wrong_python(python: str, module: str) -> str:
+    """What a script run in a Python without sd-scripts' packages says (`lora` tools, captioning)."""
+    return (
+        f"{python} has no module '{module}': it is not sd-scripts' environment; pass --python "
+        "the Python of the sd-scripts (kohya_ss) venv"
+    )
+
+
+def last_traceback(events: list[Event]) -> tuple[str, str]:
+    """': ExcType: message' of the last traceback among `events` ('' when none), and its whole text."""
+    tb = next((e for e in reversed(events) if isinstance(e, Traceback)), None)
+    return (f": {tb.exc_type}: {tb.message}".rstrip(": ") if tb else "", tb.text if tb else "")
