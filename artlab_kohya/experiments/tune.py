@@ -37,7 +37,7 @@ from ..errors import ArtlabError, InputError
 from ..files import write_atomic
 from ..spec import LoadedSpec
 from ..spec.load import load_spec_text
-from .records import find_runs, read_lock, read_result
+from .records import find_runs, last_step, read_lock, read_result
 from .worker import start as start_worker
 
 TUNE_FILE = "tune.json"
@@ -305,28 +305,11 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float, runs: Path, name: str,
         if time.monotonic() - said >= PROGRESS_EVERY:
             said = time.monotonic()
             folders = find_runs(runs) if runs.is_dir() else []
-            step = _last_step(folders[-1]) if folders else None
-            line = f"tune: {name}: step {step}" if step else f"tune: {name}: starting"
+            step = last_step(folders[-1]) if folders else None
+            line = f"tune: {name}: step {step.step}/{step.total}" if step else f"tune: {name}: starting"
             if line != last:
                 echo(line)
                 last = line
-
-
-def _last_step(folder: Path) -> str | None:
-    """'12/40' from the end of the run's events.jsonl."""
-    try:
-        with (folder / "events.jsonl").open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            tail = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(tail):
-        if '"Step"' in line:
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                return f"{event.get('step')}/{event.get('total')}"
-    return None
 
 
 def _outcome_error(path: Path) -> str | None:
