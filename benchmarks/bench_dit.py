@@ -7,7 +7,10 @@ case as the whole CLI on 16 flat-colour square images x 10 repeats, batch 2, 30 
 the transformer, bf16 weights, latents and text-encoder outputs cached, the spec's defaults for the
 family's own section:
 - CASE_gc: with gradient checkpointing;
-- CASE: without.
+- CASE: without;
+- CASE_swap: CASE with training.blocks_to_swap SWAP (the transformer's blocks moved between the card
+  and the CPU as sd-scripts' block swap does);
+- CASE_locon: CASE with a LyCORIS locon (lycoris.kohya) instead of the family's LoRA module.
 A case starts only while --deadline seconds (from the start of the script) are not yet spent.
 Measured as in bench_sdxl.py (whose helpers it uses): steady images/s over the second half of the
 steps, the card's peak used memory (NVML), plan's total against the trainer's, the saved LoRA against
@@ -33,6 +36,7 @@ import bench_sdxl as common  # noqa: E402 - the helpers of the SDXL benchmark
 BATCH = 2
 STEPS = 30
 DIM = 16
+SWAP = 8
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def spec_text(fam: Family, files: dict[str, Path], images: Path, sd: Path, case:
         sd,
         case,
         dataset={"resolution": fam.resolution, "batch_size": BATCH, "buckets": {"enabled": False}},
-        network={"dim": DIM, "alpha": DIM, "train": "unet"},
+        network={"type": "locon" if case.endswith("_locon") else "lora", "dim": DIM, "alpha": DIM, "train": "unet"},
         training={
             "epochs": None,
             "max_steps": STEPS,
@@ -91,6 +95,7 @@ def spec_text(fam: Family, files: dict[str, Path], images: Path, sd: Path, case:
             "save_precision": "fp16",
             "cache_text_encoder_outputs": "memory",
             "gradient_checkpointing": case.endswith("_gc"),
+            "blocks_to_swap": SWAP if case.endswith("_swap") else None,
             "stop_on_nan": False,
         },
     )
@@ -166,7 +171,8 @@ def run_case(fam: Family, variant: str, case: str, files: dict[str, Path], sd: P
     def check(path: Path) -> dict:
         result = original_check(path)
         meta = len(json.dumps(read_safetensors_header(path).get("__metadata__", {}), separators=(",", ":")))
-        size = predict(fam.family, "lora", dim=DIM, train_text_encoder=False, save_dtype="fp16", metadata_bytes=meta,
+        kind = "locon" if case.endswith("_locon") else "lora"
+        size = predict(fam.family, kind, dim=DIM, train_text_encoder=False, save_dtype="fp16", metadata_bytes=meta,
                        **sized)  # fmt: skip
         result["predicted"] = {"tensors": size.tensors, "params": size.params, "bytes": size.bytes}
         return result
