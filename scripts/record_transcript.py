@@ -8,8 +8,9 @@ the existing transcripts use, which tests/fake_kohya/train_network.py maps back 
 the run folder and its checkpoints/ become /home/artist/lora/runs/lora, the sd-scripts folder
 /home/artist/lora/sd-scripts, the trainer's environment /home/artist/lora/venv, the tokenizer folder
 /home/artist/lora/tokenizers, the folder of each model file /home/artist/lora/models and the spec's
-folder /home/artist/lora. The spaces rich pads each log line with up to COLUMNS are trimmed. For the
-replay to write the checkpoints, the run's output.name should be `tiny_lora`.
+folder /home/artist/lora; the run's output name in its checkpoint paths becomes tiny_lora, the name the
+stand-in's replay writes checkpoints for. A run folder copied from the machine it ran on is found where it was through
+its config.toml's output_dir. The spaces rich pads each log line with up to COLUMNS are trimmed.
 """
 
 from __future__ import annotations
@@ -26,9 +27,25 @@ ROOT = Path(__file__).resolve().parent.parent
 HOME = "/home/artist/lora"
 
 
+def ran_in(run: Path) -> Path:
+    """Where the run folder was when it ran: its config.toml's output_dir's parent (the folder may have
+    been copied since), else where it is."""
+    import tomllib
+
+    config = run / "config.toml"
+    if config.exists():
+        tables = tomllib.loads(config.read_text(encoding="utf-8")).values()
+        output_dir = next((t["output_dir"] for t in tables if isinstance(t, dict) and "output_dir" in t), None)
+        if output_dir:
+            return Path(output_dir).parent
+    return run
+
+
 def replacements(run: Path, lock: dict) -> list[tuple[str, str]]:
     """(real path, neutral path), longest first, so a folder inside another is rewritten as itself."""
     pairs = {str(run / "checkpoints"): f"{HOME}/runs/lora", str(run): f"{HOME}/runs/lora"}
+    name = lock["spec"]["output"]["name"]
+    pairs[str(run / "checkpoints" / name)] = f"{HOME}/runs/lora/tiny_lora"
     pairs[str(Path(lock["kohya"]["dir"]))] = f"{HOME}/sd-scripts"
     python = Path(lock["kohya"]["python"])
     venv = python.parent.parent if python.parent.name == "bin" else python.parent
@@ -58,7 +75,7 @@ def main() -> None:
     run = args.run.resolve()
     lock = yaml.safe_load((run / "spec.lock.yaml").read_text(encoding="utf-8"))
     result = json.loads((run / "result.json").read_text(encoding="utf-8"))
-    pairs = replacements(run, lock)
+    pairs = replacements(ran_in(run), lock)
     for suffix in ("stdout", "stderr"):
         text = (run / f"{suffix}.log").read_text(encoding="utf-8", errors="replace")
         (args.out / f"{args.name}.{suffix}").write_text(rewrite(text, pairs), encoding="utf-8")

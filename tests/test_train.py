@@ -394,3 +394,50 @@ def test_a_random_seed_is_one_number_in_the_config_the_lock_and_a_rerun(project,
     assert "seed: random" in (first.folder / "spec.yaml").read_text()  # the spec as written, beside the number
     loaded, _ = load_lock(first.folder, plain=True)
     assert loaded.spec.training.seed == lock["seed"] and not loaded.seed_drawn
+
+
+def test_a_two_gpu_run_replayed_plans_the_steps_the_two_processes_took(tmp_path, images, monkeypatch):
+    """Two training processes on one host (launch.num_processes 2, gpu_ids [0, 1]) against the stand-in
+    replaying what the real train_network.py printed on two H200s for this spec (lora_two_gpus.*, both
+    ranks' output): half the steps of one process, which plan says before launch, and accelerate's
+    multi-GPU arguments in the lock."""
+    from artlab_kohya.build.plan import make_plan
+
+    images(tmp_path / "img", [(512, 512)] * 64, caption="bench, a colour field")
+    header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
+    (tmp_path / "base.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    tok = tmp_path / "tok" / "openai_clip-vit-large-patch14"
+    tok.mkdir(parents=True)
+    for file in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (tok / file).write_text("{}")
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tmp_path / "tok"))
+    monkeypatch.setenv("FAKE_TRANSCRIPT", "lora_two_gpus")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "model:\n  source: base.safetensors\n  family: sd15\n"
+        "dataset:\n  resolution: 512\n  batch_size: 8\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img\n      repeats: 10\n      class_tokens: bench\n"
+        "network:\n  type: lora\n  dim: 32\n  alpha: 16\n"
+        "training:\n  epochs: 2\n  save_every_n_epochs: 1\n  mixed_precision: bf16\n"
+        "output:\n  name: tiny_lora\n  log_with: none\n"
+        "launch:\n  num_processes: 2\n  gpu_ids: [0, 1]\n"
+        f"kohya:\n  dir: {FAKE}\n  python: {sys.executable}\n"
+    )
+    plan = make_plan(load_spec(spec))
+    assert (plan.train_images_x_repeats, plan.batches_per_epoch, plan.total_steps) == (640, 40, 80)
+
+    outcome = run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.diagnosis
+    lock = yaml.safe_load((outcome.folder / "spec.lock.yaml").read_text())
+    assert lock["plan"]["total_steps"] == 80
+    argv = " ".join(lock["argv"])
+    assert "--num_processes 2" in argv and "--multi_gpu" in argv and "--gpu_ids 0,1" in argv
+    events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
+    assert next(e for e in events if e["type"] == "TrainingSummary")["total_steps"] == 80
+    assert [e["step"] for e in events if e["type"] == "Step"][-1] == 80
+    result = json.loads((outcome.folder / "result.json").read_text())
+    assert [Path(c["file"]).name for c in result["checkpoints"]] == [
+        "tiny_lora-000001.safetensors",
+        "tiny_lora.safetensors",
+    ]

@@ -292,3 +292,61 @@ def test_a_tiny_cpu_run_replayed_is_recorded_as_its_family(tmp_path, images, mon
         "tiny_lora-000001.safetensors",
         "tiny_lora.safetensors",
     ]
+
+
+H200 = {"name": "NVIDIA H200", "total_memory": 150_754_820_096, "major": 9, "minor": 0}
+SD3_GPU = {  # transcript -> what its spec adds to the plain one, and what the config must then say
+    "sd3_lora": ("", 'network_module = "networks.lora_sd3"'),
+    "sd3_swap_lora": ("  blocks_to_swap: 8\n", "blocks_to_swap = 8"),
+    "sd3_locon_lora": ("", 'network_module = "lycoris.kohya"'),
+}
+
+
+@pytest.mark.parametrize("transcript", sorted(SD3_GPU))
+def test_an_sd3_gpu_run_replayed_plans_and_records_as_the_card_did(tmp_path, images, monkeypatch, transcript):
+    """SD3.5 large through `run` against the stand-in sd3_train_network.py replaying what the real one printed
+    on an H200 for this spec (full-size random-init SD3.5 large, 38 joint blocks; plain, with 8 blocks swapped,
+    and as a LyCORIS locon): the variant read from the header, the plan's numbers and LoRA size against the
+    card's run (the same for all three: lycoris wraps the same Linears), the option in the config, and the
+    checkpoint recorded."""
+    training, rendered = SD3_GPU[transcript]
+    images(tmp_path / "img", [(1024, 1024)] * 16, caption="bench, a colour field")
+    keys = [f"model.diffusion_model.joint_blocks.{i}.x_block.attn.qkv.weight" for i in range(38)]
+    keys.append("model.diffusion_model.joint_blocks.0.context_block.attn.ln_k.weight")  # q/k norms: SD3.5
+    raw = json.dumps({k: {"dtype": "BF16", "shape": [0], "data_offsets": [0, 0]} for k in keys}).encode()
+    (tmp_path / "sd3.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw)
+    for name in ("clip_l", "clip_g", "t5xxl"):
+        fake_model(tmp_path / f"{name}.safetensors")
+    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
+    tok = tokenizers(tmp_path / "tok", (CLIP_L, CLIP_G))
+    (tok / "google_t5-v1_1-xxl").mkdir()
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        (tok / "google_t5-v1_1-xxl" / file).write_text("{}")
+    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tok))
+    monkeypatch.setenv("FAKE_TRANSCRIPT", transcript)
+    monkeypatch.setenv("FAKE_CUDA_GPU", json.dumps(H200))  # SD3 block swap is refused without a CUDA card
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "model:\n  source: sd3.safetensors\n  family: auto\n"
+        "  clip_l: clip_l.safetensors\n  clip_g: clip_g.safetensors\n  t5xxl: t5xxl.safetensors\n"
+        "dataset:\n  resolution: 1024\n  batch_size: 2\n  buckets:\n    enabled: false\n"
+        "  subsets:\n    - path: img\n      repeats: 10\n      class_tokens: bench\n"
+        f"network:\n  type: {'locon' if 'locon' in transcript else 'lora'}\n  dim: 16\n  alpha: 16\n  train: unet\n"
+        "training:\n  epochs: null\n  max_steps: 30\n  save_precision: fp16\n  cache_text_encoder_outputs: memory\n"
+        f"{training}output:\n  name: tiny_lora\n  log_with: none\n"
+        f"kohya:\n  dir: {FAKE}\n  python: {sys.executable}\n"
+    )
+    plan = make_plan(load_spec(spec))
+    assert plan_numbers(plan) == trainer_numbers(transcript) == (160, 80, 1, 30)
+    assert plan.lora_params == 67395961  # each card run's LoRA: 1,131 tensors, 67,395,961 parameters
+    assert abs(plan.lora_bytes - 134941778) < 1000  # and 134,941,778-818 bytes (the metadata is estimated)
+
+    outcome = run_spec(load_spec(spec), RunOptions(runs_root=tmp_path / "runs", plain=True))
+    assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.diagnosis
+    lock = yaml.safe_load((outcome.folder / "spec.lock.yaml").read_text())
+    assert (lock["model"]["family"], lock["kohya"]["script"]) == ("sd3", "sd3_train_network.py")
+    assert rendered in (outcome.folder / "config.toml").read_text()
+    events = [json.loads(line) for line in (outcome.folder / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["type"] == "Step"][-1] == 30
+    result = json.loads((outcome.folder / "result.json").read_text())
+    assert [Path(c["file"]).name for c in result["checkpoints"]] == ["tiny_lora.safetensors"]
