@@ -6,7 +6,8 @@ text-encoder outputs cached). Here the same spec runs against tests/fake_kohya/s
 which replays it: the plan's numbers must be the trainer's, and the record must say SDXL. Likewise
 flux_lora.* (FLUX.1 dev on an H200), and sd3_tiny_cpu.*, sd3_medium_tiny_cpu.* and
 flux_schnell_tiny_cpu.* (tiny SD3.5 large, SD3 medium and FLUX.1 schnell on a CPU, as
-tests/test_engine_families.py runs them).
+tests/test_engine_families.py runs them), and sd3_lora.*, sd3_swap_lora.*, sd3_locon_lora.* (SD3.5 large
+on an H200: plain, with blocks swapped, as a LyCORIS locon).
 """
 
 from __future__ import annotations
