@@ -123,7 +123,10 @@ def saved_tensors(path: Path) -> dict[str, list[int]]:
 OPTIONS = {  # a spec option -> (its edit of the tiny spec, what the trainer's log shows of it)
     "fp8_base": ({"  family: auto\n": "  family: auto\n  fp8_base: true\n"}, "unet dtype: torch.float8_e4m3fn"),
     "locon": ({"  type: lora\n": "  type: locon\n"}, "lycoris.kohya"),
+    "loha": ({"  type: lora\n": "  type: loha\n"}, "Using rank adaptation algo: loha"),
+    "lokr": ({"  type: lora\n": "  type: lokr\n"}, "Using rank adaptation algo: lokr"),
 }
+LYCORIS = ("locon", "loha", "lokr")
 
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
@@ -135,7 +138,7 @@ def test_a_family_option_trains_the_tiny_transformer_on_a_cpu(engine, tmp_path, 
     edits, shown = OPTIONS[option]
     result = run_tiny(engine, tmp_path, images, family, edits)
     assert result.returncode == 0, result.stderr[-3000:]
-    folder = check_tiny_run(tmp_path, family, "lycoris.kohya" if option == "locon" else None)
+    folder = check_tiny_run(tmp_path, family, "lycoris.kohya" if option in LYCORIS else None)
     log = (folder / "stderr.log").read_text() + (folder / "stdout.log").read_text()
     assert shown in log
     from artlab_kohya.build.plan import dit_blocks_of, sd3_variant_of
@@ -143,7 +146,7 @@ def test_a_family_option_trains_the_tiny_transformer_on_a_cpu(engine, tmp_path, 
     from artlab_kohya.spec import load_spec
 
     spec = load_spec(tmp_path / "spec.yaml").spec
-    kind = "locon" if option == "locon" else "lora"
+    kind = option if option in LYCORIS else "lora"
     shapes = tensor_shapes(
         family, kind, dim=4, train_text_encoder=False, variant=sd3_variant_of(spec), blocks=dit_blocks_of(spec)
     )

@@ -228,8 +228,19 @@ def test_locon_on_a_transformer_is_sized_as_its_lora(tmp_path, images, keys) -> 
     assert locon.lora_params == lora.lora_params and lora.lora_params is not None
 
 
+@pytest.mark.parametrize("kind", ["loha", "lokr"])
+def test_loha_and_lokr_on_a_transformer_are_sized_with_their_own_tensors(tmp_path, images, kind) -> None:
+    # tests/test_engine_families.py trains both on the tiny FLUX.1 and SD3: the files hold these tensors
+    spec = project(tmp_path, images, TINY_FLUX, FLUX_BODY.replace("train_blocks: single", "train_blocks: all"))
+    spec.write_text(spec.read_text().replace("type: lora", f"type: {kind}"))
+    plan = make_plan(load_spec(spec))
+    expected = predict("flux1", kind, dim=16, train_text_encoder=False, blocks=(1, 1))
+    assert plan.lora_params == expected.params != predict("flux1", "lora", dim=16, train_text_encoder=False,
+                                                            blocks=(1, 1)).params  # fmt: skip
+
+
 def test_plan_says_why_a_lycoris_network_on_a_transformer_is_not_sized(tmp_path, images, capsys) -> None:
-    spec = project(tmp_path, images, flux_keys(), FLUX_BODY.replace("type: lora", "type: loha"))
+    spec = project(tmp_path, images, flux_keys(), FLUX_BODY.replace("type: lora", "type: ia3"))
     print_plan(make_plan(load_spec(spec)))
     out = " ".join(capsys.readouterr().out.split())
     assert "size not predicted for this network on flux1" in out and "until the model family is known" not in out

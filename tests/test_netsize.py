@@ -295,8 +295,9 @@ def test_factorize(dimension: int, factor: int, expected: tuple[int, int]) -> No
     [
         ({"family": "kolors"}, "family: must be one of"),
         ({"family": "sd3"}, "variant: must be one of"),
-        ({"family": "flux1", "network_type": "loha"}, "only lora and locon are sized for flux1"),
-        ({"family": "flux1", "network_type": "locon", "train_t5xxl": True}, "locon wraps every block"),
+        ({"family": "flux1", "network_type": "dylora"}, "networks.dylora does not wrap the flux1 transformer"),
+        ({"family": "flux1", "network_type": "locon", "train_t5xxl": True}, "LyCORIS wraps every block"),
+        ({"family": "sd3", "variant": "sd3-medium", "network_type": "lokr", "train_blocks": "single"}, "LyCORIS wraps"),
         ({"network_type": "oft"}, "network_type: must be one of"),
         ({"dim": 0}, "dim: must be at least 1"),
         ({"conv_dim": -1}, "conv_dim: must be at least 0"),

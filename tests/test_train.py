@@ -401,17 +401,12 @@ def test_a_two_gpu_run_replayed_plans_the_steps_the_two_processes_took(tmp_path,
     replaying what the real train_network.py printed on two H200s for this spec (lora_two_gpus.*, both
     ranks' output): half the steps of one process, which plan says before launch, and accelerate's
     multi-GPU arguments in the lock."""
+    from fake_project import stand_in_base
+
     from artlab_kohya.build.plan import make_plan
 
     images(tmp_path / "img", [(512, 512)] * 64, caption="bench, a colour field")
-    header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
-    (tmp_path / "base.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
-    tok = tmp_path / "tok" / "openai_clip-vit-large-patch14"
-    tok.mkdir(parents=True)
-    for file in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
-        (tok / file).write_text("{}")
-    monkeypatch.setenv("ARTLAB_KOHYA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("ARTLAB_KOHYA_TOKENIZERS", str(tmp_path / "tok"))
+    stand_in_base(tmp_path, monkeypatch)
     monkeypatch.setenv("FAKE_TRANSCRIPT", "lora_two_gpus")
     spec = tmp_path / "spec.yaml"
     spec.write_text(
