@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees half of one: a temp file in the same folder, then a rename."""
+"""Writing files so that a reader never sees half of one: a temp file in the same folder, then a rename;
+and a file size as people read it."""
 
 from __future__ import annotations
 
@@ -58,3 +59,13 @@ def stale_temps(folder: Path, names: Iterable[str]) -> list[Path]:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def human_size(n: int) -> str:
+    """A byte count in B, KB, MB or GB (powers of 1000): 999 B, 1.2 MB."""
+    size = float(n)
+    for unit in ("B", "KB", "MB"):
+        if size < 1000:
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"

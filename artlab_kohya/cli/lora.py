@@ -176,6 +176,7 @@ _PART_NAMES = {
 
 def describe(found: LoraInfo) -> list[str]:
     """The human-readable lines of `lora info`."""
+    from ..files import human_size
     from ..models.lora_file import summarise
 
     network = found.network + (" + DoRA" if found.dora else "")
@@ -188,7 +189,7 @@ def describe(found: LoraInfo) -> list[str]:
         f"  modules     {len(found.modules)}: {parts}{conv}",
         f"  rank        {_spread(summarise(found.ranks))}",
         f"  alpha       {_spread(summarise(found.alphas))}",
-        f"  size        {_bytes(found.size)} ({found.size:,} bytes), {found.tensors} tensors, "
+        f"  size        {human_size(found.size)} ({found.size:,} bytes), {found.tensors} tensors, "
         f"{found.params:,} parameters, {', '.join(f'{d} x{n}' for d, n in found.dtypes.items())}",
     ]
     base = found.base
@@ -237,15 +238,6 @@ def _number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
-
-
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB"):
-        if size < 1000:
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
 
 
 def _when(key: str, value: Any) -> Any:

@@ -5,18 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..files import human_size
 from .pick import Window, pick
 from .records import RunDetail, model_label, read_run
 from .report import REPORT_FILE, find_samples, output_dir, params
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB"):
-        if size < 1000:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
 
 
 def logging_dir(run: RunDetail) -> Path:
@@ -88,14 +80,14 @@ def describe(folder: Path, window: Window | None = None) -> list[str]:
     out.append("files")
     for c in result.get("checkpoints") or []:
         path = Path(str(c.get("file")))
-        state = _size(path.stat().st_size) if path.is_file() else "missing"
+        state = human_size(path.stat().st_size) if path.is_file() else "missing"
         out.append(f"  {path}  {state}")
     samples = find_samples(run)
     if samples:
         out.append(f"  {output_dir(run) / 'sample'}/  {len(samples)} sample image(s)")
     for name in ("stdout.log", "stderr.log", "events.jsonl", REPORT_FILE):
         if (run.folder / name).is_file():
-            out.append(f"  {run.folder / name}  {_size((run.folder / name).stat().st_size)}")
+            out.append(f"  {run.folder / name}  {human_size((run.folder / name).stat().st_size)}")
     logs = tensorboard_logs(run)
     if logs is not None:
         out.append("")
