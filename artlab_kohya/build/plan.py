@@ -217,8 +217,8 @@ def _lora_size(spec: Spec, family: Family | None) -> tuple[int | None, int | Non
     if net.type not in get_args(NetworkType):
         return None, None  # no size model for LyCORIS ia3, glora and the OFTs
     variant = sd3_variant_of(spec) if arch == "sd3" else None
-    if arch in ("flux1", "sd3") and (net.type not in ("lora", "locon") or (arch == "sd3" and variant is None)):
-        return None, None  # sized for networks.lora_flux / lora_sd3 and locon, and SD3 once its variant is known
+    if arch in ("flux1", "sd3") and (net.type == "dylora" or (arch == "sd3" and variant is None)):
+        return None, None  # networks.dylora wraps no transformer; SD3 is sized once its variant is known
     section = spec.flux if arch == "flux1" else spec.sd3 if arch == "sd3" else None
     size = predict(
         arch,
@@ -439,8 +439,8 @@ def print_plan(plan: Plan) -> None:
         if plan.lora_bytes is not None and plan.lora_params is not None
         else "size unknown until the model family is known (set model.family)"
         if plan.family is None
-        else f"size not predicted for this network on {plan.family} (lora and locon on any family, SD3 once its "
-        "variant is known; dylora and LyCORIS loha, lokr on SD1.x, SD2 and SDXL)"
+        else f"size not predicted for this network on {plan.family} (lora and LyCORIS locon, loha, lokr on any "
+        "family, SD3 once its variant is known; dylora on SD1.x, SD2 and SDXL)"
     )
     console.print(f"saves {len(plan.saves)} file(s), {size}:", highlight=False)
     for name in plan.saves:

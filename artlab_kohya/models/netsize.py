@@ -389,8 +389,9 @@ def tensor_shapes(
 ) -> dict[str, Shape]:
     """Every key of the saved state_dict with its shape, as sd-scripts/LyCORIS would save it.
 
-    FLUX.1 and SD3 (networks.lora_flux / lora_sd3; LyCORIS locon wraps the same Linears of the same blocks
-    and CLIP's, never T5-XXL, and saves the same tensors, as tiny runs measured): ``variant`` names the SD3,
+    FLUX.1 and SD3 (networks.lora_flux / lora_sd3; LyCORIS wraps the same Linears of the same blocks and
+    CLIP's, never T5-XXL: locon saves the same tensors, loha and lokr their own for each, as tiny runs
+    measured): ``variant`` names the SD3,
     ``train_t5xxl`` adds T5-XXL (their network arg of that name), ``train_blocks`` keeps FLUX's single
     or double blocks only; ``blocks`` their block counts as the model file holds them (see base_layers).
 
@@ -407,10 +408,10 @@ def tensor_shapes(
         raise ValueError(f"conv_dim: networks.dylora requires conv_dim == dim (got {conv_dim}, dim {dim})")
     if not (train_unet or train_text_encoder):
         raise ValueError("train_unet and train_text_encoder are both off: nothing to save")
-    if family in ("flux1", "sd3") and network_type not in ("lora", "locon"):
-        raise ValueError(f"network_type: only lora and locon are sized for {family} (got {network_type!r})")
-    if family in ("flux1", "sd3") and network_type == "locon" and (train_t5xxl or train_blocks != "all"):
-        raise ValueError("train_t5xxl and train_blocks are networks.lora_flux/lora_sd3's; locon wraps every block")
+    if family in ("flux1", "sd3") and network_type == "dylora":
+        raise ValueError(f"network_type: networks.dylora does not wrap the {family} transformer")
+    if family in ("flux1", "sd3") and network_type in LYCORIS_ALGOS and (train_t5xxl or train_blocks != "all"):
+        raise ValueError("train_t5xxl and train_blocks are networks.lora_flux/lora_sd3's; LyCORIS wraps every block")
 
     shapes: dict[str, Shape] = {}
     for layer in base_layers(family, variant, blocks):
