@@ -124,7 +124,24 @@ def _entry(problems: _Problems, key: Any, values: Any, at: PathKey) -> Entry | N
         got = "an empty list" if values == [] else f"{format_value(values)!r}"
         problems.add(at, f"must be a list with one value per run, e.g. [32, 64] (got {got})")
         return None
-    return Entry(str(key), path, tuple(values), at)
+    unfit = [(i, why) for i, why in enumerate(map(_unfit, values)) if why]
+    for i, why in unfit:
+        problems.add((*at, i), why)
+    return None if unfit else Entry(str(key), path, tuple(values), at)
+
+
+def _unfit(value: Any) -> str | None:
+    """Why `value` cannot be a matrix value, or None: each travels to its run as a `--set` text (JSON),
+    which holds text, finite numbers, true/false, null, lists and tables, not YAML's dates or binary."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number (got {value})"
+    if value is None or isinstance(value, str | int | float):
+        return None
+    if isinstance(value, list):
+        return next(filter(None, map(_unfit, value)), None)
+    if isinstance(value, dict):
+        return next(filter(None, map(_unfit, value.values())), None)
+    return f"must be text, a number, true/false, a list or a table (got {type(value).__name__} {value})"
 
 
 def _zip_group(problems: _Problems, group: Any, at: PathKey) -> tuple[Entry, ...] | None:
