@@ -144,6 +144,14 @@ def test_a_bad_value_is_located_at_its_matrix_entry(project):
     assert issues(path) == ["spec.yaml:19: matrix.network.dim[1]: must be at least 1 (got 0)"]
 
 
+def test_a_list_index_the_spec_lacks_is_located_at_its_matrix_entry(project):
+    path = spec(project, "dataset.subsets[3].repeats: [1, 2]\n")
+    assert issues(path) == [
+        f"spec.yaml:19: matrix.dataset.subsets[3].repeats[{i}]: dataset.subsets[3] does not exist in the spec"
+        for i in (0, 1)
+    ]
+
+
 def test_values_a_run_cannot_carry_are_located_errors(project):
     path = spec(project, "training.seed: [2020-01-01, !!binary aGVsbG8=, 3]\noptimizer.unet_lr: [1.0e-4, .inf]\n")
     with pytest.raises(SpecError) as caught:

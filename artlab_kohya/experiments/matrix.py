@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import Issue, LoadedSpec, SpecError
-from ..spec.load import MATRIX_ZIP, load_spec_text
+from ..spec.load import MATRIX_ZIP, load_spec_text, printable
 from ..spec.yamlpos import PathKey, format_path, parse_path
 from .values import format_value, name_part
 
@@ -250,9 +250,11 @@ def expand(loaded: LoadedSpec) -> Matrix | None:
 
 
 def relocate(loaded: LoadedSpec, matrix: Matrix, variant: Variant, issue: Issue) -> Issue:
-    """An issue of a run's spec, moved from the `--set` it came from to the matrix entry that set it."""
-    for entry in matrix.entries:
-        if issue.path[: len(entry.path)] == entry.path and issue.where.startswith("--set "):
+    """An issue of a run's spec, moved from the `--set` it came from to the matrix entry that set it
+    (an issue of the `--set` itself, such as a list index the spec lacks, has no path but its text)."""
+    for entry, given in zip(matrix.entries, variant.overrides, strict=False):
+        own = issue.path[: len(entry.path)] == entry.path and issue.where.startswith("--set ")
+        if own or (not issue.path and issue.where == f"--set {printable(given)}"):
             at = (*entry.at, variant.positions[entry.key])
             rest = issue.path[len(entry.path) :]
             return Issue(issue.severity, ("matrix", *at, *rest), issue.message, where_in_matrix(loaded, at))
