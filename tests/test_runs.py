@@ -251,6 +251,10 @@ def test_show_a_run(tmp_path):
     bare = recorded_run(tmp_path / "runs", "cat", "20261128-100000-aaaaaa", [0.2])
     code, out, _ = cli("show", str(bare))
     assert code == 0 and "tensorboard" not in out
+    lock = bare / "spec.lock.yaml"  # an install outside git records no commit
+    lock.write_text(lock.read_text().replace("commit: 48d368fa" + "0" * 32, "commit: null"))
+    code, out, _ = cli("show", str(bare))
+    assert code == 0 and "sd-scripts /opt/sd-scripts (commit unknown), train_network.py" in out
 
 
 def test_pick_and_copy_a_run(tmp_path):

@@ -58,9 +58,8 @@ def describe(folder: Path, window: Window | None = None) -> list[str]:
         out.append(f"model      {model_label(model)}  sha256 {str(model.get('sha256'))[:16]}  ({model.get('family')})")
     kohya = lock.get("kohya") or {}
     if kohya:
-        out.append(
-            f"sd-scripts {kohya.get('dir')} ({str(kohya.get('commit') or 'commit unknown')[:8]}), {kohya.get('script')}"
-        )
+        commit = str(kohya["commit"])[:8] if kohya.get("commit") else "commit unknown"
+        out.append(f"sd-scripts {kohya.get('dir')} ({commit}), {kohya.get('script')}")
     plan = lock.get("plan") or {}
     if plan:
         out.append(
