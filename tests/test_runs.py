@@ -227,6 +227,26 @@ def test_runs_of_a_sweep_folder_show_its_values_as_columns(tmp_path):
     assert out.splitlines()[2].split() == ["dog-dim32", "pending", "32"]
 
 
+def test_a_damaged_sweep_record_is_an_input_error_for_every_reader(tmp_path):
+    sweep = tmp_path / "runs" / "dog" / "sweep-20261128-100000"
+    sweep.mkdir(parents=True)
+    good = {"name": "dog-dim16", "values": {"network.dim": 16}, "status": "pending", "folder": None}
+    damaged = {
+        "runs[0] is not a run entry with a name": {"runs": [1]},
+        "runs[0].folder is not text": {"runs": [good | {"folder": 123}]},
+        "runs[0].values is not a table": {"runs": [good | {"values": [16]}]},
+        "runs[0].attempts is not a list of folders": {"runs": [good | {"attempts": [None]}]},
+        "matrix is not a list": {"matrix": 5, "runs": [good]},
+    }
+    for why, record in damaged.items():
+        (sweep / "sweep.json").write_text(json.dumps(record))
+        for command in ("runs", "pick", "report"):
+            code, _, err = cli(command, str(sweep))
+            assert code == 2 and f"sweep.json is not an artlab-kohya sweep record: {why}" in err, (command, err)
+        code, out, _ = cli("runs", str(tmp_path / "runs"))  # a runs root passes over it
+        assert code == 0
+
+
 def test_runs_of_a_missing_folder_is_an_input_error(tmp_path):
     code, _, err = cli("runs", str(tmp_path / "nope"))
     assert code == 2 and "is not a folder" in err
