@@ -247,6 +247,20 @@ def test_a_damaged_sweep_record_is_an_input_error_for_every_reader(tmp_path):
         assert code == 0
 
 
+def test_pick_of_a_sweep_with_no_run_folder_yet_names_the_window(tmp_path):
+    sweep = tmp_path / "runs" / "dog" / "sweep-20261128-100000"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"runs": [{"name": "dog-dim16", "status": "pending"}]}))
+    code, out, _ = cli("pick", str(sweep), "--loss", "0.05:0.2")
+    assert code == 1
+    assert out.splitlines() == [
+        "window 0.05:0.2 (average loss per epoch)",
+        f"no run of {sweep} has a run folder yet (`runs {sweep}` shows their status)",
+    ]
+    code, out, _ = cli("pick", str(sweep), "--json")
+    assert json.loads(out)["window"] == [0.08, 0.1]
+
+
 def test_runs_of_a_missing_folder_is_an_input_error(tmp_path):
     code, _, err = cli("runs", str(tmp_path / "nope"))
     assert code == 2 and "is not a folder" in err
