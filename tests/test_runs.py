@@ -324,3 +324,15 @@ def test_pick_of_a_run_without_checkpoints(tmp_path):
     assert code == 1 and "no pick: no checkpoint with an average loss" in out
     code, _, err = cli("pick", str(folder), "--copy", str(tmp_path / "keep"))
     assert code == 2 and "nothing was picked" in err
+
+
+def test_a_result_whose_checkpoints_are_not_a_list_reads_as_none(tmp_path):
+    folder = recorded_run(tmp_path / "runs", "dog", "20261128-100000-aaaaaa", [0.2, 0.09])
+    result = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps(result | {"checkpoints": 7}))
+    (folder / "events.jsonl").unlink()
+    for command in ("show", "pick", "report", "runs"):
+        result = CliRunner().invoke(main, [command, str(folder)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+    code, out, _ = cli("show", str(folder))
+    assert code == 0 and "(no epoch recorded)" in out

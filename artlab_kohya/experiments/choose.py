@@ -9,7 +9,15 @@ from typing import Any
 
 from ..errors import InputError
 from .pick import Pick, PickError, Window, copy_checkpoint, copy_name, distance, pick
-from .records import RecordError, RunDetail, is_run_folder, is_sweep_folder, read_run, read_sweep
+from .records import (
+    RecordError,
+    RunDetail,
+    is_run_folder,
+    is_sweep_folder,
+    read_run,
+    read_sweep,
+    recorded_checkpoints,
+)
 
 
 @dataclass
@@ -19,8 +27,8 @@ class RunPick:
 
 
 def _sha256_of(run: RunDetail, path: Path) -> str | None:
-    for c in run.result.get("checkpoints") or []:
-        if isinstance(c, dict) and c.get("file") == str(path) and isinstance(c.get("sha256"), str):
+    for c in recorded_checkpoints(run.result):
+        if c.get("file") == str(path) and isinstance(c.get("sha256"), str):
             return str(c["sha256"])
     return None
 

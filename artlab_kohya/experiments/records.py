@@ -385,9 +385,15 @@ def epochs_from_events(
     return out
 
 
+def recorded_checkpoints(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """result.json's checkpoint entries, none when it holds something else there (an edited file)."""
+    recorded = result.get("checkpoints")
+    return [c for c in recorded if isinstance(c, dict)] if isinstance(recorded, list) else []
+
+
 def _recorded_loss(result: dict[str, Any], epoch: int) -> float | None:
-    for c in result.get("checkpoints") or []:
-        if isinstance(c, dict) and c.get("epoch") == epoch:
+    for c in recorded_checkpoints(result):
+        if c.get("epoch") == epoch:
             return _number(c.get("avr_loss"))
     return None
 

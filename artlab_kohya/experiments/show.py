@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from .pick import Window, pick
-from .records import RunDetail, model_label, read_run
+from .records import RunDetail, model_label, read_run, recorded_checkpoints
 from .report import REPORT_FILE, find_samples, output_dir, params
 
 
@@ -84,7 +84,7 @@ def describe(folder: Path, window: Window | None = None) -> list[str]:
         out.append("(no epoch recorded)")
     out.append("")
     out.append("files")
-    for c in result.get("checkpoints") or []:
+    for c in recorded_checkpoints(result):
         path = Path(str(c.get("file")))
         state = _size(path.stat().st_size) if path.is_file() else "missing"
         out.append(f"  {path}  {state}")
