@@ -144,6 +144,28 @@ def test_a_bad_value_is_located_at_its_matrix_entry(project):
     assert issues(path) == ["spec.yaml:19: matrix.network.dim[1]: must be at least 1 (got 0)"]
 
 
+def test_a_list_index_the_spec_lacks_is_located_at_its_matrix_entry(project):
+    path = spec(project, "dataset.subsets[3].repeats: [1, 2]\n")
+    assert issues(path) == [
+        f"spec.yaml:19: matrix.dataset.subsets[3].repeats[{i}]: dataset.subsets[3] does not exist in the spec"
+        for i in (0, 1)
+    ]
+
+
+def test_values_a_run_cannot_carry_are_located_errors(project):
+    path = spec(project, "training.seed: [2020-01-01, !!binary aGVsbG8=, 3]\noptimizer.unet_lr: [1.0e-4, .inf]\n")
+    with pytest.raises(SpecError) as caught:
+        expand(load_spec(path))
+    assert [str(i) for i in caught.value.issues] == [
+        "spec.yaml:19: matrix.training.seed[0]: must be text, a number, true/false, a list or a table "
+        "(got date 2020-01-01)",
+        "spec.yaml:19: matrix.training.seed[1]: must be text, a number, true/false, a list or a table "
+        "(got bytes b'hello')",
+        "spec.yaml:20: matrix.optimizer.unet_lr[1]: must be a finite number (got inf)",
+    ]
+    assert cli("check", str(path))[0] == 2
+
+
 def test_block_lists_locate_each_value_on_its_line(project):
     path = spec(project, "network.type:\n  - lora\n  - lorra\n")
     (issue,) = issues(path)

@@ -227,6 +227,40 @@ def test_runs_of_a_sweep_folder_show_its_values_as_columns(tmp_path):
     assert out.splitlines()[2].split() == ["dog-dim32", "pending", "32"]
 
 
+def test_a_damaged_sweep_record_is_an_input_error_for_every_reader(tmp_path):
+    sweep = tmp_path / "runs" / "dog" / "sweep-20261128-100000"
+    sweep.mkdir(parents=True)
+    good = {"name": "dog-dim16", "values": {"network.dim": 16}, "status": "pending", "folder": None}
+    damaged = {
+        "runs[0] is not a run entry with a name": {"runs": [1]},
+        "runs[0].folder is not text": {"runs": [good | {"folder": 123}]},
+        "runs[0].values is not a table": {"runs": [good | {"values": [16]}]},
+        "runs[0].attempts is not a list of folders": {"runs": [good | {"attempts": [None]}]},
+        "matrix is not a list": {"matrix": 5, "runs": [good]},
+    }
+    for why, record in damaged.items():
+        (sweep / "sweep.json").write_text(json.dumps(record))
+        for command in ("runs", "pick", "report"):
+            code, _, err = cli(command, str(sweep))
+            assert code == 2 and f"sweep.json is not an artlab-kohya sweep record: {why}" in err, (command, err)
+        code, out, _ = cli("runs", str(tmp_path / "runs"))  # a runs root passes over it
+        assert code == 0
+
+
+def test_pick_of_a_sweep_with_no_run_folder_yet_names_the_window(tmp_path):
+    sweep = tmp_path / "runs" / "dog" / "sweep-20261128-100000"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"runs": [{"name": "dog-dim16", "status": "pending"}]}))
+    code, out, _ = cli("pick", str(sweep), "--loss", "0.05:0.2")
+    assert code == 1
+    assert out.splitlines() == [
+        "window 0.05:0.2 (average loss per epoch)",
+        f"no run of {sweep} has a run folder yet (`runs {sweep}` shows their status)",
+    ]
+    code, out, _ = cli("pick", str(sweep), "--json")
+    assert json.loads(out)["window"] == [0.08, 0.1]
+
+
 def test_runs_of_a_missing_folder_is_an_input_error(tmp_path):
     code, _, err = cli("runs", str(tmp_path / "nope"))
     assert code == 2 and "is not a folder" in err
@@ -251,6 +285,10 @@ def test_show_a_run(tmp_path):
     bare = recorded_run(tmp_path / "runs", "cat", "20261128-100000-aaaaaa", [0.2])
     code, out, _ = cli("show", str(bare))
     assert code == 0 and "tensorboard" not in out
+    lock = bare / "spec.lock.yaml"  # an install outside git records no commit
+    lock.write_text(lock.read_text().replace("commit: 48d368fa" + "0" * 32, "commit: null"))
+    code, out, _ = cli("show", str(bare))
+    assert code == 0 and "sd-scripts /opt/sd-scripts (commit unknown), train_network.py" in out
 
 
 def test_pick_and_copy_a_run(tmp_path):
@@ -286,3 +324,15 @@ def test_pick_of_a_run_without_checkpoints(tmp_path):
     assert code == 1 and "no pick: no checkpoint with an average loss" in out
     code, _, err = cli("pick", str(folder), "--copy", str(tmp_path / "keep"))
     assert code == 2 and "nothing was picked" in err
+
+
+def test_a_result_whose_checkpoints_are_not_a_list_reads_as_none(tmp_path):
+    folder = recorded_run(tmp_path / "runs", "dog", "20261128-100000-aaaaaa", [0.2, 0.09])
+    result = json.loads((folder / "result.json").read_text())
+    (folder / "result.json").write_text(json.dumps(result | {"checkpoints": 7}))
+    (folder / "events.jsonl").unlink()
+    for command in ("show", "pick", "report", "runs"):
+        result = CliRunner().invoke(main, [command, str(folder)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+    code, out, _ = cli("show", str(folder))
+    assert code == 0 and "(no epoch recorded)" in out

@@ -330,3 +330,28 @@ def test_a_sweep_still_running_elsewhere_is_not_resumed(tmp_path, monkeypatch):
     again = run_sweep(load_spec(project / "spec.yaml"), SweepOptions(plain=True, echo=lambda line: None))
     assert again.folder == first.folder and again.exit_code == 0  # its process gone: resumed, all done
     assert [len(folders(project, n)) for n in NAMES] == [1, 1, 1, 1]
+
+
+def test_a_sweep_killed_mid_run_keeps_its_run_folder_and_lists_it_abandoned(tmp_path, monkeypatch):
+    project = fake_project(tmp_path, monkeypatch, MATRIX, name="tiny")
+    proc = subprocess.Popen(sweep_cli(project), env=env(FAKE_DURATION="30"), stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("epoch 1/2"):  # the first run is training
+            break
+    proc.kill()  # SIGKILL: the sweep records nothing more
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    (sweep,) = (project / "runs" / "tiny").iterdir()
+    (killed,) = folders(project, NAMES[0])
+    entry = status(sweep)["runs"][0]
+    assert entry["folder"] == os.path.relpath(killed, sweep) and entry["attempts"] == [entry["folder"]]
+    code, out, err = cli("runs", str(sweep), "--json")
+    assert code == 0, err
+    assert [r["status"] for r in json.loads(out)["runs"]] == ["abandoned"] + ["pending"] * 3
+    assert left_behind(project) == []  # the trainer ends with its wrapper's pipe
+    record = status(sweep)  # killed between recording `running` and making the run folder
+    record["runs"][1] |= {"status": "running", "folder": None}
+    (sweep / "sweep.json").write_text(json.dumps(record))
+    code, out, err = cli("runs", str(sweep), "--json")
+    assert [r["status"] for r in json.loads(out)["runs"]][:2] == ["abandoned", "abandoned"]

@@ -9,7 +9,15 @@ from typing import Any
 
 from ..errors import InputError
 from .pick import Pick, PickError, Window, copy_checkpoint, copy_name, distance, pick
-from .records import RecordError, RunDetail, is_run_folder, is_sweep_folder, read_run, read_sweep
+from .records import (
+    RecordError,
+    RunDetail,
+    is_run_folder,
+    is_sweep_folder,
+    read_run,
+    read_sweep,
+    recorded_checkpoints,
+)
 
 
 @dataclass
@@ -19,8 +27,8 @@ class RunPick:
 
 
 def _sha256_of(run: RunDetail, path: Path) -> str | None:
-    for c in run.result.get("checkpoints") or []:
-        if isinstance(c, dict) and c.get("file") == str(path) and isinstance(c.get("sha256"), str):
+    for c in recorded_checkpoints(run.result):
+        if c.get("file") == str(path) and isinstance(c.get("sha256"), str):
             return str(c["sha256"])
     return None
 
@@ -38,6 +46,7 @@ class Choice:
     target: Path
     sweep: bool
     runs: list[RunPick]
+    window: Window
 
     def copy_to(self, dest: Path) -> dict[str, Path]:
         """Each picked file copied to dest as <run>-e<epoch><suffix>; checked first that none exists."""
@@ -56,8 +65,10 @@ class Choice:
         return {p.run.name: copy_checkpoint(src, dest, name, _sha256_of(p.run, src)) for p, src, name in plan}
 
     def lines(self, copies: dict[str, Path]) -> list[str]:
-        lo, hi = self.runs[0].pick.window if self.runs else (0.0, 0.0)
+        lo, hi = self.window
         out = [f"window {lo:g}:{hi:g} (average loss per epoch)"]
+        if not self.runs:
+            out.append(f"no run of {self.target} has a run folder yet (`runs {self.target}` shows their status)")
         for p in self.runs:
             out.append("")
             out.append(f"{p.run.name} ({p.run.status}) {p.run.folder}")
@@ -86,7 +97,7 @@ class Choice:
             }
 
         return {
-            "window": list(self.runs[0].pick.window) if self.runs else None,
+            "window": list(self.window),
             "runs": [
                 {
                     "run": p.run.name,
@@ -110,10 +121,10 @@ def choose(target: Path, window: Window) -> Choice:
             folders = [(target / e["folder"]).resolve() for e in data["runs"] if e.get("folder")]
             folders = [f for f in folders if is_run_folder(f)]
             runs = [RunPick(run, pick(run.epochs, window)) for run in map(read_run, folders)]
-            return Choice(target, True, sorted(runs, key=_order))
+            return Choice(target, True, sorted(runs, key=_order), window)
         if is_run_folder(target):
             run = read_run(target)
-            return Choice(target, False, [RunPick(run, pick(run.epochs, window))])
+            return Choice(target, False, [RunPick(run, pick(run.epochs, window))], window)
     except RecordError as exc:
         raise InputError(str(exc)) from None
     raise InputError(f"{target} is neither a run folder (spec.lock.yaml, result.json) nor a sweep folder (sweep.json)")

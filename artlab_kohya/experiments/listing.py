@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..run.folder import alive_here
 from .pick import Window, pick
 from .records import ABANDONED, RecordError, find_runs, find_sweeps, is_sweep_folder, read_sweep, summarize
 from .values import format_value
@@ -51,12 +52,14 @@ _KEYS = ("started", "duration_s", "step", "total_steps", "final_loss", "pick_epo
          "spec_commit", "spec_dirty")  # fmt: skip
 
 
-def _pending_row(entry: dict[str, Any], sweep: Path) -> dict[str, Any]:
-    """A run of a sweep that has no folder yet (pending, or not started for an error)."""
+def _pending_row(entry: dict[str, Any], sweep: Path, sweep_gone: bool) -> dict[str, Any]:
+    """A run of a sweep that has no folder yet (pending, or not started for an error); `running` while
+    the sweep's process is gone from this host is `abandoned`, as a run folder's would be."""
+    status = str(entry.get("status", "pending"))
     return {
         "run": str(entry.get("name")),
         "folder": None,
-        "status": str(entry.get("status", "pending")),
+        "status": ABANDONED if status == "running" and sweep_gone else status,
         **dict.fromkeys(_KEYS),
         "values": entry.get("values") or {},
         "sweep": str(sweep),
@@ -110,11 +113,12 @@ def list_runs(path: Path, window: Window | None = None) -> Listing:
 def _list_runs(path: Path, window: Window | None = None) -> Listing:
     if is_sweep_folder(path):
         data = read_sweep(path)
+        gone = alive_here(data) is False
         rows = []
         for entry in data["runs"]:
             folder = (path / entry["folder"]).resolve() if entry.get("folder") else None
             if folder is None or not folder.is_dir():
-                rows.append(_pending_row(entry, path))
+                rows.append(_pending_row(entry, path, gone))
             else:
                 rows.append(_row(folder, window, entry.get("values") or {}, path))
         return Listing(rows, [str(k) for k in data.get("matrix") or []])

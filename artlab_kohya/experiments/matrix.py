@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..spec import Issue, LoadedSpec, SpecError
-from ..spec.load import MATRIX_ZIP, load_spec_text
+from ..spec.load import MATRIX_ZIP, load_spec_text, printable
 from ..spec.yamlpos import PathKey, format_path, parse_path
 from .values import format_value, name_part
 
@@ -124,7 +124,24 @@ def _entry(problems: _Problems, key: Any, values: Any, at: PathKey) -> Entry | N
         got = "an empty list" if values == [] else f"{format_value(values)!r}"
         problems.add(at, f"must be a list with one value per run, e.g. [32, 64] (got {got})")
         return None
-    return Entry(str(key), path, tuple(values), at)
+    unfit = [(i, why) for i, why in enumerate(map(_unfit, values)) if why]
+    for i, why in unfit:
+        problems.add((*at, i), why)
+    return None if unfit else Entry(str(key), path, tuple(values), at)
+
+
+def _unfit(value: Any) -> str | None:
+    """Why `value` cannot be a matrix value, or None: each travels to its run as a `--set` text (JSON),
+    which holds text, finite numbers, true/false, null, lists and tables, not YAML's dates or binary."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number (got {value})"
+    if value is None or isinstance(value, str | int | float):
+        return None
+    if isinstance(value, list):
+        return next(filter(None, map(_unfit, value)), None)
+    if isinstance(value, dict):
+        return next(filter(None, map(_unfit, value.values())), None)
+    return f"must be text, a number, true/false, a list or a table (got {type(value).__name__} {value})"
 
 
 def _zip_group(problems: _Problems, group: Any, at: PathKey) -> tuple[Entry, ...] | None:
@@ -233,9 +250,11 @@ def expand(loaded: LoadedSpec) -> Matrix | None:
 
 
 def relocate(loaded: LoadedSpec, matrix: Matrix, variant: Variant, issue: Issue) -> Issue:
-    """An issue of a run's spec, moved from the `--set` it came from to the matrix entry that set it."""
-    for entry in matrix.entries:
-        if issue.path[: len(entry.path)] == entry.path and issue.where.startswith("--set "):
+    """An issue of a run's spec, moved from the `--set` it came from to the matrix entry that set it
+    (an issue of the `--set` itself, such as a list index the spec lacks, has no path but its text)."""
+    for entry, given in zip(matrix.entries, variant.overrides, strict=False):
+        own = issue.path[: len(entry.path)] == entry.path and issue.where.startswith("--set ")
+        if own or (not issue.path and issue.where == f"--set {printable(given)}"):
             at = (*entry.at, variant.positions[entry.key])
             rest = issue.path[len(entry.path) :]
             return Issue(issue.severity, ("matrix", *at, *rest), issue.message, where_in_matrix(loaded, at))

@@ -385,9 +385,15 @@ def epochs_from_events(
     return out
 
 
+def recorded_checkpoints(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """result.json's checkpoint entries, none when it holds something else there (an edited file)."""
+    recorded = result.get("checkpoints")
+    return [c for c in recorded if isinstance(c, dict)] if isinstance(recorded, list) else []
+
+
 def _recorded_loss(result: dict[str, Any], epoch: int) -> float | None:
-    for c in result.get("checkpoints") or []:
-        if isinstance(c, dict) and c.get("epoch") == epoch:
+    for c in recorded_checkpoints(result):
+        if c.get("epoch") == epoch:
             return _number(c.get("avr_loss"))
     return None
 
@@ -582,4 +588,25 @@ def read_sweep(folder: Path) -> dict[str, Any]:
         raise RecordError(f"{folder / SWEEP_FILE}: cannot read it ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         raise RecordError(f"{folder / SWEEP_FILE} is not an artlab-kohya sweep record")
+    wrong = _sweep_shape(data)
+    if wrong:
+        raise RecordError(f"{folder / SWEEP_FILE} is not an artlab-kohya sweep record: {wrong}")
     return data
+
+
+def _sweep_shape(data: dict[str, Any]) -> str | None:
+    """What of a sweep record is not as the sweep writes it (an edited or damaged file), or None: the
+    readers then take every entry at its type."""
+    if not isinstance(data.get("matrix") or [], list):
+        return "matrix is not a list"
+    kinds: dict[str, tuple[type, ...]] = {"name": (str,), "status": (str,), "folder": (str,), "values": (dict,)}
+    for i, entry in enumerate(data["runs"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            return f"runs[{i}] is not a run entry with a name"
+        for key, kind in kinds.items():
+            if entry.get(key) is not None and not isinstance(entry[key], kind):
+                return f"runs[{i}].{key} is not {'a table' if kind == (dict,) else 'text'}"
+        attempts = entry.get("attempts")
+        if attempts is not None and not (isinstance(attempts, list) and all(isinstance(a, str) for a in attempts)):
+            return f"runs[{i}].attempts is not a list of folders"
+    return None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..files import human_size
 from .pick import Window, pick
-from .records import RunDetail, model_label, read_run
+from .records import RunDetail, model_label, read_run, recorded_checkpoints
 from .report import REPORT_FILE, find_samples, output_dir, params
 
 
@@ -51,9 +51,8 @@ def describe(folder: Path, window: Window | None = None) -> list[str]:
         out.append(f"model      {model_label(model)}  sha256 {str(model.get('sha256'))[:16]}  ({model.get('family')})")
     kohya = lock.get("kohya") or {}
     if kohya:
-        out.append(
-            f"sd-scripts {kohya.get('dir')} ({str(kohya.get('commit') or 'commit unknown')[:8]}), {kohya.get('script')}"
-        )
+        commit = str(kohya["commit"])[:8] if kohya.get("commit") else "commit unknown"
+        out.append(f"sd-scripts {kohya.get('dir')} ({commit}), {kohya.get('script')}")
     plan = lock.get("plan") or {}
     if plan:
         out.append(
@@ -78,7 +77,7 @@ def describe(folder: Path, window: Window | None = None) -> list[str]:
         out.append("(no epoch recorded)")
     out.append("")
     out.append("files")
-    for c in result.get("checkpoints") or []:
+    for c in recorded_checkpoints(result):
         path = Path(str(c.get("file")))
         state = human_size(path.stat().st_size) if path.is_file() else "missing"
         out.append(f"  {path}  {state}")

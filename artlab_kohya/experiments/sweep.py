@@ -330,8 +330,15 @@ def _one_by_one(
             )
         options.echo(f"sweep: run {n}/{len(todo)}: {variant.name} ({_describe(variant)})")
         _record(sweep, variant, "running", None, started=_now())
+
+        def on_folder(folder: Path, variant: Variant = variant) -> None:
+            _record(sweep, variant, "running", folder)
+
         try:
-            outcome = run_spec(run, RunOptions(runs_root=runs_root, plain=options.plain, offline=options.offline))
+            outcome = run_spec(
+                run,
+                RunOptions(runs_root=runs_root, plain=options.plain, offline=options.offline, on_folder=on_folder),
+            )
         except (SetupError, SpecError) as exc:
             options.echo(f"{variant.name}: not started: {exc}")
             _record(sweep, variant, "error", None, error=str(exc))

@@ -62,6 +62,9 @@ class RunOptions:
     # asked once when a signal stopped the trainer: result fields (status, diagnosis, ...) that say why,
     # written in the same write as the end (a SLURM time limit is a failure, not an interruption)
     why_stopped: Callable[[], dict[str, Any] | None] | None = None
+    # told the run folder as soon as it exists, before training: a sweep records it then, so a sweep
+    # killed mid-run still knows which folder its run was in
+    on_folder: Callable[[Path], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +344,8 @@ def run_spec(loaded: LoadedSpec, options: RunOptions, console: Console | None = 
         record: dict[str, Any] = {"status": "running", "started": _now(), **owner()}
         try:
             folder.write_result(record)
+            if options.on_folder is not None:
+                options.on_folder(folder.path)
             output_dir, argv, env_add = _write_folder(loaded, options, r, folder)
             _announce(console, folder, r)
             trained = _train(spec, r, argv, env_add, folder, console, options.plain, record)
