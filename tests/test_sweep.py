@@ -355,3 +355,34 @@ def test_a_sweep_killed_mid_run_keeps_its_run_folder_and_lists_it_abandoned(tmp_
     (sweep / "sweep.json").write_text(json.dumps(record))
     code, out, err = cli("runs", str(sweep), "--json")
     assert [r["status"] for r in json.loads(out)["runs"]][:2] == ["abandoned", "abandoned"]
+
+
+def test_a_side_by_side_sweep_killed_stops_its_workers(tmp_path, monkeypatch):
+    """SIGKILL to `sweep --gpus`: its workers (sessions of their own) get Ctrl-C from the kernel, so each
+    run ends interrupted and no trainer trains on, unrecorded, beside the runs of a resumed sweep."""
+    project = fake_project(tmp_path, monkeypatch, MATRIX, name="tiny")
+    proc = subprocess.Popen(
+        sweep_cli(project, "--gpus", "0,1"), env=env(FAKE_DURATION="60"), stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    started = 0
+    for line in proc.stderr:
+        started += line.startswith("sweep: start ")
+        if started == 2:
+            break
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len([n for n in NAMES[:2] if folders(project, n)]) < 2:
+        time.sleep(0.2)
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    results = [folder / "result.json" for name in NAMES[:2] for folder in folders(project, name)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(json.loads(r.read_text())["status"] == "running" for r in results):
+        time.sleep(0.2)
+    assert [json.loads(r.read_text())["status"] for r in results] == ["interrupted", "interrupted"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and left_behind(project):
+        time.sleep(0.2)
+    assert left_behind(project) == []

@@ -5,12 +5,18 @@ main thread and handles Ctrl-C there, so runs side by side each need a process.
 
 JOB.json holds the spec's text and path, the overrides of this run, the runs root and where to write
 the outcome ({status, exit_code, folder, diagnosis} or {status: error, error}). Exits with the run's
-exit status. The sweep starts it in a session of its own and passes Ctrl-C on to it.
+exit status. The sweep starts it in a session of its own and passes Ctrl-C on to it; should the sweep die
+without doing so (SIGKILL, a crash), the kernel sends the worker the same Ctrl-C (Linux's parent-death
+signal), so no run trains on unrecorded, and a resumed sweep does not train it twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +28,7 @@ from ..files import write_atomic
 def start(job: dict[str, Any], job_path: Path, log: Path) -> subprocess.Popen[bytes]:
     """Write JOB.json and start a worker on it in a session of its own (Ctrl-C reaches its caller, which
     passes it on once), its output appended to `log`."""
-    job_path.write_text(json.dumps(job), encoding="utf-8")
+    job_path.write_text(json.dumps({**job, "parent": os.getpid()}), encoding="utf-8")
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "artlab_kohya.experiments.worker", str(job_path)],
@@ -33,6 +39,18 @@ def start(job: dict[str, Any], job_path: Path, log: Path) -> subprocess.Popen[by
         )
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def stop_with_parent(parent: int | None) -> bool:
+    """Have the kernel send this process SIGINT when `parent` dies (Linux; elsewhere nothing is armed);
+    False when it has already died."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # no prctl in this libc: nothing armed
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+    return parent is None or os.getppid() == parent
+
+
 def main(argv: list[str]) -> int:
     from ..errors import ArtlabError
     from ..run.train import RunOptions, run_spec
@@ -41,6 +59,9 @@ def main(argv: list[str]) -> int:
 
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     outcome_path = Path(job["outcome"])
+    if not stop_with_parent(job.get("parent")):  # the sweep died before this worker got going
+        write_atomic(outcome_path, json.dumps({"status": "interrupted", "exit_code": 130}))
+        return 130
     try:
         loaded = load_spec_text(job["spec_text"], Path(job["spec_path"]), job["overrides"])
         outcome = run_spec(loaded, RunOptions(runs_root=Path(job["runs_root"]), plain=True, offline=job["offline"]))
