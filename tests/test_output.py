@@ -450,6 +450,28 @@ def check_tiny_cpu(last_loss: float) -> Callable[[list[Event]], None]:
     return check
 
 
+def check_sd3_gpu(events: list[Event]) -> None:
+    """sd3_train_network.py on an H200 through `artlab-kohya run` (plain, blocks swapped, LyCORIS locon):
+    one epoch cut short by max_train_steps, the same losses in all three."""
+    assert only(events, TrainingSummary) == [TrainingSummary(160, 0, 0, 80, 1, (2,), 1, 30)]
+    assert only(events, EpochStarted) == [EpochStarted(1, 1)]
+    steps = only(events, Step)
+    assert (steps[-1].step, steps[-1].total, steps[-1].avr_loss) == (30, 30, 1.55)
+    assert [c.path.name for c in only(events, CheckpointSaved)] == ["tiny_lora.safetensors"]
+    assert only(events, ModelSaved) == [ModelSaved()]
+
+
+def check_two_gpus(events: list[Event]) -> None:
+    """train_network.py on two H200s (both ranks' output): the batches of an epoch split between them,
+    one step bar (rank 0's), each checkpoint said once."""
+    assert only(events, TrainingSummary) == [TrainingSummary(640, 0, 0, 40, 2, (8,), 1, 80)]
+    assert only(events, EpochStarted) == [EpochStarted(1, 2), EpochStarted(2, 2)]
+    steps = only(events, Step)
+    assert (steps[-1].step, steps[-1].total) == (80, 80)
+    names = [c.path.name for c in only(events, CheckpointSaved)]
+    assert names == ["tiny_lora-000001.safetensors", "tiny_lora.safetensors"]
+
+
 EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "lora": check_lora,
     "fail_dataset_missing_dir": check_missing_dataset_dir,
@@ -477,4 +499,20 @@ EXPECTATIONS: dict[str, Callable[[list[Event]], None]] = {
     "flux_schnell_tiny_cpu": check_tiny_cpu(1.48),
     "sd3_locon_tiny_cpu": check_tiny_cpu(1.37),
     "oom_killer_accelerate": check_oom_killer,
+    "sd3_lora": check_sd3_gpu,
+    "sd3_swap_lora": check_sd3_gpu,
+    "sd3_locon_lora": check_sd3_gpu,
+    "lora_two_gpus": check_two_gpus,
 }
+
+
+def test_a_checkpoint_line_cut_off_by_the_end_of_the_output_is_no_checkpoint() -> None:
+    """A trainer killed while printing "saving checkpoint: PATH" leaves part of the path: a line, not a save."""
+    parser = Parser()
+    events = parser.feed("stdout", "epoch 2/2\nsaving checkpoint: /runs/a/checkpoints/dog-see")
+    events += parser.close()
+    assert not any(isinstance(e, CheckpointSaved) for e in events)
+    assert Line("stdout", "saving checkpoint: /runs/a/checkpoints/dog-see") in events
+    whole = Parser()
+    events = whole.feed("stdout", "saving checkpoint: /runs/a/checkpoints/dog.safetensors\n") + whole.close()
+    assert CheckpointSaved(Path("/runs/a/checkpoints/dog.safetensors")) in events

@@ -391,7 +391,10 @@ class _StreamParser:
         if self.buffer:
             segment, self.buffer = self.buffer, ""
             skip, self.frame_end = self.frame_end, None
-            self._segment(segment, skip, out)
+            if _SAVING.match(_ANSI.sub("", segment).strip()):  # cut off mid-path: the name is not the file's
+                out.append(Line(self.stream, segment.rstrip()))
+            else:
+                self._segment(segment, skip, out)
         self._close_blocks(out)
         return out
 
