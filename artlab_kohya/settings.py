@@ -49,6 +49,11 @@ def runs_root(spec_path: Path) -> Path:
     return (_path(RUNS) or spec_path.resolve().parent / "runs").absolute()
 
 
+def listed_runs_root() -> Path:
+    """Where `runs` looks without a DIR: $ARTLAB_KOHYA_RUNS, else runs/ in the current folder."""
+    return _path(RUNS) or Path("runs")
+
+
 def cache_root() -> Path:
     """artlab-kohya's own cache folder: $ARTLAB_KOHYA_CACHE, else ~/.cache/artlab-kohya."""
     return _path(CACHE) or Path.home() / ".cache" / "artlab-kohya"

@@ -266,6 +266,20 @@ def test_runs_of_a_missing_folder_is_an_input_error(tmp_path):
     assert code == 2 and "is not a folder" in err
 
 
+def test_runs_without_a_dir_reads_the_runs_root_and_has_none_before_the_first_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ARTLAB_KOHYA_RUNS", raising=False)
+    code, out, err = cli("runs")  # a new project: no runs/ yet
+    assert (code, out, err) == (0, "", "no runs under runs (no such folder yet)\n")
+    code, out, _ = cli("runs", "--json")
+    assert code == 0 and json.loads(out) == {"varied": [], "runs": []}
+    recorded_run(tmp_path / "elsewhere", "dog", "20261128-100000-aaaaaa", [0.2, 0.09])
+    monkeypatch.setenv("ARTLAB_KOHYA_RUNS", str(tmp_path / "elsewhere"))  # where `run` puts them
+    code, out, err = cli("runs", "--json")
+    assert code == 0, err
+    assert [Path(r["folder"]).parent.name for r in json.loads(out)["runs"]] == ["dog"]
+
+
 def test_show_a_run(tmp_path):
     folder = recorded_run(tmp_path / "runs", "dog", "20261128-100000-aaaaaa", [0.2, 0.095, 0.07],
                           overrides=["network.dim=16"], logs=True)  # fmt: skip
