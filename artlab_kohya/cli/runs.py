@@ -15,8 +15,8 @@ from .common import loss_option
 @loss_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def runs(folder: Path | None, window: tuple[float, float], as_json: bool) -> None:
-    """List the runs under DIR (default $ARTLAB_KOHYA_RUNS, else ./runs), or the runs of a sweep folder: status (abandoned: a
-    running run whose process is gone; submitted: waiting for its SLURM job), the SLURM job and its
+    """List the runs under DIR (default $ARTLAB_KOHYA_RUNS, else ./runs), or the runs of a sweep folder:
+    status (abandoned: a running run whose process is gone; submitted: waiting for its SLURM job), the SLURM job and its
     state for submitted runs (pending, running, completed, failed, cancelled, timeout), start, duration,
     steps, final loss, the epoch `pick` would choose and its loss, base model, the values a sweep
     varied, and the spec's git commit ("dirty" when the spec file differed from it at launch)."""
@@ -27,10 +27,8 @@ def runs(folder: Path | None, window: tuple[float, float], as_json: bool) -> Non
 
     where = folder or settings.listed_runs_root()
     try:
-        if folder is None and not where.exists():  # nothing trained here yet: an empty table, not an error
-            listing = Listing([], [])
-        else:
-            listing = list_runs(where, window)
+        # nothing trained here yet: an empty table, not an error
+        listing = Listing([], []) if folder is None and not where.exists() else list_runs(where, window)
     except RecordError as exc:
         raise InputError(str(exc)) from None
     for note in listing.notes:
