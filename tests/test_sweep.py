@@ -264,10 +264,10 @@ def test_side_by_side_on_two_gpus(tmp_path, monkeypatch):
     assert b[0] >= a[0] + a[2] - 0.5, "the second run waited for the first run's first step (disk latents)"
 
 
-def test_ctrl_c_side_by_side(tmp_path, monkeypatch):
-    project = fake_project(tmp_path, monkeypatch, MATRIX, name="tiny")
+def two_training_side_by_side(project: Path, duration: str) -> subprocess.Popen[str]:
+    """`sweep --gpus 0,1` on the project, once both of its first two runs train (stderr still open)."""
     proc = subprocess.Popen(
-        sweep_cli(project, "--gpus", "0,1"), env=env(FAKE_DURATION="30"), stderr=subprocess.PIPE, text=True
+        sweep_cli(project, "--gpus", "0,1"), env=env(FAKE_DURATION=duration), stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
     started = 0
@@ -275,11 +275,18 @@ def test_ctrl_c_side_by_side(tmp_path, monkeypatch):
         started += line.startswith("sweep: start ")
         if started == 2:
             break
-    (sweep,) = (project / "runs" / "tiny").iterdir()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and len([n for n in NAMES[:2] if folders(project, n)]) < 2:
         time.sleep(0.2)
     time.sleep(1.5)
+    return proc
+
+
+def test_ctrl_c_side_by_side(tmp_path, monkeypatch):
+    project = fake_project(tmp_path, monkeypatch, MATRIX, name="tiny")
+    proc = two_training_side_by_side(project, "30")
+    assert proc.stderr is not None
+    (sweep,) = (project / "runs" / "tiny").iterdir()
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130, rest
@@ -361,21 +368,10 @@ def test_a_side_by_side_sweep_killed_stops_its_workers(tmp_path, monkeypatch):
     """SIGKILL to `sweep --gpus`: its workers (sessions of their own) get Ctrl-C from the kernel, so each
     run ends interrupted and no trainer trains on, unrecorded, beside the runs of a resumed sweep."""
     project = fake_project(tmp_path, monkeypatch, MATRIX, name="tiny")
-    proc = subprocess.Popen(
-        sweep_cli(project, "--gpus", "0,1"), env=env(FAKE_DURATION="60"), stderr=subprocess.PIPE, text=True
-    )
-    assert proc.stderr is not None
-    started = 0
-    for line in proc.stderr:
-        started += line.startswith("sweep: start ")
-        if started == 2:
-            break
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len([n for n in NAMES[:2] if folders(project, n)]) < 2:
-        time.sleep(0.2)
-    time.sleep(1.5)
+    proc = two_training_side_by_side(project, "60")
     proc.kill()
     proc.wait(timeout=30)
+    assert proc.stderr is not None
     proc.stderr.close()
     results = [folder / "result.json" for name in NAMES[:2] for folder in folders(project, name)]
     deadline = time.monotonic() + 60
