@@ -44,9 +44,10 @@ def kohya_python() -> str | None:
     return os.environ.get(KOHYA_PYTHON) or None
 
 
-def runs_root(spec_path: Path) -> Path:
-    """$ARTLAB_KOHYA_RUNS, else runs/ next to the spec (so runs stay with the project); always absolute."""
-    return (_path(RUNS) or spec_path.resolve().parent / "runs").absolute()
+def runs_root(spec_path: Path, chosen: Path | None = None) -> Path:
+    """Where a spec's runs go: `chosen` (--runs-dir), else $ARTLAB_KOHYA_RUNS, else runs/ next to the spec
+    (so runs stay with the project); always absolute, since the trainer runs in its own folder."""
+    return (chosen.expanduser() if chosen else _path(RUNS) or spec_path.resolve().parent / "runs").absolute()
 
 
 def listed_runs_root() -> Path:

@@ -68,6 +68,6 @@ def size_matrix(
     matrix = expand(loaded)
     assert matrix is not None
     runs, warnings = load_variants(loaded, matrix, overrides)
-    size = size_sweep(loaded, matrix, runs, runs_dir or settings.runs_root(loaded.path))
+    size = size_sweep(loaded, matrix, runs, settings.runs_root(loaded.path, runs_dir))
     every = {str(w): w for w in loaded.warnings + warnings + size.warnings}
     return size, matrix.keys, list(every.values())

@@ -79,7 +79,7 @@ def submit(
         sbatch_args=tuple(a if a.startswith("-") else f"--{a}" for a in sbatch_args),
         offline=offline,
     )
-    runs_root = (runs_dir.absolute() if runs_dir else None) or settings.runs_root(loaded.path)
+    runs_root = settings.runs_root(loaded.path, runs_dir)
     submission = plan_submission(loaded, overrides, options, runs_root, echo=lambda line: click.echo(line, err=True))
     checked: set[str] = set()
     for run in submission.runs:

@@ -69,7 +69,7 @@ def tune(
     candidates = mine if only_mine else CANDIDATES + mine
     for warning in check_candidates(loaded, candidates, overrides, steps):
         click.echo(f"warning: {warning}", err=True)
-    root = runs_dir.absolute() if runs_dir else settings.runs_root(spec_path)
+    root = settings.runs_root(spec_path, runs_dir)
     options = TuneOptions(
         steps=steps,
         timeout=timeout,

@@ -230,7 +230,7 @@ def run_sweep(loaded: LoadedSpec, options: SweepOptions) -> SweepOutcome:
         biggest = max(r.spec.launch.num_processes for r in runs)
         if biggest > len(options.gpus):
             raise InputError(f"a run needs {biggest} GPUs (launch.num_processes) but --gpus gives {len(options.gpus)}")
-    runs_root = options.runs_root or settings.runs_root(loaded.path)
+    runs_root = settings.runs_root(loaded.path, options.runs_root)
     sweep = open_sweep(loaded, matrix, runs_root, options.overrides)
     sweep.data.update({"status": "running", "pid": os.getpid(), "host": socket.gethostname(), "gpus": options.gpus})
     sweep.save()

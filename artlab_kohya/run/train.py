@@ -395,7 +395,7 @@ def _claim_output(spec: Spec) -> OutputClaim | None:
 def _create_folder(loaded: LoadedSpec, options: RunOptions) -> RunFolder:
     if options.folder is not None:  # made beforehand (a SLURM job's run folder, made at submission)
         return RunFolder(options.folder.absolute())
-    root = (options.runs_root or settings.runs_root(loaded.path)).expanduser().absolute()
+    root = settings.runs_root(loaded.path, options.runs_root)
     try:
         return RunFolder.create(root, loaded.spec.output.name)
     except OSError as exc:
