@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -87,7 +86,11 @@ def read_run(folder: Path, processes: int) -> dict:
     }
 
 
-def run_case(case: str, model: Path, images: Path, sd: Path, tokenizers: Path, work: Path, out: Path, args) -> dict:
+def run_case(
+    case: str, model: Path, images: Path, sd: Path, tokenizers: Path, work: Path, out: Path, args: argparse.Namespace
+) -> dict:
+    from bench_sdxl import cli_env
+
     processes = 2 if case == "two" else 1
     spec = work / f"spec-{case}.yaml"
     spec.write_text(spec_text(model, images, sd, case, args.epochs, processes, case == "sweep"))
@@ -96,13 +99,7 @@ def run_case(case: str, model: Path, images: Path, sd: Path, tokenizers: Path, w
     argv = [sys.executable, "-m", "artlab_kohya", command, str(spec), "--plain", "--runs-dir", str(runs)]
     if case == "sweep":
         argv += ["--gpus", "0,1"]
-    env = {
-        **os.environ,
-        "ARTLAB_KOHYA_TOKENIZERS": str(tokenizers),
-        "ARTLAB_KOHYA_CACHE": str(work / "cache"),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = cli_env(tokenizers, work)
     display = work / f"display-{case}.log"
     started = time.time()
     with display.open("wb") as log:
@@ -124,8 +121,6 @@ def run_case(case: str, model: Path, images: Path, sd: Path, tokenizers: Path, w
             for name in ("stdout.log", "stderr.log", "events.jsonl", "result.json", "spec.lock.yaml", "config.toml"):
                 if (folder / name).exists():
                     tar.add(folder / name, arcname=f"{case}/{folder.parent.name}/{folder.name}/{name}")
-            for machine in folder.glob("machine-*"):
-                tar.add(machine, arcname=f"{case}/{folder.name}/{machine.name}")
     return result
 
 

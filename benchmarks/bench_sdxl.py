@@ -97,6 +97,18 @@ def spec_text(model: Path, images: Path, sd: Path, case: str) -> str:
     )
 
 
+def cli_env(tokenizers: Path, work: Path) -> dict[str, str]:
+    """The environment a benchmark runs `python -m artlab_kohya` in: the local tokenizer folders, no hub,
+    artlab-kohya's cache in `work`, this checkout importable."""
+    return {
+        **os.environ,
+        "ARTLAB_KOHYA_TOKENIZERS": str(tokenizers),
+        "ARTLAB_KOHYA_CACHE": str(work / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
 def build_model(work: Path, sd: Path, prediction: str | None = None) -> tuple[Path, dict]:
     from artlab_kohya.trainer.install import Install, run_engine_script
 
@@ -229,8 +241,7 @@ def run_case(case: str, model: Path, sd: Path, tokenizers: Path, work: Path, out
     plan = make_plan(load_spec(spec))
     runs = work / "runs"
     argv = [sys.executable, "-m", "artlab_kohya", "run", str(spec), "--plain", "--runs-dir", str(runs)]
-    env = {**os.environ, "ARTLAB_KOHYA_TOKENIZERS": str(tokenizers), "HF_HUB_OFFLINE": "1",
-           "ARTLAB_KOHYA_CACHE": str(work / "cache")}  # fmt: skip
+    env = cli_env(tokenizers, work)
     display = work / f"display-{case}.log"
     result: dict = {"case": case, "plan_total_steps": plan.total_steps, "plan_lora_bytes": plan.lora_bytes}
     started = time.time()

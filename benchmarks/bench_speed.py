@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -57,6 +56,7 @@ def loss_agreement(candidates: list[dict]) -> dict:
 
 def main() -> None:
     import bench_gpu
+    from bench_sdxl import cli_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sd-scripts", type=Path, required=True)
@@ -79,13 +79,7 @@ def main() -> None:
     spec = args.work / "spec-speed.yaml"
     spec.write_text(bench_gpu.spec_text(model, images, sd, args.batch_size, args.steps))
     runs = args.work / "runs"
-    env = {
-        **os.environ,
-        "ARTLAB_KOHYA_TOKENIZERS": str(tokenizers),
-        "ARTLAB_KOHYA_CACHE": str(args.work / "cache"),
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = cli_env(tokenizers, args.work)
     argv = [sys.executable, "-m", "artlab_kohya", "tune", str(spec), "--steps", str(args.steps)]
     argv += ["--timeout", str(args.timeout), "--only-mine", "--runs-dir", str(runs)]
     for candidate in CANDIDATES:
